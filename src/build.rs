@@ -1,0 +1,172 @@
+//! Build phase: send the context to the daemon's classic builder, stream its output, and tag the result.
+//!
+//! This module is the only place a [`BuiltImage`] can be made, and only from a build the daemon reported as
+//! successful. `push` accepts nothing else, so no code path can push after a failed build.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bollard::query_parameters::{BuildImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::Docker;
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::context::BuildContext;
+use crate::error::{Error, Result};
+use crate::plan::{reference, Plan, Registry, Repository, Tag};
+use crate::report::Reporter;
+
+/// An image the daemon built successfully and that carries every planned tag locally.
+/// It has no public constructor: holding one is proof that the build succeeded.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    id: String,
+    registry: Registry,
+    repository: Repository,
+    tags: Vec<Tag>,
+}
+
+impl BuiltImage {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn repository(&self) -> &Repository {
+        &self.repository
+    }
+
+    /// Tags in push order (the SHA tag first).
+    pub fn tags(&self) -> &[Tag] {
+        &self.tags
+    }
+
+    /// `registry/repository` without a tag.
+    pub fn name(&self) -> String {
+        format!("{}/{}", self.registry, self.repository.as_str())
+    }
+
+    pub fn reference(&self, tag: &Tag) -> String {
+        reference(&self.registry, &self.repository, tag)
+    }
+
+    pub fn references(&self) -> Vec<String> {
+        self.tags.iter().map(|t| self.reference(t)).collect()
+    }
+}
+
+/// Build `context` as planned, then tag the image with every planned tag.
+pub async fn build(
+    docker: &Docker,
+    plan: &Plan,
+    registry: &Registry,
+    context: BuildContext,
+    gzip: bool,
+    reporter: &Reporter,
+) -> Result<BuiltImage> {
+    let mut options = BuildImageOptionsBuilder::new()
+        .dockerfile(context.dockerfile_in_tar())
+        .rm(true)
+        // Remove intermediate containers on failure too: a failed build leaves nothing running.
+        .forcerm(true)
+        .nocache(plan.no_cache)
+        .buildargs(&plan.build_args.clone().into_iter().collect::<HashMap<_, _>>())
+        .labels(&plan.labels.clone().into_iter().collect::<HashMap<_, _>>());
+    if plan.pull {
+        options = options.pull("1");
+    }
+    if let Some(target) = &plan.target {
+        options = options.target(target);
+    }
+
+    // The tar writer reports its own failures (e.g. a file changed while read) through the stream; keep
+    // the message so the error names the file rather than the aborted HTTP request.
+    let context_failure: Arc<Mutex<Option<String>>> = Arc::default();
+    let failure_slot = Arc::clone(&context_failure);
+    let body = context.into_tar_stream(gzip).inspect_err(move |e| {
+        if let Ok(mut slot) = failure_slot.lock() {
+            slot.get_or_insert_with(|| e.to_string());
+        }
+    });
+
+    let mut stream = docker.build_image(options.build(), None, Some(bollard::body_try_stream(body)));
+    let mut image_id: Option<String> = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(text) = &info.stream {
+                    reporter.daemon_output(text);
+                    if let Some(id) = text.trim().strip_prefix("Successfully built ") {
+                        image_id.get_or_insert_with(|| id.trim().to_string());
+                    }
+                }
+                if let Some(status) = &info.status {
+                    reporter.daemon_output(status);
+                }
+                if let Some(id) = info.aux.and_then(|aux| aux.id) {
+                    // Each stage reports its image; the last one is the final image.
+                    image_id = Some(id);
+                }
+            }
+            Err(e) => {
+                let context_failure = context_failure.lock().ok().and_then(|slot| slot.clone());
+                return Err(classify_build_error(e, context_failure));
+            }
+        }
+    }
+    if let Some(message) = context_failure.lock().ok().and_then(|slot| slot.clone()) {
+        return Err(Error::Context(crate::context::ContextError::Io {
+            path: plan.context_dir.clone(),
+            source: std::io::Error::other(message),
+        }));
+    }
+    let id = image_id.ok_or_else(|| Error::BuildFailed {
+        message: "the daemon finished without reporting an image id".to_string(),
+    })?;
+
+    let image = BuiltImage {
+        id,
+        registry: registry.clone(),
+        repository: plan.repository.clone(),
+        tags: plan.tags.clone(),
+    };
+    tag_all(docker, &image).await?;
+    Ok(image)
+}
+
+async fn tag_all(docker: &Docker, image: &BuiltImage) -> Result<()> {
+    let name = image.name();
+    for tag in image.tags() {
+        let options = TagImageOptionsBuilder::new().repo(&name).tag(tag.as_str()).build();
+        docker
+            .tag_image(image.id(), Some(options))
+            .await
+            .map_err(|e| Error::Internal(format!("tagging {} as {}: {e}", image.id(), image.reference(tag))))?;
+    }
+    Ok(())
+}
+
+fn classify_build_error(error: bollard::errors::Error, context_failure: Option<String>) -> Error {
+    use bollard::errors::Error as E;
+    if let Some(message) = context_failure {
+        return Error::Context(crate::context::ContextError::Io {
+            path: std::path::PathBuf::from("build context"),
+            source: std::io::Error::other(message),
+        });
+    }
+    match error {
+        E::DockerStreamError { error } => Error::BuildFailed { message: error.trim().to_string() },
+        E::DockerResponseServerError { status_code, message } => Error::BuildFailed {
+            message: format!("the daemon rejected the build ({status_code}): {}", message.trim()),
+        },
+        E::RequestTimeoutError => Error::BuildFailed {
+            message: "the daemon did not answer within --daemon-timeout; raise it for large contexts".to_string(),
+        },
+        other => Error::DaemonUnreachable {
+            host: crate::daemon::daemon_host(),
+            detail: format!("the connection failed during the build: {other}"),
+        },
+    }
+}

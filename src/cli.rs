@@ -1,0 +1,142 @@
+//! Command-line flags, kept apart from the logic that uses them (plan.rs turns them into a checked plan).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ecrbuild",
+    version,
+    about = "Build a container image with the Docker daemon and push it to Amazon ECR. A failed build never pushes.",
+    long_about = None,
+    args_conflicts_with_subcommands = true,
+    after_help = "Exit codes: 0 ok, 1 internal, 2 usage/config, 3 context, 4 daemon unreachable, 5 build failed, \
+6 auth failed, 7 push failed, 8 verify failed, 9 scan findings, 10 repository not found, 130 SIGINT, 143 SIGTERM."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect the build context without contacting the daemon.
+    Context(ContextArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ContextArgs {
+    /// Print every path that would be sent to the daemon, one per line, in the order it is sent.
+    #[arg(long)]
+    pub list: bool,
+
+    /// Dockerfile path, resolved against the current directory.
+    #[arg(short = 'f', long = "file", default_value = "api/Dockerfile")]
+    pub dockerfile: PathBuf,
+
+    /// Build context directory.
+    #[arg(long, default_value = ".")]
+    pub context: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// ECR token from GetAuthorizationToken through the default AWS credential chain.
+    Ecr,
+    /// No credentials (local or public registries).
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Commit SHA to tag with (40 or 64 lowercase hex). Default: CODEBUILD_RESOLVED_SOURCE_VERSION, GITHUB_SHA,
+    /// CI_COMMIT_SHA, then `git rev-parse HEAD` in the context directory.
+    #[arg(long, value_name = "SHA")]
+    pub sha: Option<String>,
+
+    /// Dockerfile path, resolved against the current directory.
+    #[arg(short = 'f', long = "file", value_name = "PATH", default_value = "api/Dockerfile")]
+    pub dockerfile: PathBuf,
+
+    /// Build context directory (the repository root, as in `docker build -f api/Dockerfile .`).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub context: PathBuf,
+
+    /// Repository name inside the registry, e.g. `api` or `team/api`.
+    #[arg(long, env = "ECR_REPOSITORY", value_name = "NAME")]
+    pub repository: Option<String>,
+
+    /// Registry host[:port]. Default: <AWS_ACCOUNT_ID>.dkr.ecr.<region>.amazonaws.com, else the ECR token's endpoint.
+    #[arg(long, env = "ECR_REGISTRY", value_name = "HOST[:PORT]")]
+    pub registry: Option<String>,
+
+    /// AWS region for ECR. Default: AWS_REGION, AWS_DEFAULT_REGION, then the AWS profile's region.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// How to get registry credentials.
+    #[arg(long, value_enum, default_value_t = AuthMode::Ecr)]
+    pub auth: AuthMode,
+
+    /// Extra tag to apply and push after the SHA tag (repeatable). IMAGE_TAG, when set, adds one more.
+    #[arg(short = 't', long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// Do not tag or push `latest`.
+    #[arg(long)]
+    pub no_latest: bool,
+
+    /// Build and tag locally; push nothing.
+    #[arg(long)]
+    pub no_push: bool,
+
+    /// Build-time variable (repeatable), as `docker build --build-arg`.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+
+    /// Build stage to stop at.
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+
+    /// Image label (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// Do not use the build cache.
+    #[arg(long)]
+    pub no_cache: bool,
+
+    /// Always try to pull newer versions of base images.
+    #[arg(long)]
+    pub pull: bool,
+
+    /// Result format on stdout: `text` prints the pushed references, `json` one object (see README).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Seconds to wait for the daemon to accept the context and answer (large contexts need more).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub daemon_timeout: u64,
+
+    /// Skip reading the pushed tags back from the registry (needs ecr:BatchGetImage otherwise).
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Print only errors and warnings on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+
+    /// Compress the context with gzip. Default: only for tcp:// daemons, never over a local socket.
+    #[arg(long)]
+    pub compress: bool,
+}

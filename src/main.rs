@@ -1,0 +1,86 @@
+//! The `ecrbuild` binary: parse flags, run the pipeline, map the outcome to an exit code.
+
+use std::io::Write;
+use std::process::ExitCode as ProcessExit;
+
+use clap::Parser;
+use ecrbuild::cli::{Cli, Command, ContextArgs, OutputFormat};
+use ecrbuild::context::BuildContext;
+use ecrbuild::plan::{self, Env};
+use ecrbuild::report::Reporter;
+use ecrbuild::{pipeline, Error};
+
+fn main() -> ProcessExit {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let outcome = match cli.command {
+        Some(Command::Context(args)) => list_context(&args),
+        None => build_and_push(cli.build),
+    };
+    match outcome {
+        Ok(()) => ProcessExit::SUCCESS,
+        Err(error) => {
+            eprintln!("ecrbuild: error: {error}");
+            ProcessExit::from(error.exit_code().code())
+        }
+    }
+}
+
+fn build_and_push(args: ecrbuild::cli::BuildArgs) -> Result<(), Error> {
+    let reporter = Reporter::new(args.quiet);
+    let env = Env::from_process();
+    let context_dir = args.context.clone();
+    let plan = plan::resolve(&args, &env, || git_head(&context_dir))?;
+    let output = plan.output;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
+    let summary = runtime.block_on(pipeline::run_until_signalled(plan, &reporter))?;
+    let text = match output {
+        OutputFormat::Json => format!("{}\n", summary.to_json()),
+        OutputFormat::Text => summary.to_text(),
+    };
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    Ok(())
+}
+
+fn list_context(args: &ContextArgs) -> Result<(), Error> {
+    let context = BuildContext::scan(&args.context, &args.dockerfile)?;
+    let mut out = std::io::stdout().lock();
+    if args.list {
+        for path in context.paths() {
+            let _ = writeln!(out, "{}", path.display());
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "{} entries, {} bytes of file data, Dockerfile sent as {}",
+            context.entry_count(),
+            context.content_bytes(),
+            context.dockerfile_in_tar()
+        );
+    }
+    Ok(())
+}
+
+/// `git rev-parse HEAD` in the context directory, if git and a checkout are there.
+fn git_head(dir: &std::path::Path) -> Option<String> {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
+}

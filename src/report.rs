@@ -1,0 +1,191 @@
+//! Report phase: human progress on stderr, the machine-readable result on stdout.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// Where progress lines go and how they look.
+#[derive(Debug, Clone)]
+pub struct Reporter {
+    quiet: bool,
+    /// Plain timestamped lines (CI logs) instead of terminal output.
+    plain: bool,
+}
+
+impl Reporter {
+    pub fn new(quiet: bool) -> Self {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+        Reporter {
+            quiet,
+            plain: ci || !std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn prefix(&self) -> String {
+        if self.plain {
+            format!("{} ecrbuild:", utc_timestamp(SystemTime::now(), "%H:%M:%S"))
+        } else {
+            "ecrbuild:".to_string()
+        }
+    }
+
+    /// One line about what ecrbuild is doing.
+    pub fn step(&self, message: impl AsRef<str>) {
+        if !self.quiet {
+            let _ = writeln!(std::io::stderr().lock(), "{} {}", self.prefix(), message.as_ref());
+        }
+    }
+
+    /// A warning is shown even with `--quiet`.
+    pub fn warn(&self, message: impl AsRef<str>) {
+        let _ = writeln!(std::io::stderr().lock(), "{} warning: {}", self.prefix(), message.as_ref());
+    }
+
+    /// A line of daemon output (build steps), passed through as it arrives.
+    pub fn daemon_output(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        for line in text.lines() {
+            let line = if self.plain { strip_control(line) } else { line.to_string() };
+            if !line.trim().is_empty() {
+                let _ = writeln!(err, "  {line}");
+            }
+        }
+    }
+}
+
+/// Terminal control sequences make CI logs unreadable; keep printable text only.
+fn strip_control(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // Skip an ANSI CSI sequence: ESC [ ... final byte in @..~
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for n in chars.by_ref() {
+                    if ('@'..='~').contains(&n) {
+                        break;
+                    }
+                }
+            }
+        } else if !c.is_control() || c == '\t' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Seconds spent in each phase.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Timings {
+    pub context_secs: f64,
+    pub build_secs: f64,
+    pub auth_secs: f64,
+    pub push_secs: f64,
+    pub verify_secs: f64,
+    pub total_secs: f64,
+}
+
+pub fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// The result of a run, printed with `--output json` as one object. The field set is a stable schema.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub sha: String,
+    pub image_id: String,
+    pub registry: String,
+    pub repository: String,
+    /// Every reference tagged locally, in push order.
+    pub references: Vec<String>,
+    /// The references that are now in the registry.
+    pub pushed_references: Vec<String>,
+    pub digest: Option<String>,
+    pub pushed: bool,
+    pub timings: Timings,
+}
+
+impl Summary {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// Text form: one reference per line, with its digest when pushed (easy to pipe).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for reference in &self.references {
+            match (&self.digest, self.pushed_references.contains(reference)) {
+                (Some(digest), true) => out.push_str(&format!("{reference}@{digest}\n")),
+                _ => out.push_str(&format!("{reference}\n")),
+            }
+        }
+        out
+    }
+}
+
+/// Format a UTC time without a date-time crate: only these two layouts are needed.
+pub fn utc_timestamp(time: SystemTime, layout: &str) -> String {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    let (y, mo, d) = civil_from_days(days as i64);
+    match layout {
+        "%H:%M:%S" => format!("{h:02}:{m:02}:{s:02}"),
+        "rfc3339" => format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z"),
+        _ => format!("{y:04}{mo:02}{d:02}-{h:02}{m:02}{s:02}"),
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_utc() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_768_142_222); // 2026-01-11T14:37:02Z
+        assert_eq!(utc_timestamp(t, "rfc3339"), "2026-01-11T14:37:02Z");
+        assert_eq!(utc_timestamp(t, "compact"), "20260111-143702");
+        assert_eq!(utc_timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400), "rfc3339"), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn control_sequences_are_stripped_for_ci() {
+        assert_eq!(strip_control("\u{1b}[1A\u{1b}[2Kstep 1/3\r"), "step 1/3");
+    }
+
+    #[test]
+    fn text_summary_lists_pushed_references_with_digest() {
+        let s = Summary {
+            sha: "a".repeat(40),
+            image_id: "sha256:1".into(),
+            registry: "r".into(),
+            repository: "api".into(),
+            references: vec!["r/api:a".into(), "r/api:latest".into()],
+            pushed_references: vec!["r/api:a".into()],
+            digest: Some("sha256:d".into()),
+            pushed: true,
+            timings: Timings::default(),
+        };
+        assert_eq!(s.to_text(), "r/api:a@sha256:d\nr/api:latest\n");
+        assert!(s.to_json().contains("\"pushed\":true"));
+    }
+}

@@ -1,0 +1,334 @@
+//! Test support: the rig's addresses, running the real binary, and reading the real registry's HTTP API.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const SETUP_HINT: &str = "the test rig is not up: run `bash scripts/rig.sh up` (or the README's test command, `bash scripts/test.sh`)";
+
+/// Addresses and secrets of the running rig, read from `scripts/rig.sh env`.
+pub struct Rig {
+    pub vars: HashMap<String, String>,
+}
+
+impl Rig {
+    pub fn get() -> &'static Rig {
+        static RIG: OnceLock<Rig> = OnceLock::new();
+        RIG.get_or_init(|| {
+            let root = repo_root();
+            let status = Command::new("bash")
+                .arg(root.join("scripts/rig.sh"))
+                .arg("status")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("bash runs scripts/rig.sh");
+            assert!(status.success(), "{SETUP_HINT}");
+            let out = Command::new("bash")
+                .arg(root.join("scripts/rig.sh"))
+                .arg("env")
+                .output()
+                .expect("scripts/rig.sh env");
+            assert!(out.status.success(), "{SETUP_HINT}");
+            let mut vars = HashMap::new();
+            for line in String::from_utf8_lossy(&out.stdout).lines() {
+                let line = line.trim().trim_start_matches("export ");
+                if let Some((k, v)) = line.split_once('=') {
+                    vars.insert(k.to_string(), v.trim_matches(|c| c == '"' || c == '\'').to_string());
+                }
+            }
+            Rig { vars }
+        })
+    }
+
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from `scripts/rig.sh env`"))
+    }
+
+    /// The anonymous registry.
+    pub fn registry(&self) -> &str {
+        self.var("ECRBUILD_RIG_REGISTRY")
+    }
+
+    /// The htpasswd registry whose password is the ECR token's.
+    pub fn ecr_registry(&self) -> &str {
+        self.var("ECRBUILD_RIG_ECR_REGISTRY")
+    }
+
+    /// The htpasswd registry with a different password.
+    pub fn bad_registry(&self) -> &str {
+        self.var("ECRBUILD_RIG_BAD_REGISTRY")
+    }
+
+    pub fn ecr_password(&self) -> &str {
+        self.var("ECRBUILD_RIG_ECR_PASSWORD")
+    }
+
+    pub fn go_image(&self) -> &str {
+        self.var("ECRBUILD_RIG_GO_IMAGE")
+    }
+
+    /// AWS variables that point the SDK at moto.
+    pub fn aws_env(&self) -> Vec<(String, String)> {
+        [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_REGION",
+            "AWS_ENDPOINT_URL_ECR",
+            "AWS_ENDPOINT_URL_STS",
+        ]
+        .iter()
+        .map(|k| (k.to_string(), self.var(k).to_string()))
+        .collect()
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures").join(name)
+}
+
+/// A repository name no other test uses.
+pub fn unique_repo(test: &str) -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("e2e/{test}-{}-{nanos}", std::process::id())
+}
+
+/// A random-looking 40-hex SHA, unique per call.
+pub fn unique_sha() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let seed = format!("{nanos:x}{:x}{n:x}", std::process::id());
+    let mut sha = String::new();
+    let mut state: u64 = 0xcbf29ce484222325;
+    while sha.len() < 40 {
+        for b in seed.bytes() {
+            state = (state ^ u64::from(b)).wrapping_mul(0x100000001b3);
+        }
+        sha.push_str(&format!("{state:016x}"));
+    }
+    sha.truncate(40);
+    sha
+}
+
+/// The result of running the binary.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).to_string(),
+            stderr: String::from_utf8_lossy(&output.stderr).to_string(),
+        }
+    }
+
+    pub fn assert_code(&self, expected: i32) -> &Run {
+        assert_eq!(
+            self.code, expected,
+            "exit code {} (expected {expected})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Run {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}\n--- stderr\n{}",
+            self.stderr
+        );
+        self
+    }
+
+    /// Neither stream may contain `secret`.
+    pub fn assert_no_leak(&self, secret: &str) -> &Run {
+        assert!(!secret.is_empty());
+        assert!(!self.stdout.contains(secret), "secret leaked to stdout");
+        assert!(!self.stderr.contains(secret), "secret leaked to stderr");
+        self
+    }
+}
+
+/// A command for the real `ecrbuild` binary with a clean, explicit environment.
+pub fn ecrbuild() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ecrbuild"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", test_home())
+        .env("CI", "true")
+        .current_dir(repo_root());
+    if let Ok(host) = std::env::var("DOCKER_HOST") {
+        cmd.env("DOCKER_HOST", host);
+    }
+    cmd
+}
+
+/// A HOME of our own, so tests can prove nothing is written to `~/.docker`.
+pub fn test_home() -> PathBuf {
+    static HOME: OnceLock<PathBuf> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("ecrbuild-test-home-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+    .clone()
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    Run::from(cmd.output().expect("ecrbuild runs"))
+}
+
+/// The registry's HTTP API, over plain HTTP on loopback.
+pub struct RegistryHttp {
+    pub host: String,
+    pub basic: Option<(String, String)>,
+}
+
+const MANIFEST_ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.index.v1+json";
+
+impl RegistryHttp {
+    pub fn anonymous(host: &str) -> Self {
+        RegistryHttp {
+            host: host.to_string(),
+            basic: None,
+        }
+    }
+
+    pub fn basic(host: &str, user: &str, password: &str) -> Self {
+        RegistryHttp {
+            host: host.to_string(),
+            basic: Some((user.to_string(), password.to_string())),
+        }
+    }
+
+    fn agent() -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into()
+    }
+
+    fn authorization(&self) -> Option<String> {
+        use base64::Engine;
+        self.basic.as_ref().map(|(u, p)| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        })
+    }
+
+    /// `GET /v2/<repo>/tags/list`; an unknown repository has no tags.
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        let url = format!("http://{}/v2/{repo}/tags/list", self.host);
+        let mut req = Self::agent().get(&url);
+        if let Some(a) = self.authorization() {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        if status == 404 {
+            return Vec::new();
+        }
+        assert_eq!(status, 200, "GET {url}: {status} {body}");
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut tags: Vec<String> = value["tags"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        tags.sort();
+        tags
+    }
+
+    /// `HEAD /v2/<repo>/manifests/<tag>`: the digest, or None when absent.
+    pub fn digest(&self, repo: &str, tag: &str) -> Option<String> {
+        let url = format!("http://{}/v2/{repo}/manifests/{tag}", self.host);
+        let mut req = Self::agent().head(&url).header("Accept", MANIFEST_ACCEPT);
+        if let Some(a) = self.authorization() {
+            req = req.header("Authorization", a);
+        }
+        let resp = req.call().unwrap_or_else(|e| panic!("HEAD {url}: {e}"));
+        match resp.status().as_u16() {
+            200 => Some(
+                resp.headers()
+                    .get("Docker-Content-Digest")
+                    .expect("registry sends Docker-Content-Digest")
+                    .to_str()
+                    .unwrap()
+                    .to_string(),
+            ),
+            404 => None,
+            other => panic!("HEAD {url}: unexpected status {other}"),
+        }
+    }
+
+    /// The image config of a tag (labels, user, ...), read through manifest → config blob.
+    pub fn config(&self, repo: &str, tag: &str) -> serde_json::Value {
+        let manifest = self.get_json(&format!("/v2/{repo}/manifests/{tag}"), Some(MANIFEST_ACCEPT));
+        let digest = manifest["config"]["digest"].as_str().expect("manifest has a config").to_string();
+        self.get_json(&format!("/v2/{repo}/blobs/{digest}"), None)
+    }
+
+    fn get_json(&self, path: &str, accept: Option<&str>) -> serde_json::Value {
+        let url = format!("http://{}{path}", self.host);
+        let mut req = Self::agent().get(&url);
+        if let Some(a) = accept {
+            req = req.header("Accept", a);
+        }
+        if let Some(a) = self.authorization() {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        let status = resp.status().as_u16();
+        let body = resp.body_mut().read_to_string().unwrap_or_default();
+        assert_eq!(status, 200, "GET {url}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+}
+
+/// Run the docker CLI (classic builder), returning stdout; panics with stderr on failure.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .expect("docker CLI runs");
+    assert!(
+        out.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Whether the docker CLI command succeeds.
+pub fn docker_ok(args: &[&str]) -> bool {
+    Command::new("docker")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
