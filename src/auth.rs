@@ -144,6 +144,71 @@ pub async fn ecr_token(config: &aws_config::SdkConfig) -> Result<EcrToken> {
     })
 }
 
+/// Make sure the ECR repository exists, creating it when asked (scan on push, AES256 encryption).
+/// A missing repository is a clear error naming it and the region, never a retry loop.
+pub async fn ensure_repository(
+    config: &aws_config::SdkConfig,
+    repository: &str,
+    create: bool,
+) -> Result<RepositoryState> {
+    use aws_sdk_ecr::operation::describe_repositories::DescribeRepositoriesError;
+    use aws_sdk_ecr::types::{EncryptionConfiguration, EncryptionType, ImageScanningConfiguration};
+
+    let region = config.region().map_or("<no region>".to_string(), |r| r.to_string());
+    let client = aws_sdk_ecr::Client::new(config);
+    let target = format!("ECR at {}", ecr_endpoint(config));
+    let described = client
+        .describe_repositories()
+        .repository_names(repository)
+        .send()
+        .await;
+    match described {
+        Ok(_) => Ok(RepositoryState::Existing),
+        Err(SdkError::ServiceError(e)) if matches!(e.err(), DescribeRepositoriesError::RepositoryNotFoundException(_)) => {
+            if !create {
+                return Err(Error::RepositoryNotFound {
+                    repository: repository.to_string(),
+                    registry: format!("ECR in {region}"),
+                });
+            }
+            client
+                .create_repository()
+                .repository_name(repository)
+                .image_scanning_configuration(ImageScanningConfiguration::builder().scan_on_push(true).build())
+                .encryption_configuration(
+                    EncryptionConfiguration::builder()
+                        .encryption_type(EncryptionType::Aes256)
+                        .build()
+                        .map_err(|e| Error::Internal(e.to_string()))?,
+                )
+                .send()
+                .await
+                .map_err(|e| Error::AuthFailed {
+                    target: target.clone(),
+                    detail: format!(
+                        "could not create repository {repository}: {}; the role needs ecr:CreateRepository",
+                        describe_sdk_error(&e)
+                    ),
+                })?;
+            Ok(RepositoryState::Created)
+        }
+        Err(e) => Err(Error::AuthFailed {
+            target,
+            detail: format!(
+                "{} (checking repository {repository}; the role needs ecr:DescribeRepositories, or pass --no-preflight)",
+                describe_sdk_error(&e)
+            ),
+        }),
+    }
+}
+
+/// Whether the repository was there or was just created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepositoryState {
+    Existing,
+    Created,
+}
+
 fn decode_token(encoded: &str) -> Option<Credentials> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())

@@ -13,6 +13,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use crate::context::BuildContext;
 use crate::error::{Error, Result};
 use crate::plan::{reference, Plan, Registry, Repository, Tag};
+use crate::push::latest::{Revision, COMMIT_TIME_LABEL, CREATED_LABEL, REVISION_LABEL};
 use crate::report::Reporter;
 
 /// An image the daemon built successfully and that carries every planned tag locally.
@@ -23,6 +24,7 @@ pub struct BuiltImage {
     registry: Registry,
     repository: Repository,
     tags: Vec<Tag>,
+    revision: Revision,
 }
 
 impl BuiltImage {
@@ -55,6 +57,33 @@ impl BuiltImage {
     pub fn references(&self) -> Vec<String> {
         self.tags.iter().map(|t| self.reference(t)).collect()
     }
+
+    /// The name and commit, for registry-side operations.
+    pub fn published(&self) -> crate::push::Published {
+        crate::push::Published {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            revision: self.revision.clone(),
+        }
+    }
+
+    /// The commit the image was built from, as recorded in its labels.
+    pub fn revision(&self) -> &Revision {
+        &self.revision
+    }
+}
+
+/// The labels every image gets, so the registry can tell which commit a tag holds. Labels the user
+/// passes with --label win.
+pub fn image_labels(plan: &Plan, revision: &Revision, created: &str) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    labels.insert(REVISION_LABEL.to_string(), revision.sha.clone());
+    labels.insert(CREATED_LABEL.to_string(), created.to_string());
+    if let Some(time) = revision.commit_time {
+        labels.insert(COMMIT_TIME_LABEL.to_string(), time.to_string());
+    }
+    labels.extend(plan.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels
 }
 
 /// Build `context` as planned, then tag the image with every planned tag.
@@ -62,6 +91,7 @@ pub async fn build(
     docker: &Docker,
     plan: &Plan,
     registry: &Registry,
+    revision: &Revision,
     context: BuildContext,
     gzip: bool,
     reporter: &Reporter,
@@ -73,7 +103,11 @@ pub async fn build(
         .forcerm(true)
         .nocache(plan.no_cache)
         .buildargs(&plan.build_args.clone().into_iter().collect::<HashMap<_, _>>())
-        .labels(&plan.labels.clone().into_iter().collect::<HashMap<_, _>>());
+        .labels(&image_labels(
+            plan,
+            revision,
+            &crate::report::utc_timestamp(std::time::SystemTime::now(), "rfc3339"),
+        ));
     if plan.pull {
         options = options.pull("1");
     }
@@ -131,6 +165,7 @@ pub async fn build(
         registry: registry.clone(),
         repository: plan.repository.clone(),
         tags: plan.tags.clone(),
+        revision: revision.clone(),
     };
     tag_all(docker, &image).await?;
     Ok(image)

@@ -51,6 +51,17 @@ pub enum AuthMode {
     None,
 }
 
+/// When `latest` moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LatestMode {
+    /// Only forward: when this commit is newer than the one `latest` holds (git ancestry, else commit time).
+    Auto,
+    /// Always point `latest` at this build.
+    Force,
+    /// Never tag or push `latest`.
+    Never,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
@@ -92,9 +103,34 @@ pub struct BuildArgs {
     #[arg(short = 't', long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
 
-    /// Do not tag or push `latest`.
-    #[arg(long)]
+    /// When to move `latest`: `auto` only forward in history, `force` always, `never`.
+    #[arg(long, value_enum, default_value_t = LatestMode::Auto, value_name = "MODE")]
+    pub latest: LatestMode,
+
+    /// Do not tag or push `latest` (same as --latest=never).
+    #[arg(long, conflicts_with = "latest")]
     pub no_latest: bool,
+
+    /// Build and push even if the SHA tag is already in the registry (fails on immutable repositories).
+    #[arg(long)]
+    pub force: bool,
+
+    /// Before building, check credentials, the repository and whether the SHA is already published.
+    /// With this flag none of that happens: every run builds and pushes.
+    #[arg(long)]
+    pub no_preflight: bool,
+
+    /// Create the ECR repository (scan on push, AES256) if it is missing. Needs ecr:CreateRepository.
+    #[arg(long)]
+    pub create_repository: bool,
+
+    /// Attempts for each registry operation that fails transiently (5xx, reset, timeout, throttling).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Stop retrying an operation after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub retry_max_time: u64,
 
     /// Build and tag locally; push nothing.
     #[arg(long)]

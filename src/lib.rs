@@ -10,6 +10,7 @@ pub mod cli;
 pub mod context;
 pub mod daemon;
 pub mod error;
+pub mod git;
 pub mod pipeline;
 pub mod plan;
 pub mod push;

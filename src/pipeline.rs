@@ -3,15 +3,18 @@
 
 use std::time::{Duration, Instant};
 
-use crate::auth::{self, Credentials};
+use crate::auth::{self, Credentials, RepositoryState};
 use crate::build;
 use crate::cli::AuthMode;
 use crate::context::BuildContext;
 use crate::daemon;
 use crate::error::{Error, Result, Signal};
-use crate::plan::{Plan, Registry, RegistrySource};
-use crate::push;
-use crate::registry::RegistryApi;
+use crate::git::History;
+use crate::plan::{LatestMode, Plan, Registry, RegistrySource, Tag};
+use crate::push::latest::Revision;
+use crate::push::retry::retry;
+use crate::push::{self, LatestOutcome, PushOptions, Published, Target};
+use crate::registry::{RegistryApi, RegistryApiError};
 use crate::report::{secs, Reporter, Summary, Timings};
 use crate::verify;
 
@@ -19,8 +22,10 @@ use crate::verify;
 /// connection to the daemon, which cancels a build in progress; nothing is pushed after that.
 pub async fn run_until_signalled(plan: Plan, reporter: &Reporter) -> Result<Summary> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| Error::Internal(format!("SIGINT handler: {e}")))?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(|e| Error::Internal(format!("SIGTERM handler: {e}")))?;
+    let mut interrupt =
+        signal(SignalKind::interrupt()).map_err(|e| Error::Internal(format!("SIGINT handler: {e}")))?;
+    let mut terminate =
+        signal(SignalKind::terminate()).map_err(|e| Error::Internal(format!("SIGTERM handler: {e}")))?;
     tokio::select! {
         result = run(plan, reporter) => result,
         _ = interrupt.recv() => Err(Error::Interrupted(Signal::Interrupt)),
@@ -49,66 +54,178 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
         AuthMode::Ecr => Some(auth::aws_config(plan.region.as_deref()).await),
         AuthMode::None => None,
     };
-
-    let registry = match (&plan.registry, &aws) {
-        (RegistrySource::Known(registry), _) => registry.clone(),
-        (RegistrySource::FromEcrToken, Some(config)) => {
-            let token = auth::ecr_token(config).await?;
-            token.proxy_endpoint.ok_or_else(|| {
-                Error::usage("--registry", "the ECR token names no registry endpoint; pass --registry or set AWS_ACCOUNT_ID")
-            })?
-        }
-        (RegistrySource::FromEcrToken, None) => {
-            return Err(Error::usage("--registry", "no registry: pass --registry HOST[:PORT] or set ECR_REGISTRY"))
-        }
+    let history = History::at(&plan.context_dir);
+    let revision = Revision {
+        sha: plan.sha.to_string(),
+        commit_time: history.commit_time(plan.sha.as_str()),
     };
-    let sha_reference = crate::plan::reference(&registry, &plan.repository, &plan.sha_tag());
-
-    let phase = Instant::now();
-    reporter.step(format!("building {sha_reference}"));
-    let gzip = plan.compress.unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host()));
-    let image = build::build(&docker, &plan, &registry, context, gzip, reporter).await?;
-    timings.build_secs = secs(phase.elapsed());
-    reporter.step(format!("built {} and tagged {}", image.id(), image.tags().iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")));
+    let registry = resolve_registry(&plan, aws.as_ref()).await?;
+    let published = Published {
+        registry: registry.clone(),
+        repository: plan.repository.clone(),
+        revision: revision.clone(),
+    };
+    let push_options = PushOptions {
+        latest: plan.latest,
+        retry: plan.retry,
+    };
 
     let mut summary = Summary {
         sha: plan.sha.to_string(),
-        image_id: image.id().to_string(),
+        image_id: String::new(),
         registry: registry.to_string(),
         repository: plan.repository.as_str().to_string(),
-        references: image.references(),
+        references: plan.tags.iter().map(|t| published.reference(t)).collect(),
         pushed_references: Vec::new(),
         digest: None,
         pushed: false,
+        skipped: false,
+        latest: None,
         timings,
     };
+
+    // Preflight: fail in seconds on bad credentials or a missing repository, not after a long build;
+    // and skip the build when this commit is already published.
+    if plan.push && plan.preflight {
+        let phase = Instant::now();
+        if let Some(config) = &aws {
+            if auth::ensure_repository(config, plan.repository.as_str(), plan.create_repository).await?
+                == RepositoryState::Created
+            {
+                reporter.step(format!("created repository {}", plan.repository.as_str()));
+            }
+        } else if plan.create_repository {
+            reporter.warn("--create-repository applies to ECR only (--auth ecr); ignored");
+        }
+        let credentials = registry_credentials(aws.as_ref(), &registry).await?;
+        let api = RegistryApi::new(&registry, &plan.repository, &credentials);
+        let sha_tag = plan.sha_tag();
+        let existing = retry(&plan.retry, "preflight", reporter, || async {
+            match api.manifest_digest(&sha_tag).await {
+                Ok(found) => Ok(found),
+                Err(RegistryApiError::RepositoryNotFound) => Ok(None),
+                Err(e) => Err(preflight_error(&published, &sha_tag, e)),
+            }
+        })
+        .await?;
+        summary.timings.auth_secs = secs(phase.elapsed());
+        if let Some(digest) = existing.filter(|_| !plan.force) {
+            reporter.step(format!(
+                "{} is already published ({digest}); not rebuilding (use --force to rebuild)",
+                published.reference(&sha_tag)
+            ));
+            let target = Target {
+                docker: &docker,
+                credentials: &credentials,
+                api: &api,
+                history: &history,
+            };
+            let (references, latest) =
+                push::promote_published(&target, &published, &digest, plan.follow_up_tags(), &push_options, reporter)
+                    .await?;
+            summary.pushed_references = std::iter::once(published.reference(&sha_tag)).chain(references).collect();
+            summary.digest = Some(digest);
+            summary.skipped = true;
+            summary.latest = Some(describe_latest(&latest));
+            summary.timings.total_secs = secs(started.elapsed());
+            return Ok(summary);
+        }
+    }
+
+    let phase = Instant::now();
+    reporter.step(format!("building {}", published.reference(&plan.sha_tag())));
+    let gzip = plan.compress.unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host()));
+    let image = build::build(&docker, &plan, &registry, &revision, context, gzip, reporter).await?;
+    summary.timings.build_secs = secs(phase.elapsed());
+    summary.image_id = image.id().to_string();
+    reporter.step(format!(
+        "built {} and tagged {}",
+        image.id(),
+        image.tags().iter().map(Tag::as_str).collect::<Vec<_>>().join(", ")
+    ));
     if !plan.push {
         reporter.step("--no-push: nothing pushed");
         summary.timings.total_secs = secs(started.elapsed());
         return Ok(summary);
     }
 
-    // The token is fetched only now, right before the push, so a long build cannot outlive it.
+    // The token is fetched again right before the push, so a long build cannot outlive it.
     let phase = Instant::now();
     let credentials = registry_credentials(aws.as_ref(), &registry).await?;
-    summary.timings.auth_secs = secs(phase.elapsed());
+    summary.timings.auth_secs += secs(phase.elapsed());
 
     let phase = Instant::now();
-    let pushed = push::push(&docker, &image, &credentials, reporter).await?;
+    let api = RegistryApi::new(&registry, &plan.repository, &credentials);
+    let target = Target {
+        docker: &docker,
+        credentials: &credentials,
+        api: &api,
+        history: &history,
+    };
+    let pushed = push::push(&target, &image, &push_options, reporter).await?;
     summary.timings.push_secs = secs(phase.elapsed());
     summary.digest = Some(pushed.digest.clone());
     summary.pushed_references = pushed.references.clone();
     summary.pushed = true;
+    summary.latest = Some(describe_latest(&pushed.latest));
 
     if plan.verify {
         let phase = Instant::now();
-        let api = RegistryApi::new(&registry, &plan.repository, &credentials);
-        verify::verify(&api, &image, &pushed).await?;
+        verify::verify(&api, &image, &pushed, &history, plan.latest == LatestMode::Auto).await?;
         summary.timings.verify_secs = secs(phase.elapsed());
-        reporter.step(format!("verified: {} tag(s) resolve to {}", pushed.references.len(), pushed.digest));
+        reporter.step(format!(
+            "verified: {} tag(s) resolve to {}",
+            pushed.references.len(),
+            pushed.digest
+        ));
     }
     summary.timings.total_secs = secs(started.elapsed());
     Ok(summary)
+}
+
+fn describe_latest(outcome: &LatestOutcome) -> String {
+    match outcome {
+        LatestOutcome::NotRequested => "not requested".to_string(),
+        LatestOutcome::Moved => "moved".to_string(),
+        LatestOutcome::Kept { current, reason } => format!("kept on {current}: {reason}"),
+        LatestOutcome::Corrected { to } => format!("corrected to {to}"),
+    }
+}
+
+fn preflight_error(published: &Published, tag: &Tag, error: RegistryApiError) -> Error {
+    match error {
+        RegistryApiError::Unauthorized => Error::AuthFailed {
+            target: published.registry.to_string(),
+            detail: "the registry refused the credentials before the build (preflight)".to_string(),
+        },
+        RegistryApiError::RepositoryNotFound => Error::RepositoryNotFound {
+            repository: published.repository.as_str().to_string(),
+            registry: published.registry.to_string(),
+        },
+        RegistryApiError::Other(detail) => Error::PushFailed {
+            reference: published.reference(tag),
+            detail: format!("registry check before the build failed: {detail}"),
+        },
+    }
+}
+
+async fn resolve_registry(plan: &Plan, aws: Option<&aws_config::SdkConfig>) -> Result<Registry> {
+    match (&plan.registry, aws) {
+        (RegistrySource::Known(registry), _) => Ok(registry.clone()),
+        (RegistrySource::FromEcrToken, Some(config)) => {
+            let token = auth::ecr_token(config).await?;
+            token.proxy_endpoint.ok_or_else(|| {
+                Error::usage(
+                    "--registry",
+                    "the ECR token names no registry endpoint; pass --registry or set AWS_ACCOUNT_ID",
+                )
+            })
+        }
+        (RegistrySource::FromEcrToken, None) => Err(Error::usage(
+            "--registry",
+            "no registry: pass --registry HOST[:PORT] or set ECR_REGISTRY",
+        )),
+    }
 }
 
 async fn scan_context(plan: &Plan) -> Result<BuildContext> {

@@ -5,7 +5,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
 
+pub use crate::cli::LatestMode;
 use crate::cli::{AuthMode, BuildArgs, OutputFormat};
+use crate::push::retry::RetryPolicy;
 use crate::error::{Error, Result};
 
 /// Environment variables the plan reads, captured once so resolution is a pure function.
@@ -242,6 +244,12 @@ pub struct Plan {
     pub pull: bool,
     pub push: bool,
     pub verify: bool,
+    pub latest: LatestMode,
+    /// Rebuild and push even when the SHA tag is already published.
+    pub force: bool,
+    pub preflight: bool,
+    pub create_repository: bool,
+    pub retry: RetryPolicy,
     pub output: OutputFormat,
     pub daemon_timeout_secs: u64,
     pub compress: Option<bool>,
@@ -347,8 +355,9 @@ pub fn resolve(args: &BuildArgs, env: &Env, git_head: impl FnOnce() -> Option<St
         },
     };
 
+    let latest = if args.no_latest { LatestMode::Never } else { args.latest };
     let mut tags = vec![Tag(sha.as_str().to_string())];
-    if !args.no_latest {
+    if latest != LatestMode::Never {
         tags.push(Tag::latest());
     }
     let image_tag = env.get("IMAGE_TAG").map(|t| ("IMAGE_TAG", t.to_string()));
@@ -381,6 +390,15 @@ pub fn resolve(args: &BuildArgs, env: &Env, git_head: impl FnOnce() -> Option<St
         pull: args.pull,
         push: !args.no_push,
         verify: !args.no_verify,
+        latest,
+        force: args.force,
+        preflight: !args.no_preflight,
+        create_repository: args.create_repository,
+        retry: RetryPolicy {
+            attempts: args.retries.max(1),
+            max_total: std::time::Duration::from_secs(args.retry_max_time),
+            ..RetryPolicy::default()
+        },
         output: args.output,
         daemon_timeout_secs: args.daemon_timeout.max(1),
         compress: args.compress.then_some(true),
@@ -464,7 +482,7 @@ mod tests {
 
     #[test]
     fn bad_tag_is_rejected_naming_its_source() {
-        let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example", "-t", "-bad"]);
+        let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example", "--tag=-bad"]);
         let err = resolve(&a, &Env::default(), no_git).unwrap_err().to_string();
         assert!(err.starts_with("--tag: \"-bad\""), "{err}");
         let env = Env::from_pairs([("IMAGE_TAG", "a/b")]);

@@ -1,6 +1,8 @@
 //! Read-only access to the registry's HTTP API (OCI distribution), through `oci-client`: it already speaks
 //! the token and Basic auth flows of ECR and other registries. Used to prove what was pushed.
 
+use std::collections::BTreeMap;
+
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
@@ -79,7 +81,110 @@ impl RegistryApi {
             },
         }
     }
+
+    /// Every tag in the repository (paginated); an unknown repository has none.
+    pub async fn tags(&self) -> Result<Vec<String>, RegistryApiError> {
+        let image = self.reference(&Tag::latest());
+        let mut all = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let page = match self
+                .client
+                .list_tags(&image, &self.auth, Some(1000), last.as_deref())
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => match classify(e) {
+                    Classified::ManifestUnknown | Classified::Error(RegistryApiError::RepositoryNotFound) => {
+                        return Ok(all)
+                    }
+                    Classified::Error(e) => return Err(e),
+                },
+            };
+            let count = page.tags.len();
+            last = page.tags.last().cloned();
+            all.extend(page.tags);
+            if count < 1000 || last.is_none() {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// The labels of the image a tag points at, or `None` when the tag is absent.
+    pub async fn labels(&self, tag: &Tag) -> Result<Option<BTreeMap<String, String>>, RegistryApiError> {
+        let reference = self.reference(tag);
+        let (manifest, _digest) = match self
+            .client
+            .pull_manifest_raw(&reference, &self.auth, IMAGE_MANIFEST_TYPES)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                return match classify(e) {
+                    Classified::ManifestUnknown => Ok(None),
+                    Classified::Error(e) => Err(e),
+                }
+            }
+        };
+        let manifest: serde_json::Value = serde_json::from_slice(&manifest)
+            .map_err(|e| RegistryApiError::Other(format!("manifest of {tag} is not JSON: {e}")))?;
+        let config_digest = manifest["config"]["digest"]
+            .as_str()
+            .ok_or_else(|| RegistryApiError::Other(format!("manifest of {tag} has no config (a manifest list?)")))?;
+        let mut config = Vec::new();
+        self.client
+            .pull_blob(&reference, config_digest, &mut config)
+            .await
+            .map_err(|e| match classify(e) {
+                Classified::Error(e) => e,
+                Classified::ManifestUnknown => RegistryApiError::Other(format!("config blob of {tag} is missing")),
+            })?;
+        let config: serde_json::Value = serde_json::from_slice(&config)
+            .map_err(|e| RegistryApiError::Other(format!("config of {tag} is not JSON: {e}")))?;
+        let labels = config["config"]["Labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Some(labels))
+    }
+
+    /// Point `to` at the manifest `from` points at, inside the registry (a manifest copy: no blobs move).
+    /// Returns the digest now behind `to`.
+    pub async fn retag(&self, from: &Tag, to: &Tag) -> Result<String, RegistryApiError> {
+        let (manifest, digest) = self
+            .client
+            .pull_manifest_raw(&self.reference(from), &self.auth, IMAGE_MANIFEST_TYPES)
+            .await
+            .map_err(|e| match classify(e) {
+                Classified::Error(e) => e,
+                Classified::ManifestUnknown => RegistryApiError::Other(format!("{from} is not in the registry")),
+            })?;
+        let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
+            .ok()
+            .and_then(|m| m["mediaType"].as_str().map(str::to_string))
+            .unwrap_or_else(|| oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE.to_string());
+        let content_type = media_type
+            .parse()
+            .map_err(|_| RegistryApiError::Other(format!("bad media type {media_type:?}")))?;
+        self.client
+            .push_manifest_raw(&self.reference(to), manifest, content_type)
+            .await
+            .map_err(|e| match classify(e) {
+                Classified::Error(e) => e,
+                Classified::ManifestUnknown => RegistryApiError::Other(format!("the registry rejected {to}")),
+            })?;
+        Ok(digest)
+    }
 }
+
+const IMAGE_MANIFEST_TYPES: &[&str] = &[
+    oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
+    oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+];
 
 enum Classified {
     ManifestUnknown,

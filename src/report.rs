@@ -106,7 +106,12 @@ pub struct Summary {
     /// The references that are now in the registry.
     pub pushed_references: Vec<String>,
     pub digest: Option<String>,
+    /// Whether this run pushed (false with --no-push, or when the SHA was already published).
     pub pushed: bool,
+    /// The SHA tag was already in the registry: nothing was built or pushed.
+    pub skipped: bool,
+    /// What happened to `latest`: moved, kept (and why), corrected, not requested.
+    pub latest: Option<String>,
     pub timings: Timings,
 }
 
@@ -183,6 +188,8 @@ mod tests {
             pushed_references: vec!["r/api:a".into()],
             digest: Some("sha256:d".into()),
             pushed: true,
+            skipped: false,
+            latest: None,
             timings: Timings::default(),
         };
         assert_eq!(s.to_text(), "r/api:a@sha256:d\nr/api:latest\n");

@@ -2,44 +2,59 @@
 
 use crate::build::BuiltImage;
 use crate::error::{Error, Result};
+use crate::git::History;
+use crate::plan::Tag;
+use crate::push::latest::{compare, Order, Revision};
 use crate::push::PushedImage;
 use crate::registry::{RegistryApi, RegistryApiError};
 
-/// Check each pushed tag with a manifest HEAD against the registry.
-pub async fn verify(api: &RegistryApi, image: &BuiltImage, pushed: &PushedImage) -> Result<()> {
+/// Check each pushed tag with a manifest HEAD against the registry. `latest` may legitimately have moved
+/// on to a newer commit pushed by a concurrent run since; that is accepted when `latest_may_move_on`.
+pub async fn verify(
+    api: &RegistryApi,
+    image: &BuiltImage,
+    pushed: &PushedImage,
+    history: &History,
+    latest_may_move_on: bool,
+) -> Result<()> {
     for tag in image.tags() {
         let reference = image.reference(tag);
         if !pushed.references.contains(&reference) {
             continue;
         }
+        let failed = |detail: String| Error::VerifyFailed {
+            reference: reference.clone(),
+            detail,
+        };
         match api.manifest_digest(tag).await {
             Ok(Some(actual)) if actual == pushed.digest => {}
             Ok(Some(actual)) => {
+                if latest_may_move_on && *tag == Tag::latest() && moved_on(api, image.revision(), history).await {
+                    continue;
+                }
                 return Err(Error::DigestMismatch {
                     reference,
                     expected: pushed.digest.clone(),
                     actual,
-                })
+                });
             }
-            Ok(None) => {
-                return Err(Error::VerifyFailed {
-                    reference,
-                    detail: "the registry does not have this tag right after the push".to_string(),
-                })
-            }
+            Ok(None) => return Err(failed("the registry does not have this tag right after the push".to_string())),
             Err(RegistryApiError::Unauthorized) => {
-                return Err(Error::VerifyFailed {
-                    reference,
-                    detail: "the registry refused to let the pushed tag be read back; the role needs ecr:BatchGetImage on the repository (or pass --no-verify)".to_string(),
-                })
+                return Err(failed(
+                    "the registry refused to let the pushed tag be read back; the role needs ecr:BatchGetImage on the repository (or pass --no-verify)".to_string(),
+                ))
             }
-            Err(e) => {
-                return Err(Error::VerifyFailed {
-                    reference,
-                    detail: e.to_string(),
-                })
-            }
+            Err(e) => return Err(failed(e.to_string())),
         }
     }
     Ok(())
+}
+
+/// Whether `latest` now holds a commit newer than ours.
+async fn moved_on(api: &RegistryApi, mine: &Revision, history: &History) -> bool {
+    match api.labels(&Tag::latest()).await {
+        Ok(Some(labels)) => Revision::from_labels(&labels)
+            .is_some_and(|current| matches!(compare(&current, mine, history), Order::Newer(_))),
+        _ => false,
+    }
 }

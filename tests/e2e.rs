@@ -95,9 +95,12 @@ fn ecr_auth_pushes_to_the_password_protected_registry() {
     let mut cmd = ecrbuild();
     cmd.envs(rig.aws_env())
         .args(["--sha", &sha, "--repository", &repo, "--registry", rig.ecr_registry(), "--auth", "ecr"])
-        .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile)]);
+        .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile), "--create-repository"]);
     let result = run(&mut cmd);
-    result.assert_code(0).assert_no_leak(rig.ecr_password());
+    result
+        .assert_code(0)
+        .assert_no_leak(rig.ecr_password())
+        .assert_stderr_contains(&format!("created repository {repo}"));
 
     let registry = RegistryHttp::basic(rig.ecr_registry(), "AWS", rig.ecr_password());
     let digest = registry.digest(&repo, &sha).expect("sha tag pushed with the ECR token");
@@ -114,7 +117,7 @@ fn wrong_registry_password_fails_with_the_auth_code_and_pushes_nothing() {
     let mut cmd = ecrbuild();
     cmd.envs(rig.aws_env())
         .args(["--sha", &sha, "--repository", &repo, "--registry", rig.bad_registry(), "--auth", "ecr"])
-        .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile)]);
+        .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile), "--create-repository"]);
     let result = run(&mut cmd);
     result
         .assert_code(6)
@@ -122,7 +125,7 @@ fn wrong_registry_password_fails_with_the_auth_code_and_pushes_nothing() {
         .assert_stderr_contains(rig.bad_registry())
         .assert_no_leak(rig.ecr_password());
 
-    let registry = RegistryHttp::basic(rig.bad_registry(), "AWS", rig.var("ECRBUILD_RIG_BAD_PASSWORD"));
+    let registry = RegistryHttp::basic(rig.bad_registry(), "AWS", rig.var("ECRBUILD_RIG_BAD_REGISTRY_PASSWORD"));
     assert!(registry.tags(&repo).is_empty(), "tags were pushed despite the auth failure");
 }
 
@@ -139,6 +142,26 @@ fn ecr_api_unreachable_is_an_auth_failure_before_anything_is_pushed() {
         .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile)]);
     let result = run(&mut cmd);
     result.assert_code(6).assert_stderr_contains("ECR at http://127.0.0.1:9");
+    let registry = RegistryHttp::basic(rig.ecr_registry(), "AWS", rig.ecr_password());
+    assert!(registry.tags(&repo).is_empty());
+}
+
+#[test]
+fn missing_ecr_repository_is_named_with_its_region_before_any_build() {
+    let rig = Rig::get();
+    let repo = unique_repo("norepo");
+    let sha = unique_sha();
+    let dockerfile = fixture("scratch").join("Dockerfile");
+    let mut cmd = ecrbuild();
+    cmd.envs(rig.aws_env())
+        .args(["--sha", &sha, "--repository", &repo, "--registry", rig.ecr_registry(), "--auth", "ecr"])
+        .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile)]);
+    let result = run(&mut cmd);
+    result
+        .assert_code(10)
+        .assert_stderr_contains(&format!("repository {repo} does not exist in ECR in {}", rig.var("AWS_REGION")))
+        .assert_stderr_contains("terraform");
+    assert!(!result.stderr.contains("Step 1/"), "it built before finding the repository missing");
     let registry = RegistryHttp::basic(rig.ecr_registry(), "AWS", rig.ecr_password());
     assert!(registry.tags(&repo).is_empty());
 }

@@ -1,6 +1,8 @@
 //! Test support: the rig's addresses, running the real binary, and reading the real registry's HTTP API.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

@@ -1,0 +1,200 @@
+//! `latest` only moves forward. Every image carries its commit in labels; before `latest` moves, the
+//! commit behind the current `latest` is read from the registry and compared with ours:
+//! a descendant in git history is newer; where git cannot tell (shallow clones, other checkouts), the
+//! later commit time is newer. Anything else leaves `latest` alone.
+
+use std::collections::BTreeMap;
+
+use crate::git::History;
+
+/// OCI label with the commit an image was built from.
+pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+/// OCI label with the build time (RFC 3339).
+pub const CREATED_LABEL: &str = "org.opencontainers.image.created";
+/// Committer time of the revision, seconds since the epoch: orders commits when git history is absent.
+pub const COMMIT_TIME_LABEL: &str = "io.ecrbuild.commit-time";
+
+/// A commit, with its time when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    pub sha: String,
+    pub commit_time: Option<i64>,
+}
+
+impl Revision {
+    /// The revision recorded in an image's labels, if it has one.
+    pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Revision> {
+        let sha = labels.get(REVISION_LABEL)?.trim().to_string();
+        if sha.is_empty() {
+            return None;
+        }
+        let commit_time = labels
+            .get(COMMIT_TIME_LABEL)
+            .and_then(|t| t.trim().parse().ok());
+        Some(Revision { sha, commit_time })
+    }
+}
+
+/// What git can say about two commits. A trait so the ordering rule is unit-tested without a repository.
+pub trait Ancestry {
+    fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Option<bool>;
+    fn commit_time(&self, sha: &str) -> Option<i64>;
+}
+
+impl Ancestry for History {
+    fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Option<bool> {
+        History::is_ancestor(self, ancestor, descendant)
+    }
+
+    fn commit_time(&self, sha: &str) -> Option<i64> {
+        History::commit_time(self, sha)
+    }
+}
+
+/// How a candidate commit relates to the current one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Order {
+    Same,
+    Newer(&'static str),
+    Older(&'static str),
+    /// Neither git nor commit times can order them.
+    Unknown,
+}
+
+/// Order `candidate` against `current`.
+pub fn compare(candidate: &Revision, current: &Revision, history: &dyn Ancestry) -> Order {
+    if candidate.sha == current.sha {
+        return Order::Same;
+    }
+    match (
+        history.is_ancestor(&current.sha, &candidate.sha),
+        history.is_ancestor(&candidate.sha, &current.sha),
+    ) {
+        (Some(true), _) => return Order::Newer("it descends from the current latest"),
+        (_, Some(true)) => return Order::Older("the current latest descends from it"),
+        _ => {}
+    }
+    let time = |r: &Revision| r.commit_time.or_else(|| history.commit_time(&r.sha));
+    match (time(candidate), time(current)) {
+        (Some(a), Some(b)) if a > b => Order::Newer("it was committed later"),
+        (Some(_), Some(_)) => Order::Older("it was not committed later"),
+        _ => Order::Unknown,
+    }
+}
+
+/// The newest of `revisions` (the first wins ties and unknowns), or `None` when empty.
+pub fn newest<'a>(revisions: &'a [Revision], history: &dyn Ancestry) -> Option<&'a Revision> {
+    let mut best = revisions.first()?;
+    for candidate in &revisions[1..] {
+        if let Order::Newer(_) = compare(candidate, best, history) {
+            best = candidate;
+        }
+    }
+    Some(best)
+}
+
+/// Whether a tag is a commit SHA tag (the tags ecrbuild pushes first).
+pub fn is_sha_tag(tag: &str) -> bool {
+    (tag.len() == 40 || tag.len() == 64)
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A linear history a ← b ← c with times 10, 20, 30, plus `x` diverged at time 25.
+    struct Linear;
+    impl Ancestry for Linear {
+        fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Option<bool> {
+            let order = ["a", "b", "c"];
+            let pos = |s: &str| order.iter().position(|o| *o == s);
+            match (pos(ancestor), pos(descendant)) {
+                (Some(x), Some(y)) => Some(x <= y),
+                _ if ancestor == "x" || descendant == "x" => Some(false),
+                _ => None,
+            }
+        }
+        fn commit_time(&self, sha: &str) -> Option<i64> {
+            match sha {
+                "a" => Some(10),
+                "b" => Some(20),
+                "c" => Some(30),
+                "x" => Some(25),
+                _ => None,
+            }
+        }
+    }
+
+    /// No repository at all.
+    struct NoGit;
+    impl Ancestry for NoGit {
+        fn is_ancestor(&self, _: &str, _: &str) -> Option<bool> {
+            None
+        }
+        fn commit_time(&self, _: &str) -> Option<i64> {
+            None
+        }
+    }
+
+    fn rev(sha: &str) -> Revision {
+        Revision {
+            sha: sha.into(),
+            commit_time: None,
+        }
+    }
+
+    #[test]
+    fn descendants_are_newer_and_ancestors_older() {
+        assert!(matches!(compare(&rev("c"), &rev("a"), &Linear), Order::Newer(_)));
+        assert!(matches!(compare(&rev("a"), &rev("c"), &Linear), Order::Older(_)));
+        assert_eq!(compare(&rev("b"), &rev("b"), &Linear), Order::Same);
+    }
+
+    #[test]
+    fn diverged_commits_are_ordered_by_commit_time() {
+        assert!(matches!(compare(&rev("x"), &rev("b"), &Linear), Order::Newer(_)));
+        assert!(matches!(compare(&rev("x"), &rev("c"), &Linear), Order::Older(_)));
+    }
+
+    #[test]
+    fn without_git_the_labels_commit_times_decide() {
+        let old = Revision { sha: "o".into(), commit_time: Some(100) };
+        let new = Revision { sha: "n".into(), commit_time: Some(200) };
+        assert!(matches!(compare(&new, &old, &NoGit), Order::Newer(_)));
+        assert!(matches!(compare(&old, &new, &NoGit), Order::Older(_)));
+        let same_time = Revision { sha: "s".into(), commit_time: Some(100) };
+        assert!(matches!(compare(&same_time, &old, &NoGit), Order::Older(_)));
+        assert_eq!(compare(&rev("p"), &old, &NoGit), Order::Unknown);
+    }
+
+    #[test]
+    fn newest_of_a_shuffled_history() {
+        let revisions = [rev("b"), rev("c"), rev("a")];
+        assert_eq!(newest(&revisions, &Linear).unwrap().sha, "c");
+        let revisions = [rev("a"), rev("x"), rev("b")];
+        assert_eq!(newest(&revisions, &Linear).unwrap().sha, "x");
+        assert!(newest(&[], &Linear).is_none());
+    }
+
+    #[test]
+    fn revision_comes_from_labels() {
+        let mut labels = BTreeMap::new();
+        assert_eq!(Revision::from_labels(&labels), None);
+        labels.insert(REVISION_LABEL.to_string(), "abc".to_string());
+        labels.insert(COMMIT_TIME_LABEL.to_string(), "1700000000".to_string());
+        assert_eq!(
+            Revision::from_labels(&labels),
+            Some(Revision { sha: "abc".into(), commit_time: Some(1_700_000_000) })
+        );
+    }
+
+    #[test]
+    fn sha_tags_are_recognised() {
+        assert!(is_sha_tag(&"a".repeat(40)));
+        assert!(!is_sha_tag("latest"));
+        assert!(!is_sha_tag(&"g".repeat(40)));
+    }
+}

@@ -1,0 +1,464 @@
+//! Push phase: the SHA tag first; `latest` and the extra tags only after the SHA tag is in the registry.
+//! `latest` moves only forward (see [`latest`]); transient registry failures are retried (see [`retry`]).
+
+pub mod latest;
+pub mod retry;
+
+use bollard::query_parameters::PushImageOptionsBuilder;
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::auth::Credentials;
+use crate::build::BuiltImage;
+use crate::error::{Error, Result};
+use crate::git::History;
+use crate::plan::{reference, LatestMode, Registry, Repository, Tag};
+use crate::registry::{RegistryApi, RegistryApiError};
+use crate::report::Reporter;
+use latest::{compare, is_sha_tag, newest, Order, Revision};
+use retry::{retry, RetryPolicy};
+
+/// How the push phase behaves.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    pub latest: LatestMode,
+    pub retry: RetryPolicy,
+}
+
+/// What happened to `latest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LatestOutcome {
+    NotRequested,
+    /// `latest` now points at this build.
+    Moved,
+    /// `latest` was left on a newer (or unorderable) commit.
+    Kept { current: String, reason: String },
+    /// An older run had moved `latest` back; it was put on the newest commit again.
+    Corrected { to: String },
+}
+
+/// What reached the registry.
+#[derive(Debug, Clone)]
+pub struct PushedImage {
+    pub digest: String,
+    /// References in the order they were pushed.
+    pub references: Vec<String>,
+    pub latest: LatestOutcome,
+}
+
+/// An image name in the registry and the commit behind it: enough to read and retag, not to push.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub registry: Registry,
+    pub repository: Repository,
+    pub revision: Revision,
+}
+
+impl Published {
+    pub fn reference(&self, tag: &Tag) -> String {
+        reference(&self.registry, &self.repository, tag)
+    }
+
+    fn sha_tag(&self) -> Result<Tag> {
+        Tag::parse("revision", &self.revision.sha)
+    }
+}
+
+/// The registry side of a push: the daemon pushes, the registry API answers questions.
+pub struct Target<'a> {
+    pub docker: &'a Docker,
+    pub credentials: &'a Credentials,
+    pub api: &'a RegistryApi,
+    pub history: &'a History,
+}
+
+/// Push every tag of `image`. Only a [`BuiltImage`] can be pushed, so only a successful build.
+pub async fn push(
+    target: &Target<'_>,
+    image: &BuiltImage,
+    options: &PushOptions,
+    reporter: &Reporter,
+) -> Result<PushedImage> {
+    let (sha_tag, follow_up) = image
+        .tags()
+        .split_first()
+        .ok_or_else(|| Error::Internal("no tags to push".to_string()))?;
+
+    let sha_reference = image.reference(sha_tag);
+    let digest = retry(&options.retry, &format!("push {sha_reference}"), reporter, || {
+        push_tag(target, image, sha_tag)
+    })
+    .await?;
+    reporter.step(format!("pushed {sha_reference} ({digest})"));
+    let mut pushed = PushedImage {
+        digest,
+        references: vec![sha_reference],
+        latest: LatestOutcome::NotRequested,
+    };
+
+    for tag in follow_up {
+        if *tag == Tag::latest() && options.latest == LatestMode::Auto {
+            pushed.latest = move_latest_forward(target, image, &pushed.digest, options, reporter).await?;
+            if pushed.latest == LatestOutcome::Moved {
+                pushed.references.push(image.reference(tag));
+            }
+            continue;
+        }
+        push_follow_up(target, image, tag, &pushed.digest, options, reporter).await?;
+        pushed.references.push(image.reference(tag));
+        if *tag == Tag::latest() {
+            pushed.latest = LatestOutcome::Moved;
+        }
+    }
+    Ok(pushed)
+}
+
+async fn push_follow_up(
+    target: &Target<'_>,
+    image: &BuiltImage,
+    tag: &Tag,
+    digest: &str,
+    options: &PushOptions,
+    reporter: &Reporter,
+) -> Result<()> {
+    let reference = image.reference(tag);
+    let tag_digest = retry(&options.retry, &format!("push {reference}"), reporter, || {
+        push_tag(target, image, tag)
+    })
+    .await?;
+    if tag_digest != digest {
+        return Err(Error::DigestMismatch {
+            reference,
+            expected: digest.to_string(),
+            actual: tag_digest,
+        });
+    }
+    reporter.step(format!("pushed {reference}"));
+    Ok(())
+}
+
+/// Move `latest` to this build only if its commit is newer than the one `latest` holds now; then make
+/// sure no concurrent older run has moved it back.
+async fn move_latest_forward(
+    target: &Target<'_>,
+    image: &BuiltImage,
+    digest: &str,
+    options: &PushOptions,
+    reporter: &Reporter,
+) -> Result<LatestOutcome> {
+    let latest = Tag::latest();
+    let published = image.published();
+    let mine = image.revision();
+    let current = read_revision(target, &published, &latest, options, reporter).await?;
+    if let Some(current) = &current {
+        match compare(mine, current, target.history) {
+            Order::Newer(reason) => {
+                reporter.step(format!("moving latest from {} to {}: {reason}", short(&current.sha), short(&mine.sha)));
+            }
+            Order::Same => {}
+            Order::Older(reason) => {
+                reporter.warn(format!(
+                    "latest stays on {}: {reason}; {} is pushed under its SHA only (use --latest=force to override)",
+                    current.sha, mine.sha
+                ));
+                return Ok(LatestOutcome::Kept {
+                    current: current.sha.clone(),
+                    reason: reason.to_string(),
+                });
+            }
+            Order::Unknown => {
+                reporter.warn(format!(
+                    "latest stays on {}: cannot tell whether {} is newer (no shared git history, no commit times); use --latest=force to move it",
+                    current.sha, mine.sha
+                ));
+                return Ok(LatestOutcome::Kept {
+                    current: current.sha.clone(),
+                    reason: "the commits cannot be ordered".to_string(),
+                });
+            }
+        }
+    }
+    push_follow_up(target, image, &latest, digest, options, reporter).await?;
+    settle_latest(target, &published, options, reporter).await
+}
+
+/// For an image already in the registry: point `latest` (as `mode` allows) and `extra` tags at it
+/// through the registry API, without the daemon. Returns the references that now point at it.
+pub async fn promote_published(
+    target: &Target<'_>,
+    published: &Published,
+    digest: &str,
+    extra: &[Tag],
+    options: &PushOptions,
+    reporter: &Reporter,
+) -> Result<(Vec<String>, LatestOutcome)> {
+    let sha_tag = published.sha_tag()?;
+    let mut references = Vec::new();
+    let mut outcome = LatestOutcome::NotRequested;
+    let latest = Tag::latest();
+    for tag in extra {
+        if *tag == latest {
+            let current = read_revision(target, published, &latest, options, reporter).await?;
+            let order = match (&current, options.latest) {
+                (_, LatestMode::Never) => continue,
+                (None, _) | (_, LatestMode::Force) => Order::Newer("forced or absent"),
+                (Some(current), LatestMode::Auto) => compare(&published.revision, current, target.history),
+            };
+            let current_digest = retry(&options.retry, "read latest", reporter, || async {
+                target.api.manifest_digest(&latest).await.map_err(|e| api_error(published, &latest, e))
+            })
+            .await?;
+            match order {
+                Order::Newer(_) | Order::Same if current_digest.as_deref() != Some(digest) => {
+                    retag(target, published, &sha_tag, &latest, options, reporter).await?;
+                    outcome = if options.latest == LatestMode::Auto {
+                        settle_latest(target, published, options, reporter).await?
+                    } else {
+                        LatestOutcome::Moved
+                    };
+                }
+                Order::Newer(_) | Order::Same => outcome = LatestOutcome::Moved,
+                Order::Older(reason) => {
+                    outcome = LatestOutcome::Kept {
+                        current: current.map(|c| c.sha).unwrap_or_default(),
+                        reason: reason.to_string(),
+                    }
+                }
+                Order::Unknown => {
+                    outcome = LatestOutcome::Kept {
+                        current: current.map(|c| c.sha).unwrap_or_default(),
+                        reason: "the commits cannot be ordered".to_string(),
+                    }
+                }
+            }
+            if outcome == LatestOutcome::Moved {
+                references.push(published.reference(&latest));
+            }
+            continue;
+        }
+        let current = retry(&options.retry, "read tag", reporter, || async {
+            target.api.manifest_digest(tag).await.map_err(|e| api_error(published, tag, e))
+        })
+        .await?;
+        if current.as_deref() != Some(digest) {
+            retag(target, published, &sha_tag, tag, options, reporter).await?;
+        }
+        references.push(published.reference(tag));
+    }
+    Ok((references, outcome))
+}
+
+async fn retag(
+    target: &Target<'_>,
+    published: &Published,
+    from: &Tag,
+    to: &Tag,
+    options: &PushOptions,
+    reporter: &Reporter,
+) -> Result<()> {
+    retry(&options.retry, &format!("tag {}", published.reference(to)), reporter, || async {
+        target.api.retag(from, to).await.map_err(|e| api_error(published, to, e))
+    })
+    .await?;
+    reporter.step(format!("tagged {} in the registry", published.reference(to)));
+    Ok(())
+}
+
+/// The revision behind `tag` in the registry; `None` when the tag is absent or carries no revision label.
+async fn read_revision(
+    target: &Target<'_>,
+    image: &Published,
+    tag: &Tag,
+    options: &PushOptions,
+    reporter: &Reporter,
+) -> Result<Option<Revision>> {
+    let labels = retry(&options.retry, &format!("read {}", image.reference(tag)), reporter, || async {
+        target.api.labels(tag).await.map_err(|e| api_error(image, tag, e))
+    })
+    .await?;
+    Ok(labels.as_ref().and_then(Revision::from_labels))
+}
+
+/// Two runs can read `latest` at the same time and the older can write last. After writing, look at the
+/// SHA tags in the registry: if one is a newer commit than what `latest` holds, point `latest` at it.
+/// Every run that writes `latest` does this after its write, so the last writer always repairs.
+async fn settle_latest(
+    target: &Target<'_>,
+    image: &Published,
+    options: &PushOptions,
+    reporter: &Reporter,
+) -> Result<LatestOutcome> {
+    let latest = Tag::latest();
+    let mine = image.revision.clone();
+    let mut outcome = LatestOutcome::Moved;
+    for _round in 0..3 {
+        let tags = retry(&options.retry, "list tags", reporter, || async {
+            target.api.tags().await.map_err(|e| api_error(image, &latest, e))
+        })
+        .await?;
+        let mut candidates = vec![mine.clone()];
+        for tag in tags.iter().filter(|t| is_sha_tag(t) && **t != mine.sha) {
+            // Only commits on our line of history can replace us; git answers that without the network.
+            match target.history.is_ancestor(&mine.sha, tag) {
+                Some(true) => candidates.push(Revision {
+                    sha: tag.clone(),
+                    commit_time: target.history.commit_time(tag),
+                }),
+                Some(false) => {}
+                None => {
+                    // Unknown to git (shallow clone): order by the commit time in its labels.
+                    let tag = Tag::parse("registry tag", tag)?;
+                    if let Some(revision) = read_revision(target, image, &tag, options, reporter).await? {
+                        candidates.push(revision);
+                    }
+                }
+            }
+        }
+        let Some(newest) = newest(&candidates, target.history).cloned() else {
+            break;
+        };
+        let Some(current) = read_revision(target, image, &latest, options, reporter).await? else {
+            break;
+        };
+        if current.sha == newest.sha || !matches!(compare(&newest, &current, target.history), Order::Newer(_)) {
+            break;
+        }
+        let newest_tag = Tag::parse("registry tag", &newest.sha)?;
+        retry(&options.retry, "correct latest", reporter, || async {
+            target
+                .api
+                .retag(&newest_tag, &latest)
+                .await
+                .map_err(|e| api_error(image, &latest, e))
+        })
+        .await?;
+        reporter.warn(format!(
+            "latest had been moved back to {} by a concurrent run; put it on {} again",
+            short(&current.sha),
+            short(&newest.sha)
+        ));
+        outcome = if newest.sha == mine.sha {
+            LatestOutcome::Moved
+        } else {
+            LatestOutcome::Corrected { to: newest.sha.clone() }
+        };
+    }
+    Ok(outcome)
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+fn api_error(image: &Published, tag: &Tag, error: RegistryApiError) -> Error {
+    match error {
+        RegistryApiError::Unauthorized => Error::AuthFailed {
+            target: image.registry.to_string(),
+            detail: format!("the registry refused to let {} be read; the role needs ecr:BatchGetImage", image.reference(tag)),
+        },
+        RegistryApiError::RepositoryNotFound => Error::RepositoryNotFound {
+            repository: image.repository.as_str().to_string(),
+            registry: image.registry.to_string(),
+        },
+        RegistryApiError::Other(detail) => Error::PushFailed {
+            reference: image.reference(tag),
+            detail,
+        },
+    }
+}
+
+/// Push one tag and return the digest the daemon reports for it.
+async fn push_tag(target: &Target<'_>, image: &BuiltImage, tag: &Tag) -> Result<String> {
+    let reference = image.reference(tag);
+    // Always name the tag: without it the daemon pushes every local tag of the repository.
+    let options = PushImageOptionsBuilder::new().tag(tag.as_str()).build();
+    let mut stream = target.docker.push_image(
+        &image.name(),
+        Some(options),
+        target.credentials.for_daemon(image.registry()),
+    );
+    let mut digest = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(info) => {
+                if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                    return Err(classify_push_error(&reference, image, &detail));
+                }
+                if let Some(found) = info.status.as_deref().and_then(digest_from_status) {
+                    digest = Some(found);
+                }
+            }
+            Err(bollard::errors::Error::DockerStreamError { error }) => {
+                return Err(classify_push_error(&reference, image, &error));
+            }
+            Err(e) => {
+                return Err(Error::PushFailed {
+                    reference,
+                    detail: e.to_string(),
+                })
+            }
+        }
+    }
+    digest.ok_or_else(|| Error::PushFailed {
+        reference,
+        detail: "the daemon finished without reporting a digest".to_string(),
+    })
+}
+
+/// The daemon reports the digest only in a status line: `<tag>: digest: sha256:<hex> size: <n>`.
+fn digest_from_status(status: &str) -> Option<String> {
+    let rest = status.split("digest: ").nth(1)?;
+    let digest = rest.split_whitespace().next()?;
+    let (algorithm, hex) = digest.split_once(':')?;
+    (algorithm == "sha256" && hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| digest.to_string())
+}
+
+fn classify_push_error(reference: &str, image: &BuiltImage, message: &str) -> Error {
+    let lower = message.to_ascii_lowercase();
+    if lower.contains("unauthorized")
+        || lower.contains("authentication required")
+        || lower.contains("no basic auth credentials")
+        || lower.contains("authorization token has expired")
+    {
+        Error::AuthFailed {
+            target: image.registry().to_string(),
+            detail: format!("the registry refused the credentials ({})", message.trim()),
+        }
+    } else if lower.contains("name unknown")
+        || lower.contains("does not exist in the registry")
+        || (lower.contains("repository with name") && lower.contains("does not exist"))
+    {
+        Error::RepositoryNotFound {
+            repository: image.repository().as_str().to_string(),
+            registry: image.registry().to_string(),
+        }
+    } else if lower.contains("cannot be overwritten because the repository is immutable") {
+        Error::PushFailed {
+            reference: reference.to_string(),
+            detail: format!(
+                "{}; this tag is immutable in the repository: publish a new commit instead of --force",
+                message.trim()
+            ),
+        }
+    } else {
+        Error::PushFailed {
+            reference: reference.to_string(),
+            detail: message.trim().to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digest_is_read_from_the_status_line() {
+        let hex = "ab".repeat(32);
+        let status = format!("latest: digest: sha256:{hex} size: 528");
+        assert_eq!(digest_from_status(&status), Some(format!("sha256:{hex}")));
+        assert_eq!(digest_from_status("Pushed"), None);
+        assert_eq!(digest_from_status("x: digest: sha256:short size: 1"), None);
+    }
+}

@@ -1,0 +1,360 @@
+//! The fault suite: registry outages and errors (through a fault-injecting proxy in front of the real
+//! registry), signals, concurrent runs, re-runs. Each test asserts the exit code, the message, and what
+//! the registry holds afterwards.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::proxy::{first_n, is_manifest_put, Fault, FaultProxy};
+use support::*;
+
+/// A small context of our own: a Dockerfile `FROM scratch` that copies one file.
+fn scratch_context(name: &str, content: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ecrbuild-faults-{name}-{}", unique_sha()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nCOPY file.txt /file.txt\n").unwrap();
+    std::fs::write(dir.join("file.txt"), content).unwrap();
+    dir
+}
+
+fn ecrbuild_at(context: &Path, registry: &str, repo: &str, sha: &str) -> Command {
+    ecrbuild_auth(context, registry, repo, sha, "none")
+}
+
+fn ecrbuild_auth(context: &Path, registry: &str, repo: &str, sha: &str, auth: &str) -> Command {
+    let mut cmd = ecrbuild();
+    cmd.args(["--sha", sha, "--repository", repo, "--registry", registry, "--auth", auth])
+        .args(["--context", path_str(context), "-f", path_str(&context.join("Dockerfile"))]);
+    cmd
+}
+
+/// Seed `repo` with a `latest` through the real registry, returning its digest.
+fn seed_latest(repo: &str) -> String {
+    let rig = Rig::get();
+    let context = scratch_context("seed", "seed");
+    run(&mut ecrbuild_at(&context, rig.registry(), repo, &unique_sha())).assert_code(0);
+    RegistryHttp::anonymous(rig.registry()).digest(repo, "latest").unwrap()
+}
+
+#[test]
+fn transient_503s_on_manifest_upload_are_retried_until_the_push_succeeds() {
+    let rig = Rig::get();
+    let repo = unique_repo("retry503");
+    let sha = unique_sha();
+    let proxy = FaultProxy::start(rig.registry(), first_n(2, Fault::Status(503), |s| is_manifest_put(s, None)));
+    let context = scratch_context("retry503", "retry");
+    let result = run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--retries", "5"]));
+    result.assert_code(0).assert_stderr_contains("retrying in");
+    assert_eq!(proxy.faults(), 2, "the proxy should have failed exactly two manifest uploads");
+    let registry = RegistryHttp::anonymous(rig.registry());
+    let digest = registry.digest(&repo, &sha).expect("pushed after retries");
+    assert_eq!(registry.digest(&repo, "latest"), Some(digest));
+}
+
+#[test]
+fn connection_resets_are_retried_until_the_push_succeeds() {
+    let rig = Rig::get();
+    let repo = unique_repo("reset");
+    let sha = unique_sha();
+    let proxy = FaultProxy::start(rig.registry(), first_n(3, Fault::Reset, |s| is_manifest_put(s, None)));
+    let context = scratch_context("reset", "reset");
+    run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--retries", "6"])).assert_code(0);
+    assert_eq!(proxy.faults(), 3);
+    assert!(RegistryHttp::anonymous(rig.registry()).digest(&repo, &sha).is_some());
+}
+
+#[test]
+fn persistent_5xx_fails_the_push_and_leaves_latest_alone() {
+    let rig = Rig::get();
+    let repo = unique_repo("persist5xx");
+    let latest_before = seed_latest(&repo);
+    let sha = unique_sha();
+    let proxy = FaultProxy::start(rig.registry(), |s| {
+        if is_manifest_put(s, None) {
+            Fault::Status(503)
+        } else {
+            Fault::Pass
+        }
+    });
+    let context = scratch_context("persist", "persist");
+    let result = run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--retries", "3"]));
+    result
+        .assert_code(7)
+        .assert_stderr_contains(&format!("push of {}/{repo}:{sha} failed", proxy.host()))
+        .assert_stderr_contains("gave up after 3 attempts");
+    let registry = RegistryHttp::anonymous(rig.registry());
+    assert_eq!(registry.digest(&repo, &sha), None);
+    assert_eq!(registry.digest(&repo, "latest"), Some(latest_before));
+}
+
+#[test]
+fn registry_down_before_push_fails_fast_with_the_push_code() {
+    // A port nothing listens on: the registry is down from the start.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let repo = unique_repo("down");
+    let context = scratch_context("down", "down");
+    let started = Instant::now();
+    let result = run(ecrbuild_at(&context, &dead, &repo, &unique_sha()).args(["--retries", "2"]));
+    result
+        .assert_code(7)
+        .assert_stderr_contains("registry check before the build failed")
+        .assert_stderr_contains(&dead);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    // The preflight stopped it before the build: nothing was built.
+    assert!(!result.stderr.contains("Step 1/"), "built despite the registry being down");
+}
+
+#[test]
+fn registry_killed_during_push_fails_and_moves_nothing() {
+    let rig = Rig::get();
+    let repo = unique_repo("killed");
+    let latest_before = seed_latest(&repo);
+    let sha = unique_sha();
+    // The registry "dies" at the first blob upload: every request from then on is dropped.
+    let died = std::sync::atomic::AtomicBool::new(false);
+    let proxy = FaultProxy::start(rig.registry(), move |s| {
+        if s.path.contains("/blobs/uploads") {
+            died.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+        if died.load(std::sync::atomic::Ordering::SeqCst) {
+            Fault::Reset
+        } else {
+            Fault::Pass
+        }
+    });
+    let context = scratch_context("killed", &format!("killed {sha}"));
+    let result = run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--retries", "2"]));
+    result.assert_code(7);
+    let registry = RegistryHttp::anonymous(rig.registry());
+    assert_eq!(registry.digest(&repo, &sha), None);
+    assert_eq!(registry.digest(&repo, "latest"), Some(latest_before));
+}
+
+#[test]
+fn sha_pushed_but_latest_failing_keeps_the_sha_and_the_old_latest() {
+    let rig = Rig::get();
+    let repo = unique_repo("latestfail");
+    let latest_before = seed_latest(&repo);
+    let sha = unique_sha();
+    let proxy = FaultProxy::start(rig.registry(), |s| {
+        if is_manifest_put(s, Some("latest")) {
+            Fault::Status(500)
+        } else {
+            Fault::Pass
+        }
+    });
+    let context = scratch_context("latestfail", "latest fails");
+    let result = run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--retries", "2", "--latest", "force"]));
+    result
+        .assert_code(7)
+        .assert_stderr_contains(&format!("push of {}/{repo}:latest failed", proxy.host()));
+    let registry = RegistryHttp::anonymous(rig.registry());
+    assert!(registry.digest(&repo, &sha).is_some(), "the SHA tag should be in the registry");
+    assert_eq!(registry.digest(&repo, "latest"), Some(latest_before));
+}
+
+#[test]
+fn rerun_of_a_published_sha_is_skipped_without_a_new_push() {
+    let rig = Rig::get();
+    let repo = unique_repo("rerun");
+    let sha = unique_sha();
+    let context = scratch_context("rerun", "rerun");
+    run(&mut ecrbuild_at(&context, rig.registry(), &repo, &sha)).assert_code(0);
+    let registry = RegistryHttp::anonymous(rig.registry());
+    let digest = registry.digest(&repo, &sha).unwrap();
+
+    // Changed sources under the same SHA: a rebuild would produce another digest; a skip keeps it.
+    std::fs::write(context.join("file.txt"), "changed").unwrap();
+    let proxy = FaultProxy::start(rig.registry(), |_| Fault::Pass);
+    let result = run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--output", "json"]));
+    result.assert_code(0).assert_stderr_contains("already published");
+    let summary: serde_json::Value = serde_json::from_str(result.stdout.trim()).unwrap();
+    assert_eq!(summary["skipped"], true);
+    assert_eq!(summary["pushed"], false);
+    assert_eq!(summary["digest"], digest.as_str());
+    assert!(!result.stderr.contains("Step 1/"), "it rebuilt");
+    let uploads: Vec<String> = proxy
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.starts_with("PUT") || l.starts_with("POST") || l.starts_with("PATCH"))
+        .cloned()
+        .collect();
+    assert!(uploads.is_empty(), "a skipped run wrote to the registry: {uploads:?}");
+    assert_eq!(registry.digest(&repo, &sha), Some(digest.clone()));
+    assert_eq!(registry.digest(&repo, "latest"), Some(digest));
+
+    // --force rebuilds and pushes the changed sources.
+    let forced = run(ecrbuild_at(&context, rig.registry(), &repo, &sha).arg("--force"));
+    forced.assert_code(0);
+    assert_ne!(registry.digest(&repo, &sha), summary["digest"].as_str().map(String::from));
+}
+
+#[test]
+fn sigterm_during_the_build_cancels_it_pushes_nothing_and_leaves_no_container() {
+    let rig = Rig::get();
+    let repo = unique_repo("sigterm");
+    let sha = unique_sha();
+    let marker = format!("ecrbuild-sigterm-{}", unique_sha());
+    let dir = std::env::temp_dir().join(&marker);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("ARG GO_IMAGE\nFROM ${{GO_IMAGE}}\nRUN sleep 120 || echo {marker}\n"),
+    )
+    .unwrap();
+    let child = ecrbuild_at(&dir, rig.registry(), &repo, &sha)
+        .args(["--build-arg", &format!("GO_IMAGE={}", rig.go_image())])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let build_containers = || -> Vec<String> {
+        docker(&["ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}}"])
+            .lines()
+            .filter(|l| l.contains(&marker))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect()
+    };
+    let started = Instant::now();
+    while build_containers().is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the build never started its RUN step");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(143), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("stopped by SIGTERM"));
+
+    let stopped = Instant::now();
+    while !build_containers().is_empty() {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "build container left behind: {:?}",
+            build_containers()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(RegistryHttp::anonymous(rig.registry()).tags(&repo).is_empty());
+}
+
+/// A git repository with `n` linear commits, each changing the context; returns (dir, shas oldest first).
+fn linear_history(n: usize) -> (PathBuf, Vec<String>) {
+    let dir = scratch_context("history", "0");
+    let git = |args: &[&str]| {
+        let out = Command::new("git").arg("-C").arg(&dir).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["config", "user.email", "test@ecrbuild.invalid"]);
+    git(&["config", "user.name", "ecrbuild test"]);
+    let mut shas = Vec::new();
+    for i in 0..n {
+        std::fs::write(dir.join("file.txt"), format!("commit {i}")).unwrap();
+        git(&["add", "."]);
+        // Every commit in the same second: ordering must come from ancestry, not from timestamps.
+        git(&["-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", &format!("commit {i}"), "--date", "2026-01-01T00:00:00Z"]);
+        shas.push(git(&["rev-parse", "HEAD"]));
+    }
+    (dir, shas)
+}
+
+/// A deterministic shuffle from a seed (printed, so a failing order can be replayed).
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut state = seed | 1;
+    for i in (1..n).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        order.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+#[test]
+fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
+    let rig = Rig::get();
+    let registry = RegistryHttp::anonymous(rig.registry());
+    for round in 0..3 {
+        let repo = unique_repo(&format!("concurrent{round}"));
+        let (dir, shas) = linear_history(8);
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let order = shuffled(shas.len(), seed);
+        eprintln!("round {round}: seed {seed}, start order {order:?}");
+        let children: Vec<_> = order
+            .iter()
+            .map(|&i| {
+                ecrbuild_at(&dir, rig.registry(), &repo, &shas[i])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+        for sha in &shas {
+            let labels = &registry.config(&repo, sha)["config"]["Labels"];
+            assert_eq!(labels["org.opencontainers.image.revision"], sha.as_str(), "label of {sha}");
+        }
+        let newest = shas.last().unwrap();
+        let latest = &registry.config(&repo, "latest")["config"]["Labels"];
+        assert_eq!(
+            latest["org.opencontainers.image.revision"],
+            newest.as_str(),
+            "round {round} (seed {seed}, order {order:?}): latest is not the newest commit"
+        );
+        assert_eq!(registry.digest(&repo, "latest"), registry.digest(&repo, newest));
+    }
+}
+
+#[test]
+fn an_older_commit_does_not_move_latest_back() {
+    let rig = Rig::get();
+    let registry = RegistryHttp::anonymous(rig.registry());
+    let repo = unique_repo("older");
+    let (dir, shas) = linear_history(2);
+    run(&mut ecrbuild_at(&dir, rig.registry(), &repo, &shas[1])).assert_code(0);
+    let result = run(&mut ecrbuild_at(&dir, rig.registry(), &repo, &shas[0]));
+    result.assert_code(0).assert_stderr_contains("latest stays on");
+    assert!(registry.digest(&repo, &shas[0]).is_some(), "the older SHA is still pushed");
+    assert_eq!(registry.digest(&repo, "latest"), registry.digest(&repo, &shas[1]));
+    // --latest=force overrides.
+    run(ecrbuild_at(&dir, rig.registry(), &repo, &shas[0]).args(["--latest", "force", "--force"])).assert_code(0);
+    assert_eq!(registry.digest(&repo, "latest"), registry.digest(&repo, &shas[0]));
+}
+
+#[test]
+fn secrets_never_reach_output_or_disk() {
+    let rig = Rig::get();
+    let real_config = std::env::var("HOME").map(|h| PathBuf::from(h).join(".docker/config.json")).ok();
+    let before = real_config.as_ref().and_then(|p| std::fs::read(p).ok());
+    let repo = unique_repo("secrets");
+    let context = scratch_context("secrets", "secrets");
+    for registry in [rig.ecr_registry(), rig.bad_registry()] {
+        let mut cmd = ecrbuild_auth(&context, registry, &repo, &unique_sha(), "ecr");
+        cmd.envs(rig.aws_env()).env("RUST_LOG", "trace").arg("--create-repository");
+        let result = run(&mut cmd);
+        result.assert_no_leak(rig.ecr_password());
+        let token = {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", rig.ecr_password()))
+        };
+        result.assert_no_leak(&token);
+    }
+    assert!(!test_home().join(".docker").exists(), "~/.docker was created");
+    let after = real_config.as_ref().and_then(|p| std::fs::read(p).ok());
+    assert_eq!(before, after, "~/.docker/config.json changed");
+}
