@@ -13,9 +13,7 @@ use ecrbuild::{pipeline, Error};
 fn main() -> ProcessExit {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
 
@@ -30,6 +28,35 @@ fn main() -> ProcessExit {
             ProcessExit::from(error.exit_code().code())
         }
     }
+}
+
+/// `RUST_LOG` (default `warn`), with the crates that see credentials capped at `info`: at `debug` and
+/// `trace` they print request headers and response bodies, which hold the registry password and the ECR
+/// token. No log level may show a secret.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    const SEES_SECRETS: [&str; 13] = [
+        "aws_smithy_runtime",
+        "aws_smithy_runtime_api",
+        "aws_smithy_http_client",
+        "aws_smithy_types",
+        "aws_sdk_ecr",
+        "aws_config",
+        "bollard",
+        "hyper",
+        "hyper_util",
+        "h2",
+        "reqwest",
+        "oci_client",
+        "rustls",
+    ];
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    for target in SEES_SECRETS {
+        if let Ok(directive) = format!("{target}=info").parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    filter
 }
 
 fn build_and_push(args: ecrbuild::cli::BuildArgs) -> Result<(), Error> {

@@ -8,18 +8,20 @@ use crate::push::latest::{compare, Order, Revision};
 use crate::push::PushedImage;
 use crate::registry::{RegistryApi, RegistryApiError};
 
-/// Check each pushed tag with a manifest HEAD against the registry. `latest` may legitimately have moved
-/// on to a newer commit pushed by a concurrent run since; that is accepted when `latest_may_move_on`.
+/// Check each pushed tag with a manifest HEAD against the registry. With `latest_settled`, `latest` was
+/// already checked by the push phase against concurrent runs, which may move it on (or, briefly, back
+/// before they repair it); then only a newer commit behind it is accepted, and a transiently older one is
+/// left to the run that wrote it.
 pub async fn verify(
     api: &RegistryApi,
     image: &BuiltImage,
     pushed: &PushedImage,
     history: &History,
-    latest_may_move_on: bool,
+    latest_settled: bool,
 ) -> Result<()> {
     for tag in image.tags() {
         let reference = image.reference(tag);
-        if !pushed.references.contains(&reference) {
+        if !pushed.references.contains(&reference) || (latest_settled && *tag == Tag::latest()) {
             continue;
         }
         let failed = |detail: String| Error::VerifyFailed {
@@ -29,7 +31,7 @@ pub async fn verify(
         match api.manifest_digest(tag).await {
             Ok(Some(actual)) if actual == pushed.digest => {}
             Ok(Some(actual)) => {
-                if latest_may_move_on && *tag == Tag::latest() && moved_on(api, image.revision(), history).await {
+                if *tag == Tag::latest() && moved_on(api, image.revision(), history).await {
                     continue;
                 }
                 return Err(Error::DigestMismatch {

@@ -254,6 +254,7 @@ fn linear_history(n: usize) -> (PathBuf, Vec<String>) {
         assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
+    std::fs::write(dir.join(".dockerignore"), ".git\n").unwrap();
     git(&["init", "-q"]);
     git(&["config", "user.email", "test@ecrbuild.invalid"]);
     git(&["config", "user.name", "ecrbuild test"]);

@@ -5,7 +5,7 @@
 
 use std::collections::hash_map::{Entry as MapEntry, HashMap};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -26,6 +26,9 @@ use super::{ContextError, Entry, EntryKind, ExternalDockerfile};
 /// Bytes per message on the channel, and messages in flight: about 1 MiB buffered in total.
 const CHUNK_BYTES: usize = 256 * 1024;
 const CHANNEL_DEPTH: usize = 4;
+/// Files above this size are read through a buffer of `READ_BUFFER` bytes.
+const SMALL_FILE: u64 = 64 * 1024;
+const READ_BUFFER: usize = 256 * 1024;
 /// Names of this length or longer go into a GNU long-name entry (the field holds 100 bytes).
 const NAME_FIELD: usize = 100;
 
@@ -190,7 +193,9 @@ fn append_all<W: Write>(plan: &TarPlan, builder: &mut Builder<W>) -> io::Result<
                 if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
                     return Err(changed(&entry.path, "it was replaced by another file".into()));
                 }
-                let contents = ExactReader::new(file, size, &entry.path);
+                let exact = ExactReader::new(file, size, &entry.path);
+                // Fewer, larger reads for big files; small ones fit io::copy's own buffer.
+                let contents = BufReader::with_capacity(if size > SMALL_FILE { READ_BUFFER } else { 0 }, exact);
                 header.set_entry_type(EntryType::Regular);
                 match suffix_for_dockerignore.as_deref().filter(|_| rewrites_dockerignore) {
                     Some(suffix) => {

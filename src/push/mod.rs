@@ -90,96 +90,16 @@ pub async fn push(
     })
     .await?;
     reporter.step(format!("pushed {sha_reference} ({digest})"));
-    let mut pushed = PushedImage {
+
+    // The other tags are manifest copies inside the registry, not daemon pushes: a local tag such as
+    // `latest` can be moved by a concurrent run on the same daemon between our tag and our push.
+    let (references, latest) =
+        promote_published(target, &image.published(), &digest, follow_up, options, reporter).await?;
+    Ok(PushedImage {
         digest,
-        references: vec![sha_reference],
-        latest: LatestOutcome::NotRequested,
-    };
-
-    for tag in follow_up {
-        if *tag == Tag::latest() && options.latest == LatestMode::Auto {
-            pushed.latest = move_latest_forward(target, image, &pushed.digest, options, reporter).await?;
-            if pushed.latest == LatestOutcome::Moved {
-                pushed.references.push(image.reference(tag));
-            }
-            continue;
-        }
-        push_follow_up(target, image, tag, &pushed.digest, options, reporter).await?;
-        pushed.references.push(image.reference(tag));
-        if *tag == Tag::latest() {
-            pushed.latest = LatestOutcome::Moved;
-        }
-    }
-    Ok(pushed)
-}
-
-async fn push_follow_up(
-    target: &Target<'_>,
-    image: &BuiltImage,
-    tag: &Tag,
-    digest: &str,
-    options: &PushOptions,
-    reporter: &Reporter,
-) -> Result<()> {
-    let reference = image.reference(tag);
-    let tag_digest = retry(&options.retry, &format!("push {reference}"), reporter, || {
-        push_tag(target, image, tag)
+        references: std::iter::once(sha_reference).chain(references).collect(),
+        latest,
     })
-    .await?;
-    if tag_digest != digest {
-        return Err(Error::DigestMismatch {
-            reference,
-            expected: digest.to_string(),
-            actual: tag_digest,
-        });
-    }
-    reporter.step(format!("pushed {reference}"));
-    Ok(())
-}
-
-/// Move `latest` to this build only if its commit is newer than the one `latest` holds now; then make
-/// sure no concurrent older run has moved it back.
-async fn move_latest_forward(
-    target: &Target<'_>,
-    image: &BuiltImage,
-    digest: &str,
-    options: &PushOptions,
-    reporter: &Reporter,
-) -> Result<LatestOutcome> {
-    let latest = Tag::latest();
-    let published = image.published();
-    let mine = image.revision();
-    let current = read_revision(target, &published, &latest, options, reporter).await?;
-    if let Some(current) = &current {
-        match compare(mine, current, target.history) {
-            Order::Newer(reason) => {
-                reporter.step(format!("moving latest from {} to {}: {reason}", short(&current.sha), short(&mine.sha)));
-            }
-            Order::Same => {}
-            Order::Older(reason) => {
-                reporter.warn(format!(
-                    "latest stays on {}: {reason}; {} is pushed under its SHA only (use --latest=force to override)",
-                    current.sha, mine.sha
-                ));
-                return Ok(LatestOutcome::Kept {
-                    current: current.sha.clone(),
-                    reason: reason.to_string(),
-                });
-            }
-            Order::Unknown => {
-                reporter.warn(format!(
-                    "latest stays on {}: cannot tell whether {} is newer (no shared git history, no commit times); use --latest=force to move it",
-                    current.sha, mine.sha
-                ));
-                return Ok(LatestOutcome::Kept {
-                    current: current.sha.clone(),
-                    reason: "the commits cannot be ordered".to_string(),
-                });
-            }
-        }
-    }
-    push_follow_up(target, image, &latest, digest, options, reporter).await?;
-    settle_latest(target, &published, options, reporter).await
 }
 
 /// For an image already in the registry: point `latest` (as `mode` allows) and `extra` tags at it
@@ -204,6 +124,7 @@ pub async fn promote_published(
                 (None, _) | (_, LatestMode::Force) => Order::Newer("forced or absent"),
                 (Some(current), LatestMode::Auto) => compare(&published.revision, current, target.history),
             };
+            report_order(&order, current.as_ref(), &published.revision, reporter);
             let current_digest = retry(&options.retry, "read latest", reporter, || async {
                 target.api.manifest_digest(&latest).await.map_err(|e| api_error(published, &latest, e))
             })
@@ -246,6 +167,26 @@ pub async fn promote_published(
         references.push(published.reference(tag));
     }
     Ok((references, outcome))
+}
+
+fn report_order(order: &Order, current: Option<&Revision>, mine: &Revision, reporter: &Reporter) {
+    let Some(current) = current else { return };
+    match order {
+        Order::Newer(reason) => reporter.step(format!(
+            "moving latest from {} to {}: {reason}",
+            short(&current.sha),
+            short(&mine.sha)
+        )),
+        Order::Same => {}
+        Order::Older(reason) => reporter.warn(format!(
+            "latest stays on {}: {reason}; {} is pushed under its SHA only (use --latest=force to override)",
+            current.sha, mine.sha
+        )),
+        Order::Unknown => reporter.warn(format!(
+            "latest stays on {}: cannot tell whether {} is newer (no shared git history, no commit times); use --latest=force to move it",
+            current.sha, mine.sha
+        )),
+    }
 }
 
 async fn retag(

@@ -67,7 +67,14 @@ pub fn is_transient(error: &Error) -> bool {
 
 pub fn is_transient_message(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    const TRANSIENT: [&str; 19] = [
+    const TRANSIENT: [&str; 26] = [
+        "code: 500",
+        "code: 502",
+        "code: 503",
+        "code: 504",
+        "code: 429",
+        "connection closed",
+        "error sending request",
         "connection refused",
         "connection reset",
         "broken pipe",
