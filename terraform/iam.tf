@@ -1,0 +1,48 @@
+# CodeBuild service role: push to this repository, write this project's logs.
+# Documents: modules/policies (see the IAM table in README.md).
+
+resource "aws_iam_role" "codebuild" {
+  name                 = local.names.codebuild_role
+  description          = "CodeBuild service role of ${local.names.project}: push ${local.names.repository} and write its own logs."
+  assume_role_policy   = module.policies.codebuild_trust_policy
+  max_session_duration = 3600
+
+  tags = {
+    Name = local.names.codebuild_role
+  }
+}
+
+resource "aws_iam_policy" "codebuild" {
+  name        = local.names.codebuild_role
+  description = "ECR push to ${local.names.repository} only, and logs of ${local.names.project} only."
+  policy      = module.policies.codebuild_permissions_policy
+
+  tags = {
+    Name = local.names.codebuild_role
+  }
+}
+
+resource "aws_iam_role_policy_attachment" "codebuild" {
+  role       = aws_iam_role.codebuild.name
+  policy_arn = aws_iam_policy.codebuild.arn
+}
+
+# Only for `ecrbuild --wait-scan`: read the scan-on-push result of the pushed image.
+resource "aws_iam_policy" "codebuild_wait_scan" {
+  count = var.enable_wait_scan ? 1 : 0
+
+  name        = "${local.names.codebuild_role}-wait-scan"
+  description = "Read scan findings of ${local.names.repository} only."
+  policy      = module.policies.codebuild_wait_scan_policy
+
+  tags = {
+    Name = "${local.names.codebuild_role}-wait-scan"
+  }
+}
+
+resource "aws_iam_role_policy_attachment" "codebuild_wait_scan" {
+  count = var.enable_wait_scan ? 1 : 0
+
+  role       = aws_iam_role.codebuild.name
+  policy_arn = aws_iam_policy.codebuild_wait_scan[0].arn
+}

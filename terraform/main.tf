@@ -1,0 +1,56 @@
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_service_principal" "codebuild" {
+  service_name = "codebuild"
+}
+
+locals {
+  account_id = data.aws_caller_identity.current.account_id
+
+  # Naming convention, applied to every resource:
+  #   <project>-<environment>-<component>[-<purpose>]
+  # lowercase, hyphen-separated; the purpose suffix says what the resource is for.
+  name_prefix = "${var.project}-${var.environment}-${var.component}"
+  names = {
+    repository     = local.name_prefix
+    project        = "${local.name_prefix}-build"
+    log_group      = "/aws/codebuild/${local.name_prefix}-build"
+    codebuild_role = "${local.name_prefix}-codebuild"
+    github_role    = "${local.name_prefix}-github-trigger"
+  }
+
+  common_tags = merge(var.tags, {
+    Project     = var.project
+    Environment = var.environment
+    Component   = var.component
+    ManagedBy   = "terraform"
+    Source      = "github.com/${var.github_repository}"
+  })
+
+  github_oidc_provider_arn = var.github_oidc_provider_arn != null ? var.github_oidc_provider_arn : aws_iam_openid_connect_provider.github[0].arn
+
+  # Tags that may move between images; every other tag (the commit SHAs) is immutable.
+  moving_tags = compact(["latest", var.extra_image_tag])
+}
+
+# Every IAM and lifecycle document comes from this provider-free module, whose
+# tests (modules/policies/tests) assert the exact actions, resources and
+# conditions. What is tested offline is what is deployed.
+module "policies" {
+  source = "./modules/policies"
+
+  partition                   = data.aws_partition.current.partition
+  region                      = var.region
+  account_id                  = local.account_id
+  codebuild_service_principal = data.aws_service_principal.codebuild.name
+  repository_name             = local.names.repository
+  project_name                = local.names.project
+  log_group_name              = local.names.log_group
+  github_repository           = var.github_repository
+  github_branch               = var.github_branch
+  oidc_provider_arn           = local.github_oidc_provider_arn
+  untagged_expire_days        = var.untagged_expire_days
+  keep_tagged_images          = var.keep_tagged_images
+}

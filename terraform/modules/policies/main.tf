@@ -1,0 +1,193 @@
+# Every IAM and lifecycle document of the stack, built with jsonencode.
+# ARNs are assembled from names (not read from resources) so that the
+# CodeBuild role can name its project before the project exists.
+
+locals {
+  repository_arn = "arn:${var.partition}:ecr:${var.region}:${var.account_id}:repository/${var.repository_name}"
+  project_arn    = "arn:${var.partition}:codebuild:${var.region}:${var.account_id}:project/${var.project_name}"
+  log_group_arn  = "arn:${var.partition}:logs:${var.region}:${var.account_id}:log-group:${var.log_group_name}"
+
+  github_token_host = "token.actions.githubusercontent.com"
+  github_audience   = "sts.amazonaws.com"
+  github_subject    = "repo:${var.github_repository}:ref:refs/heads/${var.github_branch}"
+
+  # FR-004: the five actions of an image push.
+  ecr_push_actions = [
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:CompleteLayerUpload",
+    "ecr:InitiateLayerUpload",
+    "ecr:PutImage",
+    "ecr:UploadLayerPart",
+  ]
+
+  # Reads ecrbuild makes on its own repository, around the push:
+  # - BatchGetImage: read a manifest. Post-push verification that every tag
+  #   resolves to the pushed digest; skip re-pushing a SHA that is already
+  #   published (immutable tags would reject it); read the manifest behind
+  #   `latest` so that `latest` never moves to an older commit.
+  # - GetDownloadUrlForLayer: fetch the config blob behind `latest`, which
+  #   carries the revision label compared above.
+  # - DescribeRepositories: preflight, so a missing repository fails in
+  #   seconds instead of after the build.
+  ecr_read_actions = [
+    "ecr:BatchGetImage",
+    "ecr:DescribeRepositories",
+    "ecr:GetDownloadUrlForLayer",
+  ]
+
+  # Only for `ecrbuild --wait-scan`: poll the scan-on-push result.
+  ecr_scan_actions = [
+    "ecr:DescribeImageScanFindings",
+    "ecr:DescribeImages",
+  ]
+
+  # The log group is created by Terraform, so logs:CreateLogGroup is not granted.
+  # Resources: the group and "<group>:*" (its streams), the form CodeBuild documents.
+  log_actions = [
+    "logs:CreateLogStream",
+    "logs:PutLogEvents",
+  ]
+
+  codebuild_trust_policy = {
+    Version = "2012-10-17"
+    Statement = [{
+      Sid       = "CodeBuildThisProjectOnly"
+      Effect    = "Allow"
+      Principal = { Service = var.codebuild_service_principal }
+      Action    = "sts:AssumeRole"
+      # Confused-deputy protection: only this account's project may assume it.
+      Condition = {
+        StringEquals = { "aws:SourceAccount" = var.account_id }
+        ArnLike      = { "aws:SourceArn" = local.project_arn }
+      }
+    }]
+  }
+
+  codebuild_permissions_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        # GetAuthorizationToken supports no resource-level permission:
+        # "*" is the only valid resource, so it stays alone in this statement.
+        Sid      = "EcrAuthorizationToken"
+        Effect   = "Allow"
+        Action   = ["ecr:GetAuthorizationToken"]
+        Resource = "*"
+      },
+      {
+        Sid      = "EcrPushThisRepository"
+        Effect   = "Allow"
+        Action   = local.ecr_push_actions
+        Resource = local.repository_arn
+      },
+      {
+        Sid      = "EcrReadThisRepository"
+        Effect   = "Allow"
+        Action   = local.ecr_read_actions
+        Resource = local.repository_arn
+      },
+      {
+        Sid      = "LogsThisProjectOnly"
+        Effect   = "Allow"
+        Action   = local.log_actions
+        Resource = [local.log_group_arn, "${local.log_group_arn}:*"]
+      },
+    ]
+  }
+
+  # A separate document, attached only when enable_wait_scan is true. (Kept
+  # out of the main document so that document stays a plain literal list.)
+  codebuild_wait_scan_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "EcrScanFindingsThisRepository"
+        Effect   = "Allow"
+        Action   = local.ecr_scan_actions
+        Resource = local.repository_arn
+      },
+    ]
+  }
+
+  github_trust_policy = {
+    Version = "2012-10-17"
+    Statement = [{
+      Sid       = "GitHubActionsOneBranchOnly"
+      Effect    = "Allow"
+      Principal = { Federated = var.oidc_provider_arn }
+      Action    = "sts:AssumeRoleWithWebIdentity"
+      # StringEquals, never StringLike: the subject is one exact branch of one
+      # repository. Pull requests, forks, tags, other branches and jobs bound
+      # to a GitHub environment all present a different `sub`.
+      Condition = {
+        StringEquals = {
+          "${local.github_token_host}:aud" = local.github_audience
+          "${local.github_token_host}:sub" = local.github_subject
+        }
+      }
+    }]
+  }
+
+  github_permissions_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "StartThisProjectOnly"
+        Effect   = "Allow"
+        Action   = ["codebuild:StartBuild"]
+        Resource = local.project_arn
+      },
+      {
+        # The build must run the buildspec.yml of the commit, never one
+        # supplied by the caller.
+        Sid       = "DenyBuildspecOverride"
+        Effect    = "Deny"
+        Action    = ["codebuild:StartBuild"]
+        Resource  = local.project_arn
+        Condition = { Null = { "codebuild:source.buildspec" = "false" } }
+      },
+    ]
+  }
+
+  lifecycle_policy = {
+    rules = [
+      {
+        rulePriority = 1
+        description  = "Expire untagged images ${var.untagged_expire_days} days after push"
+        selection = {
+          tagStatus   = "untagged"
+          countType   = "sinceImagePushed"
+          countUnit   = "days"
+          countNumber = var.untagged_expire_days
+        }
+        action = { type = "expire" }
+      },
+      {
+        # Only one image can carry the moving tag, so this rule never expires
+        # anything; it exists so that rule 3 cannot expire that image.
+        rulePriority = 2
+        description  = "Never expire the image tagged ${var.moving_tag}"
+        selection = {
+          tagStatus      = "tagged"
+          tagPatternList = [var.moving_tag]
+          countType      = "imageCountMoreThan"
+          countNumber    = 1
+        }
+        action = { type = "expire" }
+      },
+      {
+        # Commit SHAs have no fixed prefix, so this selects every remaining
+        # tagged image; in this repository those are the SHA-tagged images.
+        rulePriority = 3
+        description  = "Keep the last ${var.keep_tagged_images} SHA-tagged images"
+        selection = {
+          tagStatus      = "tagged"
+          tagPatternList = ["*"]
+          countType      = "imageCountMoreThan"
+          countNumber    = var.keep_tagged_images
+        }
+        action = { type = "expire" }
+      },
+    ]
+  }
+}

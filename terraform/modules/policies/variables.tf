@@ -1,0 +1,130 @@
+variable "partition" {
+  description = "AWS partition of every ARN (aws, aws-cn, aws-us-gov)."
+  type        = string
+  default     = "aws"
+
+  validation {
+    condition     = contains(["aws", "aws-cn", "aws-us-gov"], var.partition)
+    error_message = "partition must be aws, aws-cn or aws-us-gov."
+  }
+}
+
+variable "codebuild_service_principal" {
+  description = "Service principal of CodeBuild in this partition (the root passes data.aws_service_principal)."
+  type        = string
+  default     = "codebuild.amazonaws.com"
+
+  validation {
+    condition     = can(regex("^codebuild\\.amazonaws\\.com(\\.cn)?$", var.codebuild_service_principal))
+    error_message = "codebuild_service_principal must be the CodeBuild service principal."
+  }
+}
+
+variable "region" {
+  description = "Region of the ECR repository, the CodeBuild project and its log group."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z]{2}(-[a-z]+)+-[0-9]$", var.region))
+    error_message = "region must look like ap-northeast-1."
+  }
+}
+
+variable "account_id" {
+  description = "12-digit AWS account id that owns every resource."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[0-9]{12}$", var.account_id))
+    error_message = "account_id must be 12 digits."
+  }
+}
+
+variable "repository_name" {
+  description = "Name of the ECR repository the build pushes to."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$", var.repository_name))
+    error_message = "repository_name must be a valid ECR repository name (lowercase, no wildcards)."
+  }
+}
+
+variable "project_name" {
+  description = "Name of the CodeBuild project."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{1,254}$", var.project_name))
+    error_message = "project_name must be a valid CodeBuild project name (no wildcards)."
+  }
+}
+
+variable "log_group_name" {
+  description = "Name of the CloudWatch log group the CodeBuild project writes to."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_./#-]{1,512}$", var.log_group_name))
+    error_message = "log_group_name must be a valid log group name (no wildcards)."
+  }
+}
+
+variable "github_repository" {
+  description = "GitHub repository allowed to start builds, as OWNER/REPO."
+  type        = string
+
+  validation {
+    # No wildcard characters: the trust policy must name exactly one repository.
+    condition     = can(regex("^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$", var.github_repository))
+    error_message = "github_repository must be OWNER/REPO, without wildcards."
+  }
+}
+
+variable "github_branch" {
+  description = "The only branch whose workflow runs may start builds."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9._/-]+$", var.github_branch)) && !startswith(var.github_branch, "refs/")
+    error_message = "github_branch must be a plain branch name such as main, without wildcards or a refs/ prefix."
+  }
+}
+
+variable "oidc_provider_arn" {
+  description = "ARN of the IAM OIDC provider for token.actions.githubusercontent.com."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/token\\.actions\\.githubusercontent\\.com$", var.oidc_provider_arn))
+    error_message = "oidc_provider_arn must be the ARN of the token.actions.githubusercontent.com provider."
+  }
+}
+
+variable "untagged_expire_days" {
+  description = "Untagged images are expired this many days after push."
+  type        = number
+  default     = 7
+
+  validation {
+    condition     = var.untagged_expire_days >= 1 && floor(var.untagged_expire_days) == var.untagged_expire_days
+    error_message = "untagged_expire_days must be a whole number of at least 1."
+  }
+}
+
+variable "keep_tagged_images" {
+  description = "How many commit-SHA-tagged images to keep; older ones are expired."
+  type        = number
+  default     = 50
+
+  validation {
+    condition     = var.keep_tagged_images >= 1 && floor(var.keep_tagged_images) == var.keep_tagged_images
+    error_message = "keep_tagged_images must be a whole number of at least 1."
+  }
+}
+
+variable "moving_tag" {
+  description = "The one mutable tag (excluded from tag immutability); it is never expired."
+  type        = string
+  default     = "latest"
+}

@@ -1,0 +1,34 @@
+output "repository_url" {
+  description = "URL of the ECR repository (<registry>/<name>)."
+  value       = aws_ecr_repository.image.repository_url
+}
+
+output "repository_arn" {
+  description = "ARN of the ECR repository."
+  value       = aws_ecr_repository.image.arn
+}
+
+output "codebuild_project_name" {
+  description = "Name of the CodeBuild project; set it as the GitHub variable CODEBUILD_PROJECT."
+  value       = aws_codebuild_project.image.name
+}
+
+output "codebuild_role_arn" {
+  description = "ARN of the CodeBuild service role."
+  value       = aws_iam_role.codebuild.arn
+}
+
+output "github_role_arn" {
+  description = "ARN of the role the GitHub workflow assumes; set it as the GitHub variable AWS_ROLE_ARN."
+  value       = aws_iam_role.github.arn
+}
+
+output "github_oidc_provider_arn" {
+  description = "ARN of the GitHub OIDC provider in use (created here or passed in)."
+  value       = local.github_oidc_provider_arn
+}
+
+output "log_group_name" {
+  description = "CloudWatch log group of the builds."
+  value       = aws_cloudwatch_log_group.build.name
+}

@@ -1,0 +1,198 @@
+# ---------------------------------------------------------------- naming
+
+variable "project" {
+  description = "First part of every name: <project>-<environment>-<component>[-<purpose>]."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]*(-[a-z0-9]+)*$", var.project)) && length(var.project) <= 24
+    error_message = "project must be lowercase letters, digits and single hyphens, at most 24 characters."
+  }
+}
+
+variable "environment" {
+  description = "Second part of every name, e.g. prod or staging."
+  type        = string
+  default     = "prod"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]*$", var.environment)) && length(var.environment) <= 8
+    error_message = "environment must be lowercase letters and digits, at most 8 characters."
+  }
+}
+
+variable "component" {
+  description = "Third part of every name: the image being built."
+  type        = string
+  default     = "api"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9]*(-[a-z0-9]+)*$", var.component)) && length(var.component) <= 16
+    error_message = "component must be lowercase letters, digits and single hyphens, at most 16 characters."
+  }
+}
+
+variable "region" {
+  description = "AWS region of every resource."
+  type        = string
+  default     = "ap-northeast-1"
+}
+
+variable "tags" {
+  description = "Extra tags added to every resource (merged under the standard tags)."
+  type        = map(string)
+  default     = {}
+}
+
+# ---------------------------------------------------------------- GitHub
+
+variable "github_repository" {
+  description = "GitHub repository (OWNER/REPO) that holds buildspec.yml and api/Dockerfile, and whose workflow starts builds."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9-]+/[A-Za-z0-9._-]+$", var.github_repository))
+    error_message = "github_repository must be OWNER/REPO, without wildcards."
+  }
+}
+
+variable "github_branch" {
+  description = "The only branch allowed to start builds (OIDC sub repo:OWNER/REPO:ref:refs/heads/<branch>)."
+  type        = string
+  default     = "main"
+}
+
+variable "github_oidc_provider_arn" {
+  description = "ARN of an existing IAM OIDC provider for token.actions.githubusercontent.com. Null creates one (an account can hold only one per URL)."
+  type        = string
+  default     = null
+}
+
+# ---------------------------------------------------------------- ECR
+
+variable "ecr_kms_key_arn" {
+  description = "KMS key for the repository. Null uses AES256 (ECR-managed keys)."
+  type        = string
+  default     = null
+}
+
+variable "untagged_expire_days" {
+  description = "Untagged images are expired this many days after push."
+  type        = number
+  default     = 7
+}
+
+variable "keep_tagged_images" {
+  description = "How many SHA-tagged images the lifecycle policy keeps."
+  type        = number
+  default     = 50
+}
+
+variable "force_delete" {
+  description = "Let `terraform destroy` delete the repository even when it still holds images."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------- CodeBuild
+
+variable "build_image" {
+  description = "CodeBuild Linux image. It must ship a Docker daemon (the standard images do)."
+  type        = string
+  default     = "aws/codebuild/standard:7.0"
+}
+
+variable "compute_type" {
+  description = "CodeBuild compute type. MEDIUM (4 vCPU) keeps a cold cargo build of ecrbuild inside the 5-minute budget better than SMALL."
+  type        = string
+  default     = "BUILD_GENERAL1_MEDIUM"
+
+  validation {
+    condition     = contains(["BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE", "BUILD_GENERAL1_XLARGE", "BUILD_GENERAL1_2XLARGE"], var.compute_type)
+    error_message = "compute_type must be one of the BUILD_GENERAL1_* Linux container types."
+  }
+}
+
+variable "build_timeout_minutes" {
+  description = "A build running longer than this is stopped."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.build_timeout_minutes >= 5 && var.build_timeout_minutes <= 480
+    error_message = "build_timeout_minutes must be between 5 and 480."
+  }
+}
+
+variable "queued_timeout_minutes" {
+  description = "A build waiting in the queue longer than this is dropped."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.queued_timeout_minutes >= 5 && var.queued_timeout_minutes <= 480
+    error_message = "queued_timeout_minutes must be between 5 and 480."
+  }
+}
+
+variable "log_retention_days" {
+  description = "Retention of the build log group. A year keeps the record of what was built and pushed."
+  type        = number
+  default     = 365
+
+  validation {
+    condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be a value CloudWatch Logs accepts."
+  }
+}
+
+variable "log_kms_key_arn" {
+  description = "KMS key for the build log group. Null uses CloudWatch Logs' default encryption."
+  type        = string
+  default     = null
+}
+
+variable "enable_docker_layer_cache" {
+  description = "Keep Docker layers on the build host between builds (LOCAL_DOCKER_LAYER_CACHE, best effort)."
+  type        = bool
+  default     = false
+}
+
+variable "enable_wait_scan" {
+  description = "Grant ecr:DescribeImageScanFindings and ecr:DescribeImages so builds can run `ecrbuild --wait-scan`."
+  type        = bool
+  default     = false
+}
+
+variable "extra_image_tag" {
+  description = "Extra moving tag pushed after the SHA tag (IMAGE_TAG), e.g. prod. Empty for none. It is added to the tag-immutability exclusions, like latest."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.extra_image_tag == "" || can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", var.extra_image_tag))
+    error_message = "extra_image_tag must be a valid image tag or empty."
+  }
+}
+
+variable "ecrbuild_download_url" {
+  description = "Optional URL of a prebuilt Linux ecrbuild binary. Empty: the buildspec builds ecrbuild from this commit with cargo. Set together with ecrbuild_download_sha256."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ecrbuild_download_url == "" || startswith(var.ecrbuild_download_url, "https://")
+    error_message = "ecrbuild_download_url must be empty or an https:// URL."
+  }
+}
+
+variable "ecrbuild_download_sha256" {
+  description = "SHA-256 (64 lowercase hex) of the file at ecrbuild_download_url. The install phase refuses a mismatch."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ecrbuild_download_sha256 == "" || can(regex("^[0-9a-f]{64}$", var.ecrbuild_download_sha256))
+    error_message = "ecrbuild_download_sha256 must be empty or 64 lowercase hex digits."
+  }
+}

@@ -1,0 +1,257 @@
+"""Static assertions on buildspec.yml, the trigger workflow and terraform/.
+
+Usage: check_files.py {buildspec|workflow|terraform-root|checkov-skips} REPO_ROOT
+
+Each subcommand prints every assertion as "ok" or "FAIL" and exits 1 if any
+failed.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import subprocess
+import sys
+
+import yaml
+
+PHASES = ("install", "pre_build", "build", "post_build")
+
+# Anything that talks to the registry on its own. ecrbuild is the only pusher.
+FORBIDDEN = [
+    (re.compile(r"\bdocker\s+(image\s+)?push\b"), "docker push"),
+    (re.compile(r"\bdocker\s+login\b"), "docker login"),
+    (re.compile(r"\bget-login(-password)?\b"), "aws ecr get-login / get-login-password"),
+    (re.compile(r"\becr\s+put-image\b"), "aws ecr put-image"),
+    (re.compile(r"\bdocker\s+buildx\b"), "docker buildx (can push with --push)"),
+    (re.compile(r"--push\b"), "a --push flag"),
+]
+
+# ecrbuild in command position: start of a line, or after ; & | $( then do.
+ECRBUILD_CALL = re.compile(r"(?:^|[;&|]|\$\(|\bthen\b|\bdo\b)[ \t]*ecrbuild\b(?P<rest>[^\n;&|]*)", re.M)
+ECRBUILD_RUN = re.compile(r'^[ \t]*ecrbuild[ \t]+--sha[ \t]+"\$CODEBUILD_RESOLVED_SOURCE_VERSION"(?:[ \t]|$)', re.M)
+
+
+class Failures:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def check(self, ok: bool, message: str) -> None:
+        print(("ok    " if ok else "FAIL  ") + message)
+        if not ok:
+            self.items.append(message)
+
+    def exit_code(self) -> int:
+        return 1 if self.items else 0
+
+
+def _commands(phase: dict) -> list[str]:
+    out = []
+    for block in ("commands", "finally"):
+        for cmd in phase.get(block) or []:
+            out.append(str(cmd))
+    return out
+
+
+def check_buildspec(root: str) -> int:
+    f = Failures()
+    path = os.path.join(root, "buildspec.yml")
+    with open(path, encoding="utf-8") as fh:
+        spec = yaml.safe_load(fh)
+
+    f.check(str(spec.get("version")) == "0.2", f"version is 0.2 (got {spec.get('version')!r})")
+    f.check((spec.get("env") or {}).get("shell") == "bash", "env.shell is bash (the commands use bash arrays)")
+
+    phases = spec.get("phases") or {}
+    f.check(set(phases) <= set(PHASES), f"only known phases ({sorted(phases)})")
+    f.check("post_build" not in phases,
+            "no post_build phase (CodeBuild runs it even after a failed build)")
+    f.check("build" in phases, "a build phase exists")
+
+    build_cmds = _commands(phases.get("build") or {})
+    runs = [c for c in build_cmds if ECRBUILD_RUN.search(c)]
+    f.check(len(runs) == 1, 'the build phase runs ecrbuild --sha "$CODEBUILD_RESOLVED_SOURCE_VERSION" exactly once')
+    calls = sum(len(ECRBUILD_CALL.findall(c)) for c in build_cmds)
+    f.check(calls == 1, f"the build phase calls ecrbuild once and nothing else calls it there (found {calls})")
+
+    for name, phase in phases.items():
+        for cmd in _commands(phase or {}):
+            for pattern, label in FORBIDDEN:
+                f.check(not pattern.search(cmd), f"{name}: no {label}")
+            if name != "build":
+                for m in ECRBUILD_CALL.finditer(cmd):
+                    f.check(m.group("rest").strip() == "--version",
+                            f"{name}: ecrbuild is only run for --version outside the build phase "
+                            f"(found 'ecrbuild{m.group('rest')}')")
+            # Every command block must at least parse as bash.
+            syntax = subprocess.run(["bash", "-n"], input=cmd, capture_output=True, text=True)
+            f.check(syntax.returncode == 0, f"{name}: command parses as bash {syntax.stderr.strip()}")
+
+    for name in ("install", "build"):
+        f.check((phases.get(name) or {}).get("on-failure") == "ABORT", f"{name}: on-failure is ABORT")
+
+    install = "\n".join(_commands(phases.get("install") or {}))
+    if "ECRBUILD_DOWNLOAD_URL" in install:
+        f.check(re.search(r"sha256sum\s+--check", install) is not None,
+                "install: a downloaded ecrbuild is verified with sha256sum --check")
+    f.check("--locked" in install, "install: cargo builds with --locked (Cargo.lock decides the versions)")
+
+    cache_paths = ((spec.get("cache") or {}).get("paths")) or []
+    f.check(any(p.startswith("target/") for p in cache_paths), "cache: target/ is cached")
+    f.check(any(".cargo" in p for p in cache_paths), "cache: the cargo home is cached")
+    return f.exit_code()
+
+
+def check_workflow(root: str) -> int:
+    f = Failures()
+    path = os.path.join(root, ".github", "workflows", "start-image-build.yml")
+    with open(path, encoding="utf-8") as fh:
+        wf = yaml.safe_load(fh)
+    # YAML 1.1 reads the key `on` as True.
+    on = wf.get("on", wf.get(True))
+    f.check(isinstance(on, dict) and set(on) == {"push"}, f"triggered by push only (got {on!r})")
+    push = (on or {}).get("push") or {}
+    branch = _example_branch(root)
+    f.check(push.get("branches") == [branch],
+            f"push branches are exactly [{branch!r}], the branch the role trusts (got {push.get('branches')!r})")
+    f.check("tags" not in push, "no tag trigger (a tag's sub is refs/tags/…, which the role refuses)")
+
+    perms = wf.get("permissions") or {}
+    f.check(perms.get("id-token") == "write", "permissions: id-token: write")
+    writes = sorted(k for k, v in perms.items() if v == "write" and k != "id-token")
+    f.check(not writes, f"no other write permission (got {writes})")
+
+    jobs = wf.get("jobs") or {}
+    assumed = started = False
+    for job_name, job in jobs.items():
+        f.check("environment" not in job,
+                f"job {job_name}: no environment (it would change the OIDC sub and the role would refuse it)")
+        for step in job.get("steps") or []:
+            uses = str(step.get("uses", ""))
+            if uses.startswith("aws-actions/configure-aws-credentials@"):
+                with_ = step.get("with") or {}
+                assumed = bool(with_.get("role-to-assume"))
+                f.check("aws-access-key-id" not in with_ and "aws-secret-access-key" not in with_,
+                        "configure-aws-credentials uses OIDC, not stored keys")
+            run = str(step.get("run", ""))
+            if "aws codebuild start-build" in run:
+                started = True
+                f.check("--buildspec-override" not in run, "start-build passes no buildspec override")
+                f.check("--source-version" in run, "start-build pins the pushed commit (--source-version)")
+    f.check(assumed, "a step assumes a role with aws-actions/configure-aws-credentials (role-to-assume)")
+    f.check(started, "a step runs aws codebuild start-build")
+    return f.exit_code()
+
+
+def _example_branch(root: str) -> str:
+    text = open(os.path.join(root, "terraform", "terraform.tfvars.example"), encoding="utf-8").read()
+    m = re.search(r'^\s*github_branch\s*=\s*"([^"]+)"', text, re.M)
+    return m.group(1) if m else "main"
+
+
+TAGGABLE = {
+    "aws_ecr_repository", "aws_codebuild_project", "aws_cloudwatch_log_group", "aws_iam_role",
+    "aws_iam_policy", "aws_iam_openid_connect_provider",
+}
+UNTAGGABLE = {"aws_ecr_lifecycle_policy", "aws_iam_role_policy_attachment"}
+
+
+def _blocks(text: str):
+    """Yields (kind, type, name, body) of top-level resource/data blocks (brace matching)."""
+    for m in re.finditer(r'^(resource|data)\s+"([^"]+)"\s+"([^"]+)"\s*\{', text, re.M):
+        depth, i = 1, m.end()
+        while depth and i < len(text):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        yield m.group(1), m.group(2), m.group(3), text[m.end():i - 1]
+
+
+def check_terraform_root(root: str) -> int:
+    f = Failures()
+    tf_dir = os.path.join(root, "terraform")
+    files = sorted(glob.glob(os.path.join(tf_dir, "*.tf")))
+    text = {os.path.basename(p): open(p, encoding="utf-8").read() for p in files}
+    joined = "\n".join(text.values())
+
+    for expected in ("versions.tf", "variables.tf", "outputs.tf", "ecr.tf", "codebuild.tf", "iam.tf", "oidc.tf"):
+        f.check(expected in text, f"terraform/{expected} exists")
+
+    f.check(re.search(r'module\s+"policies"\s*\{[^}]*source\s*=\s*"\./modules/policies"', joined, re.S) is not None,
+            'the root uses module "policies" from ./modules/policies')
+    docs = re.findall(r"^\s*(assume_role_policy|policy)\s*=\s*(.+)$", joined, re.M)
+    f.check(len(docs) >= 6, f"found the role, permission and lifecycle documents ({len(docs)})")
+    for attr, value in docs:
+        f.check(value.strip().startswith("module.policies."),
+                f"{attr} = {value.strip()} comes from module.policies")
+    for name, body in text.items():
+        f.check("jsonencode(" not in body and "aws_iam_policy_document" not in body and "<<" not in body,
+                f"{name}: builds no policy document itself (no jsonencode, policy data source or heredoc)")
+
+    f.check(re.search(r"provider\s+\"aws\"\s*\{.*?default_tags\s*\{", joined, re.S) is not None,
+            "the aws provider sets default_tags")
+    seen_types = set()
+    for kind, rtype, rname, body in _blocks(joined):
+        if kind != "resource":
+            continue
+        seen_types.add(rtype)
+        if rtype in TAGGABLE:
+            f.check(re.search(r"^\s*tags\s*=\s*\{[^}]*\bName\s*=", body, re.M) is not None,
+                    f"{rtype}.{rname} has tags with a Name")
+        else:
+            f.check(rtype in UNTAGGABLE, f"{rtype}.{rname}: known whether taggable (update check_files.py)")
+    for rtype in ("aws_ecr_repository", "aws_ecr_lifecycle_policy", "aws_codebuild_project",
+                  "aws_cloudwatch_log_group", "aws_iam_openid_connect_provider"):
+        f.check(rtype in seen_types, f"declares {rtype}")
+
+    versions = text.get("versions.tf", "")
+    f.check(re.search(r'required_version\s*=\s*">=\s*1\.6"', versions) is not None, "terraform >= 1.6")
+    f.check(re.search(r'version\s*=\s*">=\s*6\.8,\s*<\s*7\.0"', versions) is not None, "hashicorp/aws >= 6.8, < 7.0")
+    variables = text.get("variables.tf", "")
+    f.check(re.search(r'variable\s+"region"\s*\{[^}]*default\s*=\s*"ap-northeast-1"', variables, re.S) is not None,
+            "region defaults to ap-northeast-1")
+    ecr = text.get("ecr.tf", "")
+    f.check('image_tag_mutability = "IMMUTABLE_WITH_EXCLUSION"' in ecr, "ECR: IMMUTABLE_WITH_EXCLUSION")
+    f.check(re.search(r'compact\(\["latest"', joined) is not None and 'filter_type = "WILDCARD"' in ecr,
+            "ECR: `latest` is a WILDCARD exclusion filter")
+    f.check(re.search(r"scan_on_push\s*=\s*true", ecr) is not None, "ECR: scan on push")
+    f.check(re.search(r"force_delete\s*=\s*var\.force_delete", ecr) is not None, "ECR: force_delete is a variable")
+    codebuild = text.get("codebuild.tf", "")
+    f.check(re.search(r"privileged_mode\s*=\s*true", codebuild) is not None, "CodeBuild: privileged mode")
+    for env in ("ECR_REPOSITORY", "AWS_ACCOUNT_ID", "AWS_REGION"):
+        f.check(re.search(r'name\s*=\s*"%s"' % env, codebuild) is not None, f"CodeBuild: sets {env}")
+    f.check('buildspec       = "buildspec.yml"' in codebuild, "CodeBuild: source buildspec is buildspec.yml")
+    f.check(re.search(r"retention_in_days\s*=", codebuild) is not None, "log group has a retention")
+    return f.exit_code()
+
+
+def check_checkov_skips(root: str) -> int:
+    f = Failures()
+    path = os.path.join(root, "terraform", ".checkov.yaml")
+    lines = open(path, encoding="utf-8").read().splitlines()
+    config = yaml.safe_load("\n".join(lines))
+    skips = config.get("skip-check") or []
+    f.check(all(isinstance(s, str) and re.fullmatch(r"CKV2?_[A-Z]+_\d+", s) for s in skips),
+            f"skips are plain check ids (a glob or framework-wide skip would hide new checks): {skips}")
+    for skip in skips:
+        line = next((l for l in lines if re.match(r"\s*-\s*%s\b" % re.escape(skip), l)), "")
+        reason = line.split("#", 1)[1].strip() if "#" in line else ""
+        f.check(len(reason) >= 20, f"{skip} has a written reason: {reason!r}")
+    return f.exit_code()
+
+
+def main() -> int:
+    commands = {
+        "buildspec": check_buildspec,
+        "workflow": check_workflow,
+        "terraform-root": check_terraform_root,
+        "checkov-skips": check_checkov_skips,
+    }
+    if len(sys.argv) != 3 or sys.argv[1] not in commands:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return commands[sys.argv[1]](sys.argv[2])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

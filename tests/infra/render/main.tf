@@ -1,0 +1,44 @@
+# Renders the policies module with fixed example inputs, so the offline
+# checks (tests/infra) read the very documents the root configuration deploys.
+terraform {
+  required_version = ">= 1.6"
+}
+
+variable "account_id" {
+  type    = string
+  default = "123456789012"
+}
+
+variable "github_repository" {
+  type    = string
+  default = "avachen2005/avarobotics"
+}
+
+variable "github_branch" {
+  type    = string
+  default = "main"
+}
+
+module "policies" {
+  source = "../../../terraform/modules/policies"
+
+  region            = "ap-northeast-1"
+  account_id        = var.account_id
+  repository_name   = "avarobotics-prod-api"
+  project_name      = "avarobotics-prod-api-build"
+  log_group_name    = "/aws/codebuild/avarobotics-prod-api-build"
+  github_repository = var.github_repository
+  github_branch     = var.github_branch
+  oidc_provider_arn = "arn:aws:iam::${var.account_id}:oidc-provider/token.actions.githubusercontent.com"
+}
+
+output "documents" {
+  value = {
+    codebuild_trust_policy       = module.policies.codebuild_trust_policy
+    codebuild_permissions_policy = module.policies.codebuild_permissions_policy
+    codebuild_wait_scan_policy   = module.policies.codebuild_wait_scan_policy
+    github_trust_policy          = module.policies.github_trust_policy
+    github_permissions_policy    = module.policies.github_permissions_policy
+    lifecycle_policy             = module.policies.lifecycle_policy
+  }
+}

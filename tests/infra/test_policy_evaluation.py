@@ -1,0 +1,255 @@
+"""Evaluates the rendered IAM documents against concrete requests.
+
+Usage: python3 test_policy_evaluation.py DOCUMENTS_JSON
+
+DOCUMENTS_JSON is written by check.sh from tests/infra/render (the policies
+module with the example inputs: avachen2005/avarobotics, branch main, account
+123456789012, region ap-northeast-1).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from iam_eval import (  # noqa: E402
+    ALLOW,
+    EXPLICIT_DENY,
+    IMPLICIT_DENY,
+    Request,
+    Unsupported,
+    conditions_hold,
+    evaluate,
+)
+
+ACCOUNT = "123456789012"
+REGION = "ap-northeast-1"
+REPO = "avachen2005/avarobotics"
+HOST = "token.actions.githubusercontent.com"
+PROVIDER_ARN = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{HOST}"
+PROJECT_ARN = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/avarobotics-prod-api-build"
+REPOSITORY_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/avarobotics-prod-api"
+LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/codebuild/avarobotics-prod-api-build"
+
+DOCS: dict[str, dict] = {}
+
+
+def web_identity(sub: str | None, aud: str | None = "sts.amazonaws.com", provider: str = PROVIDER_ARN,
+                 action: str = "sts:AssumeRoleWithWebIdentity") -> Request:
+    context = {}
+    if sub is not None:
+        context[f"{HOST}:sub"] = sub
+    if aud is not None:
+        context[f"{HOST}:aud"] = aud
+    return Request(action=action, principal={"Federated": provider}, context=context)
+
+
+MAIN = f"repo:{REPO}:ref:refs/heads/main"
+
+# Every way a token other than "a workflow on main of this repository" can look.
+GITHUB_DENIED = {
+    "fork (other owner, same name)": web_identity("repo:someone-else/avarobotics:ref:refs/heads/main"),
+    "pull request": web_identity(f"repo:{REPO}:pull_request"),
+    "another branch": web_identity(f"repo:{REPO}:ref:refs/heads/feature/x"),
+    "branch whose name starts with main": web_identity(f"repo:{REPO}:ref:refs/heads/main-hotfix"),
+    "branch nested under main": web_identity(f"repo:{REPO}:ref:refs/heads/main/evil"),
+    "tag": web_identity(f"repo:{REPO}:ref:refs/tags/v1.0.0"),
+    "environment sub": web_identity(f"repo:{REPO}:environment:prod"),
+    "another repository, same owner": web_identity("repo:avachen2005/other:ref:refs/heads/main"),
+    "repository whose name starts with ours": web_identity("repo:avachen2005/avarobotics-fork:ref:refs/heads/main"),
+    "owner in other letter case": web_identity("repo:AvaChen2005/avarobotics:ref:refs/heads/main"),
+    "wrong audience": web_identity(MAIN, aud="https://github.com/avachen2005"),
+    "missing audience": web_identity(MAIN, aud=None),
+    "missing subject": web_identity(None),
+    "another identity provider": web_identity(MAIN, provider=f"arn:aws:iam::{ACCOUNT}:oidc-provider/gitlab.com"),
+    "plain AssumeRole": web_identity(MAIN, action="sts:AssumeRole"),
+}
+
+
+class GitHubTrustPolicy(unittest.TestCase):
+    def test_allows_main_of_the_repository(self):
+        self.assertEqual(evaluate(DOCS["github_trust_policy"], web_identity(MAIN)), ALLOW)
+
+    def test_denies_everything_else(self):
+        for name, request in GITHUB_DENIED.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(DOCS["github_trust_policy"], request), IMPLICIT_DENY)
+
+    def test_control_a_loose_policy_would_allow_them(self):
+        # Control: the evaluator does allow these tokens when the policy is
+        # loose, so the denials above come from the policy, not the evaluator.
+        loose = copy.deepcopy(DOCS["github_trust_policy"])
+        condition = loose["Statement"][0]["Condition"]
+        del condition["StringEquals"][f"{HOST}:sub"]
+        condition["StringLike"] = {f"{HOST}:sub": f"repo:{REPO}:*"}
+        for name in ("pull request", "another branch", "environment sub", "tag"):
+            with self.subTest(name):
+                self.assertEqual(evaluate(loose, GITHUB_DENIED[name]), ALLOW)
+        no_aud = copy.deepcopy(DOCS["github_trust_policy"])
+        del no_aud["Statement"][0]["Condition"]["StringEquals"][f"{HOST}:aud"]
+        self.assertEqual(evaluate(no_aud, GITHUB_DENIED["wrong audience"]), ALLOW)
+
+
+def codebuild_service(account: str | None = ACCOUNT, source_arn: str | None = PROJECT_ARN,
+                      service: str = "codebuild.amazonaws.com") -> Request:
+    context = {}
+    if account is not None:
+        context["aws:SourceAccount"] = account
+    if source_arn is not None:
+        context["aws:SourceArn"] = source_arn
+    return Request(action="sts:AssumeRole", principal={"Service": service}, context=context)
+
+
+class CodeBuildTrustPolicy(unittest.TestCase):
+    def test_allows_this_project(self):
+        self.assertEqual(evaluate(DOCS["codebuild_trust_policy"], codebuild_service()), ALLOW)
+
+    def test_denies_confused_deputies(self):
+        cases = {
+            "project in another account": codebuild_service(
+                account="210987654321",
+                source_arn=f"arn:aws:codebuild:{REGION}:210987654321:project/avarobotics-prod-api-build"),
+            "another project in this account": codebuild_service(
+                source_arn=f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/other"),
+            "project whose name starts with ours": codebuild_service(source_arn=PROJECT_ARN + "-x"),
+            "no source ARN": codebuild_service(source_arn=None),
+            "no source account": codebuild_service(account=None),
+            "another service": codebuild_service(service="ec2.amazonaws.com"),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(DOCS["codebuild_trust_policy"], request), IMPLICIT_DENY)
+
+
+def start_build(resource: str = PROJECT_ARN, buildspec_override: bool = False,
+                action: str = "codebuild:StartBuild") -> Request:
+    context = {"codebuild:source.buildspec": "version: 0.2"} if buildspec_override else {}
+    return Request(action=action, resource=resource, context=context)
+
+
+class GitHubPermissions(unittest.TestCase):
+    def test_allows_start_build_of_this_project(self):
+        self.assertEqual(evaluate(DOCS["github_permissions_policy"], start_build()), ALLOW)
+
+    def test_denies_a_buildspec_override_explicitly(self):
+        self.assertEqual(evaluate(DOCS["github_permissions_policy"], start_build(buildspec_override=True)),
+                         EXPLICIT_DENY)
+
+    def test_denies_everything_else(self):
+        cases = {
+            "another project": start_build(resource=f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/other"),
+            "project in another region": start_build(resource=PROJECT_ARN.replace(REGION, "us-east-1")),
+            "batch build": start_build(action="codebuild:StartBuildBatch"),
+            "update the project": start_build(action="codebuild:UpdateProject"),
+            "read build results": start_build(action="codebuild:BatchGetBuilds"),
+            "push to ECR": Request(action="ecr:PutImage", resource=REPOSITORY_ARN),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(DOCS["github_permissions_policy"], request), IMPLICIT_DENY)
+
+
+class CodeBuildPermissions(unittest.TestCase):
+    PUSH = ["ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
+            "ecr:CompleteLayerUpload", "ecr:PutImage"]
+    READ = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:DescribeRepositories"]
+
+    def test_allows_what_ecrbuild_does(self):
+        doc = DOCS["codebuild_permissions_policy"]
+        self.assertEqual(evaluate(doc, Request("ecr:GetAuthorizationToken", resource="*")), ALLOW)
+        for action in self.PUSH + self.READ:
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=REPOSITORY_ARN)), ALLOW)
+        for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=f"{LOG_GROUP_ARN}:log-stream:abc")), ALLOW)
+
+    def test_denies_other_repositories_and_actions(self):
+        doc = DOCS["codebuild_permissions_policy"]
+        other_repo = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other"
+        cases = {f"{a} on another repository": Request(a, resource=other_repo) for a in self.PUSH + self.READ}
+        cases.update({
+            "push to a repository whose name starts with ours": Request("ecr:PutImage", resource=REPOSITORY_ARN + "-x"),
+            "delete images": Request("ecr:BatchDeleteImage", resource=REPOSITORY_ARN),
+            "change the lifecycle policy": Request("ecr:PutLifecyclePolicy", resource=REPOSITORY_ARN),
+            "change tag mutability": Request("ecr:PutImageTagMutability", resource=REPOSITORY_ARN),
+            "read scan findings (wait-scan off)": Request("ecr:DescribeImageScanFindings", resource=REPOSITORY_ARN),
+            "create a log group": Request("logs:CreateLogGroup", resource=LOG_GROUP_ARN),
+            "write another log group": Request(
+                "logs:PutLogEvents",
+                resource=f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/codebuild/other:log-stream:x"),
+            "pass a role": Request("iam:PassRole", resource=f"arn:aws:iam::{ACCOUNT}:role/x"),
+        })
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+    def test_wait_scan_policy_reads_findings_of_this_repository_only(self):
+        doc = DOCS["codebuild_wait_scan_policy"]
+        for action in ("ecr:DescribeImageScanFindings", "ecr:DescribeImages"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=REPOSITORY_ARN)), ALLOW)
+                self.assertEqual(
+                    evaluate(doc, Request(action, resource=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other")),
+                    IMPLICIT_DENY)
+        self.assertEqual(evaluate(doc, Request("ecr:PutImage", resource=REPOSITORY_ARN)), IMPLICIT_DENY)
+
+
+class Evaluator(unittest.TestCase):
+    """The evaluator's own semantics, so that a bug in it cannot hide a bad policy."""
+
+    def test_string_equals_is_exact_and_case_sensitive(self):
+        self.assertTrue(conditions_hold({"StringEquals": {"k": "a"}}, {"k": "a"}))
+        self.assertFalse(conditions_hold({"StringEquals": {"k": "a"}}, {"k": "A"}))
+        self.assertFalse(conditions_hold({"StringEquals": {"k": "a*"}}, {"k": "ab"}))
+
+    def test_string_like_wildcards(self):
+        self.assertTrue(conditions_hold({"StringLike": {"k": "repo:o/r:*"}}, {"k": "repo:o/r:pull_request"}))
+        self.assertTrue(conditions_hold({"StringLike": {"k": "a?c"}}, {"k": "abc"}))
+        self.assertFalse(conditions_hold({"StringLike": {"k": "a?c"}}, {"k": "abbc"}))
+
+    def test_values_are_ored_and_keys_are_anded(self):
+        self.assertTrue(conditions_hold({"StringEquals": {"k": ["a", "b"]}}, {"k": "b"}))
+        self.assertFalse(conditions_hold({"StringEquals": {"k": "a", "j": "b"}}, {"k": "a", "j": "c"}))
+
+    def test_missing_keys(self):
+        self.assertFalse(conditions_hold({"StringEquals": {"k": "a"}}, {}))
+        self.assertTrue(conditions_hold({"StringEqualsIfExists": {"k": "a"}}, {}))
+        self.assertTrue(conditions_hold({"Null": {"k": "true"}}, {}))
+        self.assertFalse(conditions_hold({"Null": {"k": "false"}}, {}))
+        self.assertTrue(conditions_hold({"Null": {"k": "false"}}, {"k": "x"}))
+
+    def test_unknown_operators_raise(self):
+        with self.assertRaises(Unsupported):
+            conditions_hold({"ForAnyValue:StringLike": {"k": "a"}}, {"k": "a"})
+        with self.assertRaises(Unsupported):
+            conditions_hold({"DateGreaterThan": {"k": "a"}}, {"k": "a"})
+
+    def test_explicit_deny_wins(self):
+        doc = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "s:A", "Resource": "*"},
+            {"Effect": "Deny", "Action": "s:A", "Resource": "*"},
+        ]}
+        self.assertEqual(evaluate(doc, Request("s:A", resource="r")), EXPLICIT_DENY)
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    with open(sys.argv[1], encoding="utf-8") as f:
+        rendered = json.load(f)
+    # The documents arrive as the exact JSON strings the module outputs.
+    DOCS.update({name: json.loads(text) for name, text in rendered.items()})
+    suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
+    result = unittest.TextTestRunner(verbosity=2, stream=sys.stdout).run(suite)
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
