@@ -86,6 +86,52 @@ pub fn image_labels(plan: &Plan, revision: &Revision, created: &str) -> HashMap<
     labels
 }
 
+/// Pull the `--cache-from` images so the classic builder can reuse their layers; returns the references
+/// that are now present locally. `latest` means this repository's `latest`. A missing image only warns:
+/// the first build of a repository has nothing to reuse.
+pub async fn pull_cache_sources(
+    docker: &Docker,
+    plan: &Plan,
+    registry: &Registry,
+    credentials: &crate::auth::Credentials,
+    reporter: &Reporter,
+) -> Vec<String> {
+    let mut present = Vec::new();
+    for source in &plan.cache_from {
+        let reference = if source == "latest" {
+            reference(registry, &plan.repository, &Tag::latest())
+        } else {
+            source.clone()
+        };
+        // Our credentials go only to our registry.
+        let same_registry = reference.starts_with(&format!("{registry}/"));
+        let auth = if same_registry { credentials.for_daemon(registry) } else { None };
+        let options = bollard::query_parameters::CreateImageOptionsBuilder::new()
+            .from_image(&reference)
+            .build();
+        let mut stream = docker.create_image(Some(options), None, auth);
+        let mut failure = None;
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(info) => {
+                    if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                        failure = Some(message);
+                    }
+                }
+                Err(e) => failure = Some(e.to_string()),
+            }
+        }
+        match failure {
+            None => {
+                reporter.step(format!("cache source {reference} pulled"));
+                present.push(reference);
+            }
+            Some(why) => reporter.warn(format!("cache source {reference} not used: {}", why.trim())),
+        }
+    }
+    present
+}
+
 /// Build `context` as planned, then tag the image with every planned tag.
 pub async fn build(
     docker: &Docker,
@@ -93,6 +139,7 @@ pub async fn build(
     registry: &Registry,
     revision: &Revision,
     context: BuildContext,
+    cache_from: &[String],
     gzip: bool,
     reporter: &Reporter,
 ) -> Result<BuiltImage> {
@@ -113,6 +160,9 @@ pub async fn build(
     }
     if let Some(target) = &plan.target {
         options = options.target(target);
+    }
+    if !cache_from.is_empty() {
+        options = options.cachefrom(&cache_from.to_vec());
     }
 
     // The tar writer reports its own failures (e.g. a file changed while read) through the stream; keep

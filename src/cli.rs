@@ -62,6 +62,17 @@ pub enum LatestMode {
     Never,
 }
 
+/// ECR scan severities, lowest to highest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum Severity {
+    Informational,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Text,
@@ -106,6 +117,59 @@ pub struct BuildArgs {
     /// When to move `latest`: `auto` only forward in history, `force` always, `never`.
     #[arg(long, value_enum, default_value_t = LatestMode::Auto, value_name = "MODE")]
     pub latest: LatestMode,
+
+    /// Also tag with the first N characters of the SHA (N defaults to 7).
+    #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "7")]
+    pub short_sha: Option<usize>,
+
+    /// Also tag with the UTC build time, YYYYMMDD-HHMMSS.
+    #[arg(long)]
+    pub timestamp_tag: bool,
+
+    /// Branch being built. Default: from the CI's variables, else `git rev-parse --abbrev-ref HEAD`.
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+
+    /// Pull/merge request number. Default: from the CI's variables. A PR build is tagged `pr-N`.
+    #[arg(long = "pr", value_name = "N")]
+    pub pull_request: Option<u64>,
+
+    /// The branch whose builds move `latest`. Default: the CI's (GitLab), else `main` or `master`.
+    #[arg(long, value_name = "NAME")]
+    pub default_branch: Option<String>,
+
+    /// Push pull/merge request builds too (by default they are built and tagged, not pushed).
+    #[arg(long)]
+    pub push_pr: bool,
+
+    /// Image to use as a build cache source (repeatable); `latest` means this repository's latest. It is
+    /// pulled with the same credentials first; a missing image only warns.
+    #[arg(long = "cache-from", value_name = "REF")]
+    pub cache_from: Vec<String>,
+
+    /// Write CodePipeline's imagedefinitions.json here (needs --container-name).
+    #[arg(long, value_name = "PATH", requires = "container_name")]
+    pub imagedefinitions: Option<PathBuf>,
+
+    /// Container name for imagedefinitions.json.
+    #[arg(long, value_name = "NAME")]
+    pub container_name: Option<String>,
+
+    /// Write the pushed digest (sha256:...) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub digest_file: Option<PathBuf>,
+
+    /// After pushing, wait for the ECR image scan and print a summary by severity.
+    #[arg(long)]
+    pub wait_scan: bool,
+
+    /// Seconds to wait for the scan.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub scan_timeout: u64,
+
+    /// Fail (exit 9) when the scan finds vulnerabilities at or above this severity. Implies --wait-scan.
+    #[arg(long, value_enum, value_name = "SEVERITY")]
+    pub fail_on: Option<Severity>,
 
     /// Do not tag or push `latest` (same as --latest=never).
     #[arg(long, conflicts_with = "latest")]

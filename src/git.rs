@@ -35,6 +35,22 @@ impl History {
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 
+    /// The checked-out branch (`HEAD` when detached).
+    pub fn branch(&self) -> Option<String> {
+        let out = self.git(&["rev-parse", "--abbrev-ref", "HEAD"])?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The URL of the `origin` remote.
+    pub fn remote_url(&self) -> Option<String> {
+        let out = self.git(&["remote", "get-url", "origin"])?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// Whether `ancestor` is an ancestor of (or equal to) `descendant`; `None` when git cannot tell
     /// (no checkout, a shallow clone without one of the commits).
     pub fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Option<bool> {

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod build;
+pub mod ci;
 pub mod cli;
 pub mod context;
 pub mod daemon;
@@ -16,6 +17,7 @@ pub mod plan;
 pub mod push;
 pub mod registry;
 pub mod report;
+pub mod scan;
 pub mod verify;
 
 pub use error::{Error, ExitCode, Result};

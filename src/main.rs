@@ -6,7 +6,9 @@ use std::process::ExitCode as ProcessExit;
 use clap::Parser;
 use ecrbuild::cli::{Cli, Command, ContextArgs, OutputFormat};
 use ecrbuild::context::BuildContext;
-use ecrbuild::plan::{self, Env};
+use ecrbuild::ci::LocalGit;
+use ecrbuild::git::History;
+use ecrbuild::plan::{self, Env, Workspace};
 use ecrbuild::report::Reporter;
 use ecrbuild::{pipeline, Error};
 
@@ -62,8 +64,24 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
 fn build_and_push(args: ecrbuild::cli::BuildArgs) -> Result<(), Error> {
     let reporter = Reporter::new(args.quiet);
     let env = Env::from_process();
-    let context_dir = args.context.clone();
-    let plan = plan::resolve(&args, &env, || git_head(&context_dir))?;
+    let history = History::at(&args.context);
+    let head = || history.head();
+    let local_git = || LocalGit {
+        branch: history.branch(),
+        remote_url: history.remote_url(),
+    };
+    let plan = plan::resolve(
+        &args,
+        &Workspace {
+            env: &env,
+            head: &head,
+            local_git: &local_git,
+            now: std::time::SystemTime::now(),
+        },
+    )?;
+    for note in &plan.notes {
+        reporter.step(note);
+    }
     let output = plan.output;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -95,19 +113,4 @@ fn list_context(args: &ContextArgs) -> Result<(), Error> {
         );
     }
     Ok(())
-}
-
-/// `git rev-parse HEAD` in the context directory, if git and a checkout are there.
-fn git_head(dir: &std::path::Path) -> Option<String> {
-    let output = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "HEAD"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
 }

@@ -15,7 +15,8 @@ use crate::push::latest::Revision;
 use crate::push::retry::retry;
 use crate::push::{self, LatestOutcome, PushOptions, Published, Target};
 use crate::registry::{RegistryApi, RegistryApiError};
-use crate::report::{secs, Reporter, Summary, Timings};
+use crate::report::{self, secs, Reporter, Summary, Timings};
+use crate::scan;
 use crate::verify;
 
 /// Run the whole pipeline; stop cleanly on SIGINT or SIGTERM. Dropping the pipeline future closes the
@@ -81,8 +82,10 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
         pushed: false,
         skipped: false,
         latest: None,
+        scan: None,
         timings,
     };
+    let mut credentials: Option<Credentials> = None;
 
     // Preflight: fail in seconds on bad credentials or a missing repository, not after a long build;
     // and skip the build when this commit is already published.
@@ -97,8 +100,8 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
         } else if plan.create_repository {
             reporter.warn("--create-repository applies to ECR only (--auth ecr); ignored");
         }
-        let credentials = registry_credentials(aws.as_ref(), &registry).await?;
-        let api = RegistryApi::new(&registry, &plan.repository, &credentials);
+        let preflight_credentials = registry_credentials(aws.as_ref(), &registry).await?;
+        let api = RegistryApi::new(&registry, &plan.repository, &preflight_credentials);
         let sha_tag = plan.sha_tag();
         let existing = retry(&plan.retry, "preflight", reporter, || async {
             match api.manifest_digest(&sha_tag).await {
@@ -116,7 +119,7 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
             ));
             let target = Target {
                 docker: &docker,
-                credentials: &credentials,
+                credentials: &preflight_credentials,
                 api: &api,
                 history: &history,
             };
@@ -127,15 +130,25 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
             summary.digest = Some(digest);
             summary.skipped = true;
             summary.latest = Some(describe_latest(&latest));
-            summary.timings.total_secs = secs(started.elapsed());
-            return Ok(summary);
+            return finish(&plan, aws.as_ref(), summary, started, reporter).await;
         }
+        credentials = Some(preflight_credentials);
     }
+
+    let cache_from = if plan.cache_from.is_empty() {
+        Vec::new()
+    } else {
+        let cache_credentials = match credentials.take() {
+            Some(c) => c,
+            None => registry_credentials(aws.as_ref(), &registry).await?,
+        };
+        build::pull_cache_sources(&docker, &plan, &registry, &cache_credentials, reporter).await
+    };
 
     let phase = Instant::now();
     reporter.step(format!("building {}", published.reference(&plan.sha_tag())));
     let gzip = plan.compress.unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host()));
-    let image = build::build(&docker, &plan, &registry, &revision, context, gzip, reporter).await?;
+    let image = build::build(&docker, &plan, &registry, &revision, context, &cache_from, gzip, reporter).await?;
     summary.timings.build_secs = secs(phase.elapsed());
     summary.image_id = image.id().to_string();
     reporter.step(format!(
@@ -144,7 +157,7 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
         image.tags().iter().map(Tag::as_str).collect::<Vec<_>>().join(", ")
     ));
     if !plan.push {
-        reporter.step("--no-push: nothing pushed");
+        reporter.step("not pushing (--no-push or a pull/merge request build)");
         summary.timings.total_secs = secs(started.elapsed());
         return Ok(summary);
     }
@@ -178,6 +191,33 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
             pushed.references.len(),
             pushed.digest
         ));
+    }
+    finish(&plan, aws.as_ref(), summary, started, reporter).await
+}
+
+/// After the image is in the registry: wait for the scan if asked, write the output files.
+async fn finish(
+    plan: &Plan,
+    aws: Option<&aws_config::SdkConfig>,
+    mut summary: Summary,
+    started: Instant,
+    reporter: &Reporter,
+) -> Result<Summary> {
+    if let (Some(scan_plan), Some(_)) = (&plan.scan, &summary.digest) {
+        match aws {
+            Some(config) => {
+                let reference = format!("{}/{}:{}", summary.registry, summary.repository, summary.sha);
+                summary.scan =
+                    scan::wait_for_scan(config, plan.repository.as_str(), &reference, plan.sha.as_str(), scan_plan, reporter)
+                        .await?;
+            }
+            None => reporter.warn("--wait-scan needs ECR (--auth ecr); no scan to wait for"),
+        }
+    }
+    let written = report::write_outputs(&plan.outputs, &summary)
+        .map_err(|e| Error::Internal(format!("cannot write an output file: {e}")))?;
+    for path in written {
+        reporter.step(format!("wrote {path}"));
     }
     summary.timings.total_secs = secs(started.elapsed());
     Ok(summary)

@@ -4,8 +4,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::PathBuf;
+use std::time::SystemTime;
 
-pub use crate::cli::LatestMode;
+pub use crate::cli::{LatestMode, Severity};
+use crate::ci::{self, CiContext, CiSystem, LocalGit};
 use crate::cli::{AuthMode, BuildArgs, OutputFormat};
 use crate::push::retry::RetryPolicy;
 use crate::error::{Error, Result};
@@ -251,8 +253,34 @@ pub struct Plan {
     pub create_repository: bool,
     pub retry: RetryPolicy,
     pub output: OutputFormat,
+    /// Files the result is written to.
+    pub outputs: Outputs,
+    /// Wait for the image scan after pushing, when set.
+    pub scan: Option<ScanPlan>,
+    pub cache_from: Vec<String>,
     pub daemon_timeout_secs: u64,
     pub compress: Option<bool>,
+    /// What the CI (or git) says about this build.
+    pub ci: CiContext,
+    /// Decisions worth telling the user (why latest is not moved, why nothing is pushed).
+    pub notes: Vec<String>,
+}
+
+/// Where to write the result besides stdout.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    /// CodePipeline's imagedefinitions.json: (path, container name).
+    pub imagedefinitions: Option<(PathBuf, String)>,
+    pub digest_file: Option<PathBuf>,
+    /// `$GITHUB_OUTPUT` in GitHub Actions.
+    pub github_output: Option<PathBuf>,
+}
+
+/// How to wait for the ECR scan.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanPlan {
+    pub timeout_secs: u64,
+    pub fail_on: Option<Severity>,
 }
 
 impl Plan {
@@ -285,11 +313,7 @@ fn parse_key_values(flag: &str, items: &[String]) -> Result<BTreeMap<String, Str
 }
 
 /// Resolve the commit SHA: `--sha`, then the CI variables, then git.
-pub fn resolve_sha(
-    flag: Option<&str>,
-    env: &Env,
-    git_head: impl FnOnce() -> Option<String>,
-) -> Result<Sha> {
+pub fn resolve_sha(flag: Option<&str>, env: &Env, git_head: &dyn Fn() -> Option<String>) -> Result<Sha> {
     if let Some(value) = flag {
         return Sha::parse("--sha", value);
     }
@@ -307,9 +331,20 @@ pub fn resolve_sha(
     }
 }
 
-/// Check every input and produce the plan. `git_head` is only called when no flag or CI variable gives the SHA.
-pub fn resolve(args: &BuildArgs, env: &Env, git_head: impl FnOnce() -> Option<String>) -> Result<Plan> {
-    let sha = resolve_sha(args.sha.as_deref(), env, git_head)?;
+/// What a plan reads besides the flags: the environment, git (asked only when needed) and the clock.
+pub struct Workspace<'a> {
+    pub env: &'a Env,
+    /// `git rev-parse HEAD` in the context directory.
+    pub head: &'a dyn Fn() -> Option<String>,
+    /// Branch and remote of the checkout, for runs outside CI.
+    pub local_git: &'a dyn Fn() -> LocalGit,
+    pub now: SystemTime,
+}
+
+/// Check every input and produce the plan.
+pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
+    let env = workspace.env;
+    let sha = resolve_sha(args.sha.as_deref(), env, workspace.head)?;
 
     let repository = match args.repository.as_deref().filter(|r| !r.is_empty()) {
         Some(r) => Repository::parse("--repository", r)?,
@@ -355,24 +390,86 @@ pub fn resolve(args: &BuildArgs, env: &Env, git_head: impl FnOnce() -> Option<St
         },
     };
 
-    let latest = if args.no_latest { LatestMode::Never } else { args.latest };
+    let mut ci = ci::detect(env, workspace.local_git);
+    if let Some(branch) = args.branch.clone().filter(|b| !b.is_empty()) {
+        ci.branch = Some(branch);
+    }
+    if args.pull_request.is_some() {
+        ci.pull_request = args.pull_request;
+    }
+    if let Some(default) = args.default_branch.clone().filter(|b| !b.is_empty()) {
+        ci.default_branch = Some(default);
+    }
+    let mut notes = Vec::new();
+
+    let latest_mode = if args.no_latest { LatestMode::Never } else { args.latest };
+    let on_default_branch = match (&ci.branch, &ci.default_branch) {
+        (None, _) => true,
+        (Some(branch), Some(default)) => branch == default,
+        (Some(branch), None) => branch == "main" || branch == "master",
+    };
+    let tag_latest = match latest_mode {
+        LatestMode::Never => false,
+        LatestMode::Force => true,
+        LatestMode::Auto if ci.pull_request.is_some() => {
+            notes.push("a pull/merge request build never moves latest".to_string());
+            false
+        }
+        LatestMode::Auto if !on_default_branch => {
+            notes.push(format!(
+                "branch {} is not the default branch ({}): latest stays where it is",
+                ci.branch.as_deref().unwrap_or("?"),
+                ci.default_branch.as_deref().unwrap_or("main or master")
+            ));
+            false
+        }
+        LatestMode::Auto => true,
+    };
+
     let mut tags = vec![Tag(sha.as_str().to_string())];
-    if latest != LatestMode::Never {
+    if tag_latest {
         tags.push(Tag::latest());
     }
-    let image_tag = env.get("IMAGE_TAG").map(|t| ("IMAGE_TAG", t.to_string()));
-    for (source, value) in args
-        .tags
-        .iter()
-        .map(|t| ("--tag", t.clone()))
-        .chain(image_tag)
-    {
+    let mut extra: Vec<(&str, String)> = Vec::new();
+    if let Some(n) = args.short_sha {
+        if !(4..=sha.as_str().len()).contains(&n) {
+            return Err(Error::usage("--short-sha", format!("{n} is out of range: use 4 to {}", sha.as_str().len())));
+        }
+        extra.push(("--short-sha", sha.as_str()[..n].to_string()));
+    }
+    if args.timestamp_tag {
+        extra.push(("--timestamp-tag", crate::report::utc_timestamp(workspace.now, "compact")));
+    }
+    if let Some(pr) = ci.pull_request {
+        extra.push(("pull request", format!("pr-{pr}")));
+    }
+    extra.extend(args.tags.iter().map(|t| ("--tag", t.clone())));
+    if let Some(image_tag) = env.get("IMAGE_TAG") {
+        extra.push(("IMAGE_TAG", image_tag.to_string()));
+    }
+    for (source, value) in extra {
         let tag = Tag::parse(source, &value)?;
         if !tags.contains(&tag) {
             tags.push(tag);
         }
     }
 
+    let push = !args.no_push && (ci.pull_request.is_none() || args.push_pr);
+    if !args.no_push && !push {
+        notes.push("pull/merge request build: built and tagged, not pushed (pass --push-pr to push)".to_string());
+    }
+
+    let mut labels = BTreeMap::new();
+    if let Some(source) = &ci.source {
+        labels.insert("org.opencontainers.image.source".to_string(), source.clone());
+    }
+    if let Some(version) = ci.git_tag.clone().or_else(|| env.get("IMAGE_TAG").map(str::to_string)) {
+        labels.insert("org.opencontainers.image.version".to_string(), version);
+    }
+    // The user's labels win over the automatic ones.
+    labels.extend(parse_key_values("--label", &args.labels)?);
+
+    let fail_on = args.fail_on;
     let context_dir = args.context.clone();
     Ok(Plan {
         sha,
@@ -384,13 +481,14 @@ pub fn resolve(args: &BuildArgs, env: &Env, git_head: impl FnOnce() -> Option<St
         context_dir,
         dockerfile: args.dockerfile.clone(),
         build_args: parse_key_values("--build-arg", &args.build_args)?,
-        labels: parse_key_values("--label", &args.labels)?,
+        labels,
         target: args.target.clone().filter(|t| !t.is_empty()),
         no_cache: args.no_cache,
         pull: args.pull,
-        push: !args.no_push,
+        cache_from: args.cache_from.clone(),
+        push,
         verify: !args.no_verify,
-        latest,
+        latest: latest_mode,
         force: args.force,
         preflight: !args.no_preflight,
         create_repository: args.create_repository,
@@ -400,8 +498,21 @@ pub fn resolve(args: &BuildArgs, env: &Env, git_head: impl FnOnce() -> Option<St
             ..RetryPolicy::default()
         },
         output: args.output,
+        outputs: Outputs {
+            imagedefinitions: args.imagedefinitions.clone().zip(args.container_name.clone()),
+            digest_file: args.digest_file.clone(),
+            github_output: (ci.system == CiSystem::GitHubActions)
+                .then(|| env.get("GITHUB_OUTPUT").map(PathBuf::from))
+                .flatten(),
+        },
+        scan: (args.wait_scan || fail_on.is_some()).then_some(ScanPlan {
+            timeout_secs: args.scan_timeout,
+            fail_on,
+        }),
         daemon_timeout_secs: args.daemon_timeout.max(1),
         compress: args.compress.then_some(true),
+        ci,
+        notes,
     })
 }
 
@@ -421,6 +532,22 @@ mod tests {
 
     fn no_git() -> Option<String> {
         None
+    }
+
+    fn no_local() -> LocalGit {
+        LocalGit::default()
+    }
+
+    fn resolve_in(a: &BuildArgs, env: &Env) -> Result<Plan> {
+        resolve(
+            a,
+            &Workspace {
+                env,
+                head: &no_git,
+                local_git: &no_local,
+                now: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_768_142_222),
+            },
+        )
     }
 
     #[test]
@@ -444,22 +571,22 @@ mod tests {
     fn sha_precedence_flag_then_codebuild_then_github_then_gitlab_then_git() {
         let other = "f".repeat(40);
         let env = Env::from_pairs([("GITHUB_SHA", other.as_str()), ("CI_COMMIT_SHA", SHA)]);
-        assert_eq!(resolve_sha(Some(SHA), &env, no_git).unwrap().as_str(), SHA);
-        assert_eq!(resolve_sha(None, &env, no_git).unwrap().as_str(), other);
+        assert_eq!(resolve_sha(Some(SHA), &env, &no_git).unwrap().as_str(), SHA);
+        assert_eq!(resolve_sha(None, &env, &no_git).unwrap().as_str(), other);
         let env = Env::from_pairs([("CI_COMMIT_SHA", SHA)]);
-        assert_eq!(resolve_sha(None, &env, no_git).unwrap().as_str(), SHA);
+        assert_eq!(resolve_sha(None, &env, &no_git).unwrap().as_str(), SHA);
         let env = Env::from_pairs([("CODEBUILD_RESOLVED_SOURCE_VERSION", SHA), ("GITHUB_SHA", other.as_str())]);
-        assert_eq!(resolve_sha(None, &env, no_git).unwrap().as_str(), SHA);
-        let from_git = resolve_sha(None, &Env::default(), || Some(format!("{other}\n"))).unwrap();
+        assert_eq!(resolve_sha(None, &env, &no_git).unwrap().as_str(), SHA);
+        let from_git = resolve_sha(None, &Env::default(), &|| Some(format!("{other}\n"))).unwrap();
         assert_eq!(from_git.as_str(), other);
-        let err = resolve_sha(None, &Env::default(), no_git).unwrap_err().to_string();
+        let err = resolve_sha(None, &Env::default(), &no_git).unwrap_err().to_string();
         assert!(err.contains("git rev-parse HEAD"), "{err}");
     }
 
     #[test]
     fn invalid_ci_variable_is_named_in_the_error() {
         let env = Env::from_pairs([("GITHUB_SHA", "refs/heads/main")]);
-        let err = resolve_sha(None, &env, no_git).unwrap_err().to_string();
+        let err = resolve_sha(None, &env, &no_git).unwrap_err().to_string();
         assert!(err.starts_with("GITHUB_SHA:"), "{err}");
     }
 
@@ -467,7 +594,7 @@ mod tests {
     fn tags_are_sha_then_latest_then_extras_without_duplicates() {
         let env = Env::from_pairs([("IMAGE_TAG", "3.0.0")]);
         let a = args(&["--sha", SHA, "--repository", "api", "--registry", "127.0.0.1:5000", "-t", "v1", "-t", "latest"]);
-        let plan = resolve(&a, &env, no_git).unwrap();
+        let plan = resolve_in(&a, &env).unwrap();
         let tags: Vec<&str> = plan.tags.iter().map(Tag::as_str).collect();
         assert_eq!(tags, [SHA, "latest", "v1", "3.0.0"]);
         assert_eq!(plan.follow_up_tags().len(), 3);
@@ -476,18 +603,18 @@ mod tests {
     #[test]
     fn no_latest_drops_latest() {
         let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example", "--no-latest"]);
-        let plan = resolve(&a, &Env::default(), no_git).unwrap();
+        let plan = resolve_in(&a, &Env::default()).unwrap();
         assert_eq!(plan.tags, vec![Tag(SHA.into())]);
     }
 
     #[test]
     fn bad_tag_is_rejected_naming_its_source() {
         let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example", "--tag=-bad"]);
-        let err = resolve(&a, &Env::default(), no_git).unwrap_err().to_string();
+        let err = resolve_in(&a, &Env::default()).unwrap_err().to_string();
         assert!(err.starts_with("--tag: \"-bad\""), "{err}");
         let env = Env::from_pairs([("IMAGE_TAG", "a/b")]);
         let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example"]);
-        let err = resolve(&a, &env, no_git).unwrap_err().to_string();
+        let err = resolve_in(&a, &env).unwrap_err().to_string();
         assert!(err.starts_with("IMAGE_TAG:"), "{err}");
         assert!(Tag::parse("t", &"a".repeat(129)).is_err());
         assert!(Tag::parse("t", &"a".repeat(128)).is_ok());
@@ -497,15 +624,15 @@ mod tests {
     fn registry_defaults_to_the_accounts_ecr_then_the_token() {
         let env = Env::from_pairs([("AWS_ACCOUNT_ID", "123456789012"), ("AWS_REGION", "ap-northeast-1")]);
         let a = args(&["--sha", SHA, "--repository", "api"]);
-        let plan = resolve(&a, &env, no_git).unwrap();
+        let plan = resolve_in(&a, &env).unwrap();
         assert_eq!(
             plan.registry,
             RegistrySource::Known(Registry("123456789012.dkr.ecr.ap-northeast-1.amazonaws.com".into()))
         );
-        let plan = resolve(&a, &Env::default(), no_git).unwrap();
+        let plan = resolve_in(&a, &Env::default()).unwrap();
         assert_eq!(plan.registry, RegistrySource::FromEcrToken);
         let a = args(&["--sha", SHA, "--repository", "api", "--auth", "none"]);
-        let err = resolve(&a, &Env::default(), no_git).unwrap_err().to_string();
+        let err = resolve_in(&a, &Env::default()).unwrap_err().to_string();
         assert!(err.starts_with("--registry:"), "{err}");
     }
 
@@ -513,7 +640,7 @@ mod tests {
     fn bad_account_id_is_rejected() {
         let env = Env::from_pairs([("AWS_ACCOUNT_ID", "12345"), ("AWS_REGION", "us-east-1")]);
         let a = args(&["--sha", SHA, "--repository", "api"]);
-        let err = resolve(&a, &env, no_git).unwrap_err().to_string();
+        let err = resolve_in(&a, &env).unwrap_err().to_string();
         assert!(err.starts_with("AWS_ACCOUNT_ID:"), "{err}");
     }
 
@@ -533,24 +660,24 @@ mod tests {
     #[test]
     fn missing_repository_names_the_flag_and_variable() {
         let a = args(&["--sha", SHA, "--registry", "r.example"]);
-        let err = resolve(&a, &Env::default(), no_git).unwrap_err().to_string();
+        let err = resolve_in(&a, &Env::default()).unwrap_err().to_string();
         assert!(err.contains("ECR_REPOSITORY"), "{err}");
     }
 
     #[test]
     fn build_args_and_labels_need_key_value() {
         let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example", "--build-arg", "GO_IMAGE=x", "--label", "a=b=c"]);
-        let plan = resolve(&a, &Env::default(), no_git).unwrap();
+        let plan = resolve_in(&a, &Env::default()).unwrap();
         assert_eq!(plan.build_args["GO_IMAGE"], "x");
         assert_eq!(plan.labels["a"], "b=c");
         let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example", "--build-arg", "NOVALUE"]);
-        let err = resolve(&a, &Env::default(), no_git).unwrap_err().to_string();
+        let err = resolve_in(&a, &Env::default()).unwrap_err().to_string();
         assert!(err.starts_with("--build-arg:"), "{err}");
     }
 
     #[test]
     fn empty_env_values_count_as_unset() {
         let env = Env::from_pairs([("GITHUB_SHA", ""), ("CI_COMMIT_SHA", SHA)]);
-        assert_eq!(resolve_sha(None, &env, no_git).unwrap().as_str(), SHA);
+        assert_eq!(resolve_sha(None, &env, &no_git).unwrap().as_str(), SHA);
     }
 }

@@ -112,6 +112,8 @@ pub struct Summary {
     pub skipped: bool,
     /// What happened to `latest`: moved, kept (and why), corrected, not requested.
     pub latest: Option<String>,
+    /// Findings by severity, with --wait-scan.
+    pub scan: Option<crate::scan::ScanSummary>,
     pub timings: Timings,
 }
 
@@ -131,6 +133,54 @@ impl Summary {
         }
         out
     }
+}
+
+/// Write the result files asked for: imagedefinitions.json, the digest file, `$GITHUB_OUTPUT`.
+/// Only called when the image is in the registry (pushed now or already published).
+pub fn write_outputs(outputs: &crate::plan::Outputs, summary: &Summary) -> std::io::Result<Vec<String>> {
+    let mut written = Vec::new();
+    let Some(digest) = &summary.digest else {
+        return Ok(written);
+    };
+    let image = format!("{}/{}", summary.registry, summary.repository);
+    let sha_reference = format!("{image}:{}", summary.sha);
+    if let Some((path, container)) = &outputs.imagedefinitions {
+        let body = serde_json::json!([{ "name": container, "imageUri": sha_reference }]);
+        write_atomically(path, format!("{body}\n").as_bytes())?;
+        written.push(path.display().to_string());
+    }
+    if let Some(path) = &outputs.digest_file {
+        write_atomically(path, format!("{digest}\n").as_bytes())?;
+        written.push(path.display().to_string());
+    }
+    if let Some(path) = &outputs.github_output {
+        let lines = format!(
+            "digest={digest}\nimage={image}@{digest}\ntags={}\n",
+            summary.pushed_references.join(",")
+        );
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(lines.as_bytes()))
+            .map_err(|e| name_path(path, e))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}
+
+/// A reader never sees a half-written file: write beside it, then rename over it.
+fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&temp, contents)
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| name_path(path, e))
+}
+
+fn name_path(path: &std::path::Path, error: std::io::Error) -> std::io::Error {
+    std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
 }
 
 /// Format a UTC time without a date-time crate: only these two layouts are needed.
@@ -190,6 +240,7 @@ mod tests {
             pushed: true,
             skipped: false,
             latest: None,
+            scan: None,
             timings: Timings::default(),
         };
         assert_eq!(s.to_text(), "r/api:a@sha256:d\nr/api:latest\n");

@@ -53,7 +53,10 @@ enum Node {
 
 impl Node {
     fn is_single_rune(&self) -> bool {
-        matches!(self, Node::Literal(_) | Node::Class(_) | Node::AnyButNewline)
+        matches!(
+            self,
+            Node::Literal(_) | Node::Class(_) | Node::AnyButNewline
+        )
     }
 
     /// Only meaningful for single-rune nodes.
@@ -305,10 +308,14 @@ impl Parser<'_> {
             self.bump();
         }
         if last_was_repeat {
-            return Err(error(format!("invalid nested repetition operator `{operator}`")));
+            return Err(error(format!(
+                "invalid nested repetition operator `{operator}`"
+            )));
         }
         let Some(inner) = nodes.pop() else {
-            return Err(error(format!("missing argument to repetition operator `{operator}`")));
+            return Err(error(format!(
+                "missing argument to repetition operator `{operator}`"
+            )));
         };
         nodes.push(Node::Repeat {
             inner: Box::new(inner),
@@ -533,14 +540,19 @@ fn parse_escape(s: &str) -> Result<(char, &str), RegexError> {
                     _ => break,
                 }
             }
-            return char::from_u32(value).map(|r| (r, t)).ok_or_else(|| invalid(&s[..s.len() - t.len()]));
+            return char::from_u32(value)
+                .map(|r| (r, t))
+                .ok_or_else(|| invalid(&s[..s.len() - t.len()]));
         }
         'x' => {
             let mut digits = t.chars();
             if let (Some(x), Some(y)) = (digits.next(), digits.next()) {
                 if let (Some(x), Some(y)) = (x.to_digit(16), y.to_digit(16)) {
                     t = &t[2..];
-                    return Ok((char::from_u32(x * 16 + y).unwrap_or(char::REPLACEMENT_CHARACTER), t));
+                    return Ok((
+                        char::from_u32(x * 16 + y).unwrap_or(char::REPLACEMENT_CHARACTER),
+                        t,
+                    ));
                 }
             }
         }
@@ -588,7 +600,9 @@ mod tests {
     use super::*;
 
     fn matches(re: &str, text: &str) -> bool {
-        Regex::parse(re).unwrap().is_match(&text.chars().collect::<Vec<_>>())
+        Regex::parse(re)
+            .unwrap()
+            .is_match(&text.chars().collect::<Vec<_>>())
     }
 
     #[test]
@@ -597,7 +611,10 @@ mod tests {
         assert!(!matches("^[^/]*\\.go$", "a/main.go"));
         assert!(matches("^(.*/)?x$", "x"));
         assert!(matches("^(.*/)?x$", "a/b/x"));
-        assert!(!matches("^(.*/)?x$", "a\n/x"), "`.` does not match a newline");
+        assert!(
+            !matches("^(.*/)?x$", "a\n/x"),
+            "`.` does not match a newline"
+        );
         assert!(matches("^[^/]$", "\n"), "a negated class matches a newline");
         assert!(matches("^a.*$", "abc/d"));
     }
@@ -619,7 +636,10 @@ mod tests {
 
     #[test]
     fn escapes_follow_re2_rules() {
-        assert!(matches("^\\Qa*b$", "a*b$"), "\\Q quotes to the end, including `$`");
+        assert!(
+            matches("^\\Qa*b$", "a*b$"),
+            "\\Q quotes to the end, including `$`"
+        );
         assert!(matches("^\\Qa*\\Eb$", "a*b"));
         assert!(matches("^a\\x41$", "aA"));
         assert!(matches("^\\101$", "A"));
@@ -652,15 +672,27 @@ mod tests {
 
     #[test]
     fn alternation_and_counted_repetition() {
-        assert!(matches("^[^/]*\\.go|[^/]*\\.md$", "x/y.md"), "the `$` only binds the last branch");
+        assert!(
+            matches("^[^/]*\\.go|[^/]*\\.md$", "x/y.md"),
+            "the `$` only binds the last branch"
+        );
         assert!(matches("^[^/]*\\.go|[^/]*\\.md$", "a.gox"));
         assert!(!matches("^[^/]*\\.go|[^/]*\\.md$", "x/a.go"));
         assert!(matches("^a{2}$", "aa"));
         assert!(!matches("^a{2}$", "aaa"));
         assert!(matches("^a{2,}$", "aaaa"));
         assert!(matches("^a{1,2}b$", "ab"));
-        assert!(matches("^a{,2}$", "a{,2}"), "`{{,2}}` is not a repeat, so it is literal");
-        assert!(matches("^a{01}$", "a{01}"), "leading zeros make `{{` literal");
-        assert!(matches("^x|$", "anything"), "an empty branch matches everywhere");
+        assert!(
+            matches("^a{,2}$", "a{,2}"),
+            "`{{,2}}` is not a repeat, so it is literal"
+        );
+        assert!(
+            matches("^a{01}$", "a{01}"),
+            "leading zeros make `{{` literal"
+        );
+        assert!(
+            matches("^x|$", "anything"),
+            "an empty branch matches everywhere"
+        );
     }
 }

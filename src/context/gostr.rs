@@ -103,7 +103,11 @@ pub(crate) fn clean(path: &[u8]) -> Vec<u8> {
             read += 1;
         } else if path[read] == b'.' && at_separator(read + 1) {
             read += 1;
-        } else if path[read] == b'.' && read + 1 < n && path[read + 1] == b'.' && at_separator(read + 2) {
+        } else if path[read] == b'.'
+            && read + 1 < n
+            && path[read + 1] == b'.'
+            && at_separator(read + 2)
+        {
             read += 2;
             if out.len() > dotdot {
                 let mut write = out.len() - 1;

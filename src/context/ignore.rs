@@ -440,7 +440,10 @@ fn check_chunk(mut chunk: &[u8]) -> Result<(), String> {
             }
             b'\\' => {
                 if chunk.len() < 2 {
-                    return Err("the pattern ends with a lone `\\`; write `\\\\` to match a backslash".into());
+                    return Err(
+                        "the pattern ends with a lone `\\`; write `\\\\` to match a backslash"
+                            .into(),
+                    );
                 }
                 chunk = &chunk[2..];
             }
@@ -452,15 +455,19 @@ fn check_chunk(mut chunk: &[u8]) -> Result<(), String> {
 
 /// One (possibly escaped) character of a `[...]` class; returns what follows it.
 fn class_char(chunk: &[u8], first: bool) -> Result<&[u8], String> {
-    const UNCLOSED: &str = "the character class `[` is not closed; write `\\[` to match a literal `[`";
+    const UNCLOSED: &str =
+        "the character class `[` is not closed; write `\\[` to match a literal `[`";
     let mut rest = match chunk.first() {
         None => return Err(UNCLOSED.into()),
         Some(b']') if first => {
-            return Err("`[]` is an empty character class; write `\\[\\]` to match literal brackets".into())
+            return Err(
+                "`[]` is an empty character class; write `\\[\\]` to match literal brackets".into(),
+            )
         }
-        Some(b']') | Some(b'-') => {
-            return Err("a character class has a `-` or `]` where a character is expected (use `\\-` or `\\]`)".into())
-        }
+        Some(b']') | Some(b'-') => return Err(
+            "a character class has a `-` or `]` where a character is expected (use `\\-` or `\\]`)"
+                .into(),
+        ),
         Some(b'\\') => &chunk[1..],
         Some(_) => chunk,
     };

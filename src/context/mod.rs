@@ -29,13 +29,19 @@ pub enum ContextError {
     #[error("Dockerfile {path} not found; pass the right path with -f/--file (it is resolved against the current directory)")]
     DockerfileMissing { path: PathBuf },
     #[error("{path}: {source}; fix its permissions or exclude it in .dockerignore")]
-    Unreadable { path: PathBuf, source: std::io::Error },
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(".dockerignore line {line}: {source}")]
     BadPattern { line: usize, source: PatternError },
     #[error("{path} changed while it was being sent ({detail}); re-run once nothing writes into the context")]
     Changed { path: PathBuf, detail: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl ContextError {
@@ -155,7 +161,8 @@ impl BuildContext {
                 .dockerignore_index
                 .is_none()
                 .then_some((Path::new(".dockerignore"), EntryKind::File));
-            std::iter::once((Path::new(external.name.as_str()), EntryKind::File)).chain(dockerignore)
+            std::iter::once((Path::new(external.name.as_str()), EntryKind::File))
+                .chain(dockerignore)
         });
         walked.chain(generated)
     }
@@ -185,7 +192,10 @@ impl BuildContext {
     /// Stream the tar: the writer runs on a blocking thread and feeds a bounded channel, so memory stays
     /// flat whatever the context size. An I/O error ends the stream with `Err`, which aborts the request.
     /// With `gzip`, the tar is compressed (worth it only for remote daemons).
-    pub fn into_tar_stream(self, gzip: bool) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    pub fn into_tar_stream(
+        self,
+        gzip: bool,
+    ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
         tar_stream::spawn(self.plan, gzip, self.bytes_produced)
     }
 }

@@ -5,7 +5,7 @@
 
 use std::collections::hash_map::{Entry as MapEntry, HashMap};
 use std::fs;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -26,9 +26,6 @@ use super::{ContextError, Entry, EntryKind, ExternalDockerfile};
 /// Bytes per message on the channel, and messages in flight: about 1 MiB buffered in total.
 const CHUNK_BYTES: usize = 256 * 1024;
 const CHANNEL_DEPTH: usize = 4;
-/// Files above this size are read through a buffer of `READ_BUFFER` bytes.
-const SMALL_FILE: u64 = 64 * 1024;
-const READ_BUFFER: usize = 256 * 1024;
 /// Names of this length or longer go into a GNU long-name entry (the field holds 100 bytes).
 const NAME_FIELD: usize = 100;
 
@@ -84,7 +81,11 @@ fn produce(plan: &TarPlan, gzip: bool, sink: ChannelSink) -> io::Result<()> {
 
 /// Write the whole archive into `out`. On error, dropping the builder would still append the
 /// end-of-archive blocks; `discard` makes sure they never reach the stream.
-fn write_archive_or_discard<W: Write>(plan: &TarPlan, out: W, discard: &AtomicBool) -> io::Result<W> {
+fn write_archive_or_discard<W: Write>(
+    plan: &TarPlan,
+    out: W,
+    discard: &AtomicBool,
+) -> io::Result<W> {
     let mut builder = new_builder(out);
     if let Err(err) = append_all(plan, &mut builder) {
         discard.store(true, Ordering::Relaxed);
@@ -127,7 +128,10 @@ fn append_all<W: Write>(plan: &TarPlan, builder: &mut Builder<W>) -> io::Result<
                 let now = now.map_or("a socket", EntryKind::describe);
                 return Err(changed(
                     &entry.path,
-                    format!("it was {} when scanned and is now {now}", entry.kind.describe()),
+                    format!(
+                        "it was {} when scanned and is now {now}",
+                        entry.kind.describe()
+                    ),
                 ));
             }
         }
@@ -138,7 +142,8 @@ fn append_all<W: Write>(plan: &TarPlan, builder: &mut Builder<W>) -> io::Result<
         header.set_gid(0);
         header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
 
-        let rewrites_dockerignore = Some(index) == plan.dockerignore_index && suffix_for_dockerignore.is_some();
+        let rewrites_dockerignore =
+            Some(index) == plan.dockerignore_index && suffix_for_dockerignore.is_some();
         if entry.kind != EntryKind::Directory && meta.nlink() > 1 && !rewrites_dockerignore {
             match first_names.entry((meta.dev(), meta.ino())) {
                 MapEntry::Occupied(first) => {
@@ -163,7 +168,13 @@ fn append_all<W: Write>(plan: &TarPlan, builder: &mut Builder<W>) -> io::Result<
             EntryKind::Symlink => {
                 let target = fs::read_link(&source).map_err(|err| vanished(&entry.path, err))?;
                 header.set_entry_type(EntryType::Symlink);
-                append(builder, header, &name, Some(target.as_os_str().as_bytes()), io::empty())?;
+                append(
+                    builder,
+                    header,
+                    &name,
+                    Some(target.as_os_str().as_bytes()),
+                    io::empty(),
+                )?;
             }
             EntryKind::Fifo => {
                 header.set_entry_type(EntryType::Fifo);
@@ -185,19 +196,26 @@ fn append_all<W: Write>(plan: &TarPlan, builder: &mut Builder<W>) -> io::Result<
                 if size != entry.size {
                     return Err(changed(
                         &entry.path,
-                        format!("its size went from {} to {size} bytes after the scan", entry.size),
+                        format!(
+                            "its size went from {} to {size} bytes after the scan",
+                            entry.size
+                        ),
                     ));
                 }
                 let file = fs::File::open(&source).map_err(|err| vanished(&entry.path, err))?;
                 let opened = file.metadata().map_err(|err| io_error(&entry.path, err))?;
                 if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
-                    return Err(changed(&entry.path, "it was replaced by another file".into()));
+                    return Err(changed(
+                        &entry.path,
+                        "it was replaced by another file".into(),
+                    ));
                 }
-                let exact = ExactReader::new(file, size, &entry.path);
-                // Fewer, larger reads for big files; small ones fit io::copy's own buffer.
-                let contents = BufReader::with_capacity(if size > SMALL_FILE { READ_BUFFER } else { 0 }, exact);
+                let contents = ExactReader::new(file, size, &entry.path);
                 header.set_entry_type(EntryType::Regular);
-                match suffix_for_dockerignore.as_deref().filter(|_| rewrites_dockerignore) {
+                match suffix_for_dockerignore
+                    .as_deref()
+                    .filter(|_| rewrites_dockerignore)
+                {
                     Some(suffix) => {
                         header.set_size(size + suffix.len() as u64);
                         append(builder, header, &name, None, contents.chain(suffix))?;
@@ -223,7 +241,11 @@ fn append_all<W: Write>(plan: &TarPlan, builder: &mut Builder<W>) -> io::Result<
     Ok(())
 }
 
-fn append_generated<W: Write>(builder: &mut Builder<W>, name: &[u8], contents: &[u8]) -> io::Result<()> {
+fn append_generated<W: Write>(
+    builder: &mut Builder<W>,
+    name: &[u8],
+    contents: &[u8],
+) -> io::Result<()> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -346,12 +368,17 @@ impl Read for ExactReader<'_> {
                 Ok(0) => Ok(0),
                 Ok(_) => Err(changed(
                     self.path,
-                    format!("it grew past the {} bytes recorded in the tar header while being read", self.expected),
+                    format!(
+                        "it grew past the {} bytes recorded in the tar header while being read",
+                        self.expected
+                    ),
                 )),
                 Err(err) => Err(io_error(self.path, err)),
             };
         }
-        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let read = self.file.read(&mut buf[..want]).map_err(|err| {
             if err.kind() == io::ErrorKind::Interrupted {
                 err
@@ -397,9 +424,12 @@ impl ChannelSink {
         let fresh = BytesMut::with_capacity(CHUNK_BYTES + NAME_FIELD * 512);
         let chunk = std::mem::replace(&mut self.buffer, fresh).freeze();
         let len = chunk.len() as u64;
-        self.sender
-            .blocking_send(Ok(chunk))
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the build context stream was dropped"))?;
+        self.sender.blocking_send(Ok(chunk)).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the build context stream was dropped",
+            )
+        })?;
         self.produced.fetch_add(len, Ordering::Relaxed);
         Ok(())
     }
@@ -446,7 +476,10 @@ mod tests {
             .read_to_end(&mut shorter)
             .unwrap_err();
         assert!(err.to_string().contains("shrank"), "{err}");
-        assert!(matches!(ContextError::from_stream_error(&err), Some(ContextError::Changed { .. })));
+        assert!(matches!(
+            ContextError::from_stream_error(&err),
+            Some(ContextError::Changed { .. })
+        ));
 
         let mut longer = Vec::new();
         let err = ExactReader::new(fs::File::open(&path).unwrap(), 3, Path::new("f"))
@@ -465,7 +498,10 @@ mod tests {
     fn device_numbers_split_like_glibc() {
         // makedev(8, 1) and makedev(259, 65536)
         assert_eq!(device_numbers(0x801), (8, 1));
-        let rdev = ((259u64 & 0xfff) << 8) | ((259u64 & !0xfff) << 32) | (65536u64 & 0xff) | ((65536u64 & !0xff) << 12);
+        let rdev = ((259u64 & 0xfff) << 8)
+            | ((259u64 & !0xfff) << 32)
+            | (65536u64 & 0xff)
+            | ((65536u64 & !0xff) << 12);
         assert_eq!(device_numbers(rdev), (259, 65536));
     }
 }

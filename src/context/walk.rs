@@ -26,7 +26,10 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
     let dockerfile_path = resolve_dockerfile(&cwd, dockerfile)?;
 
     let mut rules = read_rules(&context_dir)?;
-    let dockerfile_rel = rel(context_dir.as_os_str().as_bytes(), dockerfile_path.as_os_str().as_bytes());
+    let dockerfile_rel = rel(
+        context_dir.as_os_str().as_bytes(),
+        dockerfile_path.as_os_str().as_bytes(),
+    );
     let inside = !dockerfile_rel.starts_with(b"../");
 
     // docker/cli TrimBuildFilesFromExcludes: re-include an excluded .dockerignore and Dockerfile
@@ -60,7 +63,12 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
         ..
     } = walker;
     let dockerignore_index = entries
-        .binary_search_by(|entry| entry.path.as_path().cmp(Path::new(OsStr::from_bytes(DOCKERIGNORE))))
+        .binary_search_by(|entry| {
+            entry
+                .path
+                .as_path()
+                .cmp(Path::new(OsStr::from_bytes(DOCKERIGNORE)))
+        })
         .ok()
         .filter(|&index| entries[index].kind == EntryKind::File);
 
@@ -74,10 +82,11 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
         None => {
             // Outside the context (or not UTF-8, which the API's query string cannot carry): send
             // the contents under a generated name, listed in .dockerignore so the daemon hides it.
-            let contents = fs::read(&dockerfile_path).map_err(|source| ContextError::Unreadable {
-                path: dockerfile.to_path_buf(),
-                source,
-            })?;
+            let contents =
+                fs::read(&dockerfile_path).map_err(|source| ContextError::Unreadable {
+                    path: dockerfile.to_path_buf(),
+                    source,
+                })?;
             let name = generated_dockerfile_name();
             let added = (name.len() + 2) as u64;
             content_bytes += contents.len() as u64
@@ -122,13 +131,14 @@ fn resolve_dockerfile(cwd: &Path, dockerfile: &Path) -> Result<PathBuf, ContextE
     let missing = || ContextError::DockerfileMissing {
         path: dockerfile.to_path_buf(),
     };
-    let resolved = fs::canonicalize(absolute(cwd, dockerfile)).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => missing(),
-        _ => ContextError::Unreadable {
-            path: dockerfile.to_path_buf(),
-            source,
-        },
-    })?;
+    let resolved =
+        fs::canonicalize(absolute(cwd, dockerfile)).map_err(|source| match source.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory => missing(),
+            _ => ContextError::Unreadable {
+                path: dockerfile.to_path_buf(),
+                source,
+            },
+        })?;
     match fs::metadata(&resolved) {
         Ok(meta) if meta.is_file() => Ok(resolved),
         _ => Err(missing()),
@@ -185,7 +195,11 @@ struct Walker<'a> {
 impl Walker<'_> {
     /// moby's TarWithOptions walk: lexical order, no symlink following, an excluded directory is
     /// walked only if an exception pattern lies inside it (and is itself not sent).
-    fn walk_dir(&mut self, rel_dir: &[u8], parent: Option<&MatchState>) -> Result<(), ContextError> {
+    fn walk_dir(
+        &mut self,
+        rel_dir: &[u8],
+        parent: Option<&MatchState>,
+    ) -> Result<(), ContextError> {
         let dir = self.absolute(rel_dir);
         let unreadable = |source| ContextError::Unreadable {
             path: dir.clone(),

@@ -287,7 +287,16 @@ impl RegistryHttp {
         self.get_json(&format!("/v2/{repo}/blobs/{digest}"), None)
     }
 
+    /// The manifest of a tag, byte for byte as the registry stores it.
+    pub fn manifest_text(&self, repo: &str, tag: &str) -> String {
+        self.get_text(&format!("/v2/{repo}/manifests/{tag}"), Some(MANIFEST_ACCEPT))
+    }
+
     fn get_json(&self, path: &str, accept: Option<&str>) -> serde_json::Value {
+        serde_json::from_str(&self.get_text(path, accept)).unwrap()
+    }
+
+    fn get_text(&self, path: &str, accept: Option<&str>) -> String {
         let url = format!("http://{}{path}", self.host);
         let mut req = Self::agent().get(&url);
         if let Some(a) = accept {
@@ -300,7 +309,7 @@ impl RegistryHttp {
         let status = resp.status().as_u16();
         let body = resp.body_mut().read_to_string().unwrap_or_default();
         assert_eq!(status, 200, "GET {url}: {body}");
-        serde_json::from_str(&body).unwrap()
+        body
     }
 }
 

@@ -41,7 +41,10 @@ fn oracle_driver() {
                 verdict = v;
                 state = Some(s);
             }
-            results.push(format!("{}{}{}", or_parent as u8, legacy as u8, verdict as u8));
+            results.push(format!(
+                "{}{}{}",
+                or_parent as u8, legacy as u8, verdict as u8
+            ));
         }
         out.push_str(&results.join(","));
         out.push('\n');
@@ -68,7 +71,13 @@ fn texts(rules: &IgnoreRules) -> Vec<String> {
     rules
         .patterns
         .iter()
-        .map(|p| format!("{}{}", if p.exception { "!" } else { "" }, String::from_utf8_lossy(&p.text)))
+        .map(|p| {
+            format!(
+                "{}{}",
+                if p.exception { "!" } else { "" },
+                String::from_utf8_lossy(&p.text)
+            )
+        })
         .collect()
 }
 
@@ -97,7 +106,13 @@ fn bom_is_stripped_from_the_first_line_only() {
 #[test]
 fn comments_only_start_in_column_zero() {
     let r = rules("# comment\n #not-a-comment\nfoo # trailing text is part of the pattern\n");
-    assert_eq!(texts(&r), ["#not-a-comment", "foo # trailing text is part of the pattern"]);
+    assert_eq!(
+        texts(&r),
+        [
+            "#not-a-comment",
+            "foo # trailing text is part of the pattern"
+        ]
+    );
     assert!(r.is_excluded(b"#not-a-comment"));
 }
 
@@ -124,7 +139,10 @@ fn exceptions_are_trimmed_after_the_bang() {
 #[test]
 fn paths_are_cleaned_like_filepath_clean() {
     let r = rules("/foo\n./bar\nbaz/\nqux//quux\na/../b\n./\n//root\n!/x/./y/\n/\n");
-    assert_eq!(texts(&r), ["foo", "bar", "baz", "qux/quux", "b", ".", "root", "!x/y", "/"]);
+    assert_eq!(
+        texts(&r),
+        ["foo", "bar", "baz", "qux/quux", "b", ".", "root", "!x/y", "/"]
+    );
     assert!(r.is_excluded(b"foo"));
     assert!(r.is_excluded(b"bar"));
     assert!(r.is_excluded(b"baz/file"));
@@ -144,8 +162,16 @@ fn error_names_the_line_counting_comments_and_blanks() {
     let err = parse_error("# c\n\nok\n[unclosed\n");
     assert_eq!(err.line, 4);
     assert_eq!(err.source.pattern, "[unclosed");
-    assert!(err.to_string().starts_with("line 4: bad pattern \"[unclosed\""), "{err}");
-    assert!(err.source.reason.contains("not closed"), "{}", err.source.reason);
+    assert!(
+        err.to_string()
+            .starts_with("line 4: bad pattern \"[unclosed\""),
+        "{err}"
+    );
+    assert!(
+        err.source.reason.contains("not closed"),
+        "{}",
+        err.source.reason
+    );
 }
 
 #[test]
@@ -170,8 +196,8 @@ fn overlong_line_is_an_error() {
 #[test]
 fn malformed_patterns_rejected_like_filepath_match() {
     for bad in [
-        "[", "a[", "[a", "[]", "[]a]", "[^]", "[a-]", "[-a]", "[a-b-c]", "[\\", "[a\\", "a\\", "\\",
-        "x*[", "*.go*[", "[z-", "[\u{80}",
+        "[", "a[", "[a", "[]", "[]a]", "[^]", "[a-]", "[-a]", "[a-b-c]", "[\\", "[a\\", "a\\",
+        "\\", "x*[", "*.go*[", "[z-", "[\u{80}",
     ] {
         let err = IgnoreRules::from_patterns([bad]).map(|_| ()).unwrap_err();
         assert_eq!(err.line, 1, "{bad:?}");
@@ -183,15 +209,41 @@ fn malformed_patterns_rejected_like_filepath_match() {
 #[test]
 fn malformed_regexps_rejected() {
     // Accepted by filepath.Match but not by Go's regexp compiler, which docker also runs.
-    for bad in ["[z-a]", "\\y*", "[[:foo:]]", "a{2}{3}*", "[a-\\d]", "\\8", "\\pZ*"] {
+    for bad in [
+        "[z-a]",
+        "\\y*",
+        "[[:foo:]]",
+        "a{2}{3}*",
+        "[a-\\d]",
+        "\\8",
+        "\\pZ*",
+    ] {
         let err = IgnoreRules::from_patterns([bad]).map(|_| ()).unwrap_err();
-        assert!(err.source.reason.contains("regular expression"), "{bad:?}: {err}");
+        assert!(
+            err.source.reason.contains("regular expression"),
+            "{bad:?}: {err}"
+        );
     }
 }
 
 #[test]
 fn odd_but_valid_patterns_are_accepted() {
-    for ok in ["a]", "]", "\\*", "[!a]", "[^a]", "[\\]]", "a|b", "{", "x{2}", "^a", "$", "é?", "\\Q*", "[[:alpha:]]"] {
+    for ok in [
+        "a]",
+        "]",
+        "\\*",
+        "[!a]",
+        "[^a]",
+        "[\\]]",
+        "a|b",
+        "{",
+        "x{2}",
+        "^a",
+        "$",
+        "é?",
+        "\\Q*",
+        "[[:alpha:]]",
+    ] {
         assert!(IgnoreRules::from_patterns([ok]).is_ok(), "{ok:?}");
     }
 }
@@ -217,7 +269,10 @@ fn question_mark_matches_one_character() {
     assert!(excluded("?", "😀"));
     assert!(!excluded("??", "é"));
     let r = IgnoreRules::from_patterns(["a?b"]).unwrap();
-    assert!(r.is_excluded(b"a\xffb"), "an invalid byte counts as one character");
+    assert!(
+        r.is_excluded(b"a\xffb"),
+        "an invalid byte counts as one character"
+    );
     assert!(!r.is_excluded(b"a\xff\xfeb"));
 }
 
@@ -253,11 +308,23 @@ fn double_star_at_start_middle_and_end() {
     assert!(!excluded("a/**/b", "x/a/b"));
     assert!(excluded("a/**", "a/x"));
     assert!(excluded("a/**", "a/x/y"));
-    assert!(!excluded("a/**", "a"), "`a/**` matches what is inside `a`, not `a`");
+    assert!(
+        !excluded("a/**", "a"),
+        "`a/**` matches what is inside `a`, not `a`"
+    );
     assert!(excluded("**", "anything/at/all"));
-    assert!(excluded("foo**", "foobar/x"), "a trailing `**` is a plain prefix");
-    assert!(excluded("**foo", "a/barfoo"), "a leading `**` is a plain suffix");
-    assert!(!excluded("**foo*", "a/barfoox"), "… unless a wildcard follows");
+    assert!(
+        excluded("foo**", "foobar/x"),
+        "a trailing `**` is a plain prefix"
+    );
+    assert!(
+        excluded("**foo", "a/barfoo"),
+        "a leading `**` is a plain suffix"
+    );
+    assert!(
+        !excluded("**foo*", "a/barfoox"),
+        "… unless a wildcard follows"
+    );
 }
 
 #[test]
@@ -274,7 +341,10 @@ fn backslash_escapes() {
 fn a_pattern_matching_a_parent_excludes_everything_below() {
     assert!(excluded("build", "build"));
     assert!(excluded("build", "build/out/bin"));
-    assert!(!excluded("build", "src/build"), "patterns are anchored at the root");
+    assert!(
+        !excluded("build", "src/build"),
+        "patterns are anchored at the root"
+    );
     assert!(excluded("*/build", "src/build/x"));
 }
 
@@ -300,7 +370,10 @@ fn docker_docs_examples() {
     assert!(r.is_excluded(b"somedir/subdir/temporary.txt"));
     assert!(r.is_excluded(b"tempa"));
     assert!(r.is_excluded(b"tempb"));
-    assert!(!r.is_excluded(b"temporary.txt"), "`*/temp*` needs one directory level");
+    assert!(
+        !r.is_excluded(b"temporary.txt"),
+        "`*/temp*` needs one directory level"
+    );
     assert!(!r.is_excluded(b"temp"), "`temp?` needs one more character");
     assert!(!r.is_excluded(b"a/b/c/temp"), "three levels is not covered");
 
@@ -310,7 +383,10 @@ fn docker_docs_examples() {
     let r = rules("*.md\n!README.md\n");
     assert!(r.is_excluded(b"CHANGELOG.md"));
     assert!(!r.is_excluded(b"README.md"));
-    assert!(!r.is_excluded(b"docs/guide.md"), "`*.md` is only right under the root");
+    assert!(
+        !r.is_excluded(b"docs/guide.md"),
+        "`*.md` is only right under the root"
+    );
 
     let r = rules("*.md\n!README*.md\nREADME-secret.md\n");
     assert!(r.is_excluded(b"CHANGELOG.md"));
@@ -319,7 +395,10 @@ fn docker_docs_examples() {
     assert!(r.is_excluded(b"README-secret.md"));
 
     let r = rules("*.md\nREADME-secret.md\n!README*.md\n");
-    assert!(!r.is_excluded(b"README-secret.md"), "the middle line has no effect");
+    assert!(
+        !r.is_excluded(b"README-secret.md"),
+        "the middle line has no effect"
+    );
     assert!(!r.is_excluded(b"README.md"));
     assert!(r.is_excluded(b"CHANGELOG.md"));
 }
@@ -331,7 +410,10 @@ fn regexp_leaks_of_patternmatcher() {
     assert!(excluded("x*|b", "deep/dir/b"));
     assert!(excluded("x*|b", "xyz"));
     assert!(!excluded("x*|b", "c"));
-    assert!(excluded("a|b", "a|b"), "without a wildcard it is an exact match");
+    assert!(
+        excluded("a|b", "a|b"),
+        "without a wildcard it is an exact match"
+    );
     assert!(!excluded("a|b", "a"));
     // `{n}` is a regexp repetition once the pattern has a wildcard.
     assert!(excluded("x{2}*", "xxa"));
@@ -372,8 +454,20 @@ fn walk_matcher_inherits_parent_matches() {
 #[test]
 fn walk_matcher_agrees_on_ordinary_rules() {
     let r = rules("*.md\n!README.md\nbuild\n!build/keep\n");
-    for path in ["a.md", "README.md", "x/a.md", "build", "build/keep", "build/other", "src/a"] {
-        assert_eq!(walk_verdict(&r, path), r.is_excluded(path.as_bytes()), "{path}");
+    for path in [
+        "a.md",
+        "README.md",
+        "x/a.md",
+        "build",
+        "build/keep",
+        "build/other",
+        "src/a",
+    ] {
+        assert_eq!(
+            walk_verdict(&r, path),
+            r.is_excluded(path.as_bytes()),
+            "{path}"
+        );
     }
 }
 
@@ -385,7 +479,10 @@ fn excluded_directory_is_reopened_only_for_a_literal_exception_inside() {
     assert!(r.exception_may_reinclude_inside(b"dir/sub/keep"));
     assert!(!r.exception_may_reinclude_inside(b"di"));
     assert!(!r.exception_may_reinclude_inside(b"dir/su"));
-    assert!(!r.exception_may_reinclude_inside(b"elsewhere"), "`!**/x` is read literally");
+    assert!(
+        !r.exception_may_reinclude_inside(b"elsewhere"),
+        "`!**/x` is read literally"
+    );
     assert!(!rules("dir\n").has_exceptions());
 }
 
@@ -394,7 +491,10 @@ fn legacy_matcher_checks_a_single_parent() {
     // The CLI decides whether to re-include the Dockerfile with this matcher.
     let r = rules("**/api\n");
     assert!(r.is_excluded_legacy(b"x/api/Dockerfile"));
-    assert!(!r.is_excluded_legacy(b"a/b/api/Dockerfile"), "only the 2-component prefix `a/b` is checked");
+    assert!(
+        !r.is_excluded_legacy(b"a/b/api/Dockerfile"),
+        "only the 2-component prefix `a/b` is checked"
+    );
     assert!(r.is_excluded(b"a/b/api/Dockerfile"));
     assert!(rules("api\n").is_excluded_legacy(b"api/Dockerfile"));
 }

@@ -1,0 +1,180 @@
+//! Wait for the ECR image scan of the pushed digest and summarise its findings by severity.
+//! Scan results are informational unless `--fail-on` names a severity.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecr::error::SdkError;
+use aws_sdk_ecr::operation::describe_image_scan_findings::DescribeImageScanFindingsError;
+use aws_sdk_ecr::types::{ImageIdentifier, ScanStatus};
+
+use crate::error::{Error, Result};
+use crate::plan::{ScanPlan, Severity};
+use crate::report::Reporter;
+
+/// Finding counts by severity name (`CRITICAL`, `HIGH`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScanSummary {
+    pub status: String,
+    pub counts: BTreeMap<String, i32>,
+}
+
+impl ScanSummary {
+    /// `CRITICAL 1, HIGH 2` (highest first), or `no findings`.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<(i32, String)> = self
+            .counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(s, n)| (rank(s).map_or(-1, |r| r as i32), format!("{s} {n}")))
+            .collect();
+        if parts.is_empty() {
+            return "no findings".to_string();
+        }
+        parts.sort_by(|a, b| b.0.cmp(&a.0));
+        parts.into_iter().map(|(_, p)| p).collect::<Vec<_>>().join(", ")
+    }
+
+    /// Findings at or above `threshold`, as `CRITICAL 1, HIGH 2`; `None` when there are none.
+    pub fn at_or_above(&self, threshold: Severity) -> Option<String> {
+        let hits: Vec<String> = self
+            .counts
+            .iter()
+            .filter(|(s, n)| **n > 0 && rank(s).is_some_and(|r| r >= threshold))
+            .map(|(s, n)| format!("{s} {n}"))
+            .collect();
+        (!hits.is_empty()).then(|| hits.join(", "))
+    }
+}
+
+fn rank(severity: &str) -> Option<Severity> {
+    match severity {
+        "INFORMATIONAL" => Some(Severity::Informational),
+        "LOW" => Some(Severity::Low),
+        "MEDIUM" => Some(Severity::Medium),
+        "HIGH" => Some(Severity::High),
+        "CRITICAL" => Some(Severity::Critical),
+        _ => None,
+    }
+}
+
+/// Poll DescribeImageScanFindings for the image under its SHA tag until the scan completes or
+/// `plan.timeout_secs` pass. The SHA tag names exactly one image (it is immutable in the repository the
+/// Terraform creates, and ecrbuild never re-pushes a published SHA without --force).
+pub async fn wait_for_scan(
+    config: &aws_config::SdkConfig,
+    repository: &str,
+    reference: &str,
+    sha_tag: &str,
+    plan: &ScanPlan,
+    reporter: &Reporter,
+) -> Result<Option<ScanSummary>> {
+    let client = aws_sdk_ecr::Client::new(config);
+    let started = Instant::now();
+    let deadline = Duration::from_secs(plan.timeout_secs);
+    let mut last_status = String::new();
+    loop {
+        let response = client
+            .describe_image_scan_findings()
+            .repository_name(repository)
+            .image_id(ImageIdentifier::builder().image_tag(sha_tag).build())
+            .send()
+            .await;
+        let status = match response {
+            Ok(out) => {
+                let status = out.image_scan_status().and_then(|s| s.status().cloned());
+                match status {
+                    Some(ScanStatus::Complete) => {
+                        let counts = out
+                            .image_scan_findings()
+                            .and_then(|f| f.finding_severity_counts())
+                            .map(|m| m.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect())
+                            .unwrap_or_default();
+                        let summary = ScanSummary {
+                            status: "COMPLETE".to_string(),
+                            counts,
+                        };
+                        reporter.step(format!("scan of {reference}: {}", summary.describe()));
+                        if let Some(threshold) = plan.fail_on {
+                            if let Some(hits) = summary.at_or_above(threshold) {
+                                return Err(Error::ScanFindings {
+                                    reference: reference.to_string(),
+                                    summary: hits,
+                                    threshold: format!("{threshold:?}").to_uppercase(),
+                                });
+                            }
+                        }
+                        return Ok(Some(summary));
+                    }
+                    Some(ScanStatus::Failed) | Some(ScanStatus::UnsupportedImage) => {
+                        let description = out
+                            .image_scan_status()
+                            .and_then(|s| s.description())
+                            .unwrap_or("no description");
+                        reporter.warn(format!("scan of {reference} did not complete: {description}"));
+                        return scan_unavailable(plan, reference, description);
+                    }
+                    other => other.map_or("PENDING".to_string(), |s| s.as_str().to_string()),
+                }
+            }
+            // The scan starts shortly after the push; until then ECR says there is no scan.
+            Err(SdkError::ServiceError(e))
+                if matches!(
+                    e.err(),
+                    DescribeImageScanFindingsError::ScanNotFoundException(_)
+                        | DescribeImageScanFindingsError::ImageNotFoundException(_)
+                ) =>
+            {
+                "NOT STARTED".to_string()
+            }
+            Err(e) => {
+                let detail = aws_sdk_ecr::error::DisplayErrorContext(&e).to_string();
+                reporter.warn(format!("cannot read the scan of {reference}: {detail}"));
+                return scan_unavailable(plan, reference, &detail);
+            }
+        };
+        if status != last_status {
+            reporter.step(format!("waiting for the scan of {reference}: {status}"));
+            last_status = status;
+        }
+        if started.elapsed() >= deadline {
+            reporter.warn(format!("the scan of {reference} did not finish within {} s", plan.timeout_secs));
+            return scan_unavailable(plan, reference, "timed out");
+        }
+        tokio::time::sleep(Duration::from_secs(5).min(deadline.saturating_sub(started.elapsed()))).await;
+    }
+}
+
+/// Without a result, `--fail-on` cannot be honoured: fail rather than pass an unchecked image.
+fn scan_unavailable(plan: &ScanPlan, reference: &str, why: &str) -> Result<Option<ScanSummary>> {
+    match plan.fail_on {
+        Some(threshold) => Err(Error::ScanFindings {
+            reference: reference.to_string(),
+            summary: format!("no scan result ({why}), so nothing"),
+            threshold: format!("{threshold:?}").to_uppercase(),
+        }),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(pairs: &[(&str, i32)]) -> ScanSummary {
+        ScanSummary {
+            status: "COMPLETE".into(),
+            counts: pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+
+    #[test]
+    fn threshold_counts_only_severities_at_or_above() {
+        let s = summary(&[("HIGH", 2), ("LOW", 5), ("CRITICAL", 0)]);
+        assert_eq!(s.at_or_above(Severity::High).as_deref(), Some("HIGH 2"));
+        assert_eq!(s.at_or_above(Severity::Critical), None);
+        assert_eq!(s.at_or_above(Severity::Low).as_deref(), Some("HIGH 2, LOW 5"));
+        assert_eq!(s.describe(), "HIGH 2, LOW 5");
+        assert_eq!(summary(&[]).describe(), "no findings");
+    }
+}
