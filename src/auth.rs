@@ -93,7 +93,9 @@ fn ecr_endpoint(config: &aws_config::SdkConfig) -> String {
         .ok()
         .or_else(|| config.endpoint_url().map(str::to_string))
         .unwrap_or_else(|| {
-            let region = config.region().map_or("<no region>".to_string(), |r| r.to_string());
+            let region = config
+                .region()
+                .map_or("<no region>".to_string(), |r| r.to_string());
             format!("api.ecr.{region}.amazonaws.com")
         })
 }
@@ -108,16 +110,19 @@ pub async fn ecr_token(config: &aws_config::SdkConfig) -> Result<EcrToken> {
         ));
     }
     let client = aws_sdk_ecr::Client::new(config);
-    let response = tokio::time::timeout(Duration::from_secs(60), client.get_authorization_token().send())
-        .await
-        .map_err(|_| Error::AuthFailed {
-            target: target.clone(),
-            detail: "GetAuthorizationToken did not answer within 60 s".to_string(),
-        })?
-        .map_err(|e| Error::AuthFailed {
-            target: target.clone(),
-            detail: describe_sdk_error(&e),
-        })?;
+    let response = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.get_authorization_token().send(),
+    )
+    .await
+    .map_err(|_| Error::AuthFailed {
+        target: target.clone(),
+        detail: "GetAuthorizationToken did not answer within 60 s".to_string(),
+    })?
+    .map_err(|e| Error::AuthFailed {
+        target: target.clone(),
+        detail: describe_sdk_error(&e),
+    })?;
     let data = response
         .authorization_data()
         .first()
@@ -125,10 +130,12 @@ pub async fn ecr_token(config: &aws_config::SdkConfig) -> Result<EcrToken> {
             target: target.clone(),
             detail: "GetAuthorizationToken returned no authorization data".to_string(),
         })?;
-    let encoded = data.authorization_token().ok_or_else(|| Error::AuthFailed {
-        target: target.clone(),
-        detail: "GetAuthorizationToken returned no token".to_string(),
-    })?;
+    let encoded = data
+        .authorization_token()
+        .ok_or_else(|| Error::AuthFailed {
+            target: target.clone(),
+            detail: "GetAuthorizationToken returned no token".to_string(),
+        })?;
     let credentials = decode_token(encoded).ok_or_else(|| Error::AuthFailed {
         target: target.clone(),
         detail: "the authorization token is not base64 of USER:PASSWORD".to_string(),
@@ -136,7 +143,9 @@ pub async fn ecr_token(config: &aws_config::SdkConfig) -> Result<EcrToken> {
     let proxy_endpoint = data
         .proxy_endpoint()
         .and_then(|endpoint| Registry::parse("proxyEndpoint", endpoint).ok());
-    let expires_at = data.expires_at().and_then(|t| SystemTime::try_from(*t).ok());
+    let expires_at = data
+        .expires_at()
+        .and_then(|t| SystemTime::try_from(*t).ok());
     Ok(EcrToken {
         credentials,
         proxy_endpoint,
@@ -154,7 +163,9 @@ pub async fn ensure_repository(
     use aws_sdk_ecr::operation::describe_repositories::DescribeRepositoriesError;
     use aws_sdk_ecr::types::{EncryptionConfiguration, EncryptionType, ImageScanningConfiguration};
 
-    let region = config.region().map_or("<no region>".to_string(), |r| r.to_string());
+    let region = config
+        .region()
+        .map_or("<no region>".to_string(), |r| r.to_string());
     let client = aws_sdk_ecr::Client::new(config);
     let target = format!("ECR at {}", ecr_endpoint(config));
     let described = client
@@ -229,7 +240,8 @@ where
 {
     match error {
         SdkError::DispatchFailure(failure) if failure.is_io() || failure.is_timeout() => {
-            "cannot connect to the ECR API; check the network, the region and AWS_ENDPOINT_URL_ECR".to_string()
+            "cannot connect to the ECR API; check the network, the region and AWS_ENDPOINT_URL_ECR"
+                .to_string()
         }
         SdkError::DispatchFailure(failure) => match failure.as_other() {
             Some(_) | None => {

@@ -105,7 +105,11 @@ pub async fn pull_cache_sources(
         };
         // Our credentials go only to our registry.
         let same_registry = reference.starts_with(&format!("{registry}/"));
-        let auth = if same_registry { credentials.for_daemon(registry) } else { None };
+        let auth = if same_registry {
+            credentials.for_daemon(registry)
+        } else {
+            None
+        };
         let options = bollard::query_parameters::CreateImageOptionsBuilder::new()
             .from_image(&reference)
             .build();
@@ -126,30 +130,52 @@ pub async fn pull_cache_sources(
                 reporter.step(format!("cache source {reference} pulled"));
                 present.push(reference);
             }
-            Some(why) => reporter.warn(format!("cache source {reference} not used: {}", why.trim())),
+            Some(why) => {
+                reporter.warn(format!("cache source {reference} not used: {}", why.trim()))
+            }
         }
     }
     present
+}
+
+/// What the build needs besides the plan, resolved by the phases before it.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildSetup<'a> {
+    pub registry: &'a Registry,
+    pub revision: &'a Revision,
+    /// Cache sources present locally.
+    pub cache_from: &'a [String],
+    /// Compress the context (remote daemons).
+    pub gzip: bool,
 }
 
 /// Build `context` as planned, then tag the image with every planned tag.
 pub async fn build(
     docker: &Docker,
     plan: &Plan,
-    registry: &Registry,
-    revision: &Revision,
+    setup: &BuildSetup<'_>,
     context: BuildContext,
-    cache_from: &[String],
-    gzip: bool,
     reporter: &Reporter,
 ) -> Result<BuiltImage> {
+    let BuildSetup {
+        registry,
+        revision,
+        cache_from,
+        gzip,
+    } = *setup;
     let mut options = BuildImageOptionsBuilder::new()
         .dockerfile(context.dockerfile_in_tar())
         .rm(true)
         // Remove intermediate containers on failure too: a failed build leaves nothing running.
         .forcerm(true)
         .nocache(plan.no_cache)
-        .buildargs(&plan.build_args.clone().into_iter().collect::<HashMap<_, _>>())
+        .buildargs(
+            &plan
+                .build_args
+                .clone()
+                .into_iter()
+                .collect::<HashMap<_, _>>(),
+        )
         .labels(&image_labels(
             plan,
             revision,
@@ -175,7 +201,8 @@ pub async fn build(
         }
     });
 
-    let mut stream = docker.build_image(options.build(), None, Some(bollard::body_try_stream(body)));
+    let mut stream =
+        docker.build_image(options.build(), None, Some(bollard::body_try_stream(body)));
     let mut image_id: Option<String> = None;
     while let Some(item) = stream.next().await {
         match item {
@@ -224,11 +251,20 @@ pub async fn build(
 async fn tag_all(docker: &Docker, image: &BuiltImage) -> Result<()> {
     let name = image.name();
     for tag in image.tags() {
-        let options = TagImageOptionsBuilder::new().repo(&name).tag(tag.as_str()).build();
+        let options = TagImageOptionsBuilder::new()
+            .repo(&name)
+            .tag(tag.as_str())
+            .build();
         docker
             .tag_image(image.id(), Some(options))
             .await
-            .map_err(|e| Error::Internal(format!("tagging {} as {}: {e}", image.id(), image.reference(tag))))?;
+            .map_err(|e| {
+                Error::Internal(format!(
+                    "tagging {} as {}: {e}",
+                    image.id(),
+                    image.reference(tag)
+                ))
+            })?;
     }
     Ok(())
 }
@@ -242,12 +278,22 @@ fn classify_build_error(error: bollard::errors::Error, context_failure: Option<S
         });
     }
     match error {
-        E::DockerStreamError { error } => Error::BuildFailed { message: error.trim().to_string() },
-        E::DockerResponseServerError { status_code, message } => Error::BuildFailed {
-            message: format!("the daemon rejected the build ({status_code}): {}", message.trim()),
+        E::DockerStreamError { error } => Error::BuildFailed {
+            message: error.trim().to_string(),
+        },
+        E::DockerResponseServerError {
+            status_code,
+            message,
+        } => Error::BuildFailed {
+            message: format!(
+                "the daemon rejected the build ({status_code}): {}",
+                message.trim()
+            ),
         },
         E::RequestTimeoutError => Error::BuildFailed {
-            message: "the daemon did not answer within --daemon-timeout; raise it for large contexts".to_string(),
+            message:
+                "the daemon did not answer within --daemon-timeout; raise it for large contexts"
+                    .to_string(),
         },
         other => Error::DaemonUnreachable {
             host: crate::daemon::daemon_host(),

@@ -47,7 +47,9 @@ pub struct LocalGit {
 
 /// Detect the CI system and read its variables. `local` is only used outside CI.
 pub fn detect(env: &Env, local: impl FnOnce() -> LocalGit) -> CiContext {
-    if env.get("CODEBUILD_BUILD_ID").is_some() || env.get("CODEBUILD_RESOLVED_SOURCE_VERSION").is_some() {
+    if env.get("CODEBUILD_BUILD_ID").is_some()
+        || env.get("CODEBUILD_RESOLVED_SOURCE_VERSION").is_some()
+    {
         codebuild(env)
     } else if env.get("GITHUB_ACTIONS") == Some("true") {
         github(env)
@@ -83,7 +85,8 @@ fn codebuild(env: &Env) -> CiContext {
         // A StartBuild with a branch as source version (`refs/heads/main` or `main`) names it.
         let from_version = env.get("CODEBUILD_SOURCE_VERSION").and_then(|v| {
             let v = v.strip_prefix("refs/heads/").unwrap_or(v);
-            (!crate::push::latest::is_sha_tag(v) && !v.starts_with("pr/") && !v.contains("refs/")).then(|| v.to_string())
+            (!crate::push::latest::is_sha_tag(v) && !v.starts_with("pr/") && !v.contains("refs/"))
+                .then(|| v.to_string())
         });
         (head_branch.or(from_version), None, None)
     };
@@ -116,7 +119,9 @@ fn github(env: &Env) -> CiContext {
         reference.strip_prefix("refs/heads/").map(str::to_string)
     };
     let source = match (env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY")) {
-        (Some(server), Some(repository)) => Some(format!("{}/{repository}", server.trim_end_matches('/'))),
+        (Some(server), Some(repository)) => {
+            Some(format!("{}/{repository}", server.trim_end_matches('/')))
+        }
         _ => None,
     };
     CiContext {
@@ -193,16 +198,25 @@ mod tests {
         assert_eq!(ci.pull_request, Some(42));
         assert_eq!(ci.branch.as_deref(), Some("feature"));
 
-        let env = Env::from_pairs([("CODEBUILD_BUILD_ID", "p:1"), ("CODEBUILD_WEBHOOK_TRIGGER", "tag/v1.2.3")]);
+        let env = Env::from_pairs([
+            ("CODEBUILD_BUILD_ID", "p:1"),
+            ("CODEBUILD_WEBHOOK_TRIGGER", "tag/v1.2.3"),
+        ]);
         assert_eq!(detect(&env, none).git_tag.as_deref(), Some("v1.2.3"));
     }
 
     #[test]
     fn codebuild_start_build_with_a_branch_source_version() {
-        let env = Env::from_pairs([("CODEBUILD_BUILD_ID", "p:1"), ("CODEBUILD_SOURCE_VERSION", "refs/heads/main")]);
+        let env = Env::from_pairs([
+            ("CODEBUILD_BUILD_ID", "p:1"),
+            ("CODEBUILD_SOURCE_VERSION", "refs/heads/main"),
+        ]);
         assert_eq!(detect(&env, none).branch.as_deref(), Some("main"));
         let sha = "a".repeat(40);
-        let env = Env::from_pairs([("CODEBUILD_BUILD_ID", "p:1"), ("CODEBUILD_SOURCE_VERSION", sha.as_str())]);
+        let env = Env::from_pairs([
+            ("CODEBUILD_BUILD_ID", "p:1"),
+            ("CODEBUILD_SOURCE_VERSION", sha.as_str()),
+        ]);
         assert_eq!(detect(&env, none).branch, None);
     }
 
@@ -231,7 +245,10 @@ mod tests {
         assert_eq!(ci.pull_request, Some(7));
         assert_eq!(ci.branch.as_deref(), Some("fix"));
 
-        let env = Env::from_pairs([("GITHUB_ACTIONS", "true"), ("GITHUB_REF", "refs/tags/v2.0.0")]);
+        let env = Env::from_pairs([
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_REF", "refs/tags/v2.0.0"),
+        ]);
         assert_eq!(detect(&env, none).git_tag.as_deref(), Some("v2.0.0"));
     }
 
@@ -281,7 +298,10 @@ mod tests {
             web_url("https://x-access-token:SECRET@github.com/o/r.git").as_deref(),
             Some("https://github.com/o/r")
         );
-        assert_eq!(web_url("ssh://git@gitlab.com:22/g/p.git").as_deref(), Some("https://gitlab.com/g/p"));
+        assert_eq!(
+            web_url("ssh://git@gitlab.com:22/g/p.git").as_deref(),
+            Some("https://gitlab.com/g/p")
+        );
         assert_eq!(web_url("/local/path"), None);
     }
 }

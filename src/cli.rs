@@ -87,7 +87,12 @@ pub struct BuildArgs {
     pub sha: Option<String>,
 
     /// Dockerfile path, resolved against the current directory.
-    #[arg(short = 'f', long = "file", value_name = "PATH", default_value = "api/Dockerfile")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "PATH",
+        default_value = "api/Dockerfile"
+    )]
     pub dockerfile: PathBuf,
 
     /// Build context directory (the repository root, as in `docker build -f api/Dockerfile .`).

@@ -13,7 +13,9 @@ pub struct History {
 
 impl History {
     pub fn at(dir: &Path) -> Self {
-        History { dir: dir.to_path_buf() }
+        History {
+            dir: dir.to_path_buf(),
+        }
     }
 
     fn git(&self, args: &[&str]) -> Option<std::process::Output> {

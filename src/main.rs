@@ -4,9 +4,9 @@ use std::io::Write;
 use std::process::ExitCode as ProcessExit;
 
 use clap::Parser;
+use ecrbuild::ci::LocalGit;
 use ecrbuild::cli::{Cli, Command, ContextArgs, OutputFormat};
 use ecrbuild::context::BuildContext;
-use ecrbuild::ci::LocalGit;
 use ecrbuild::git::History;
 use ecrbuild::plan::{self, Env, Workspace};
 use ecrbuild::report::Reporter;

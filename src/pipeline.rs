@@ -13,7 +13,7 @@ use crate::git::History;
 use crate::plan::{LatestMode, Plan, Registry, RegistrySource, Tag};
 use crate::push::latest::Revision;
 use crate::push::retry::retry;
-use crate::push::{self, LatestOutcome, PushOptions, Published, Target};
+use crate::push::{self, LatestOutcome, Published, PushOptions, Target};
 use crate::registry::{RegistryApi, RegistryApiError};
 use crate::report::{self, secs, Reporter, Summary, Timings};
 use crate::scan;
@@ -23,10 +23,10 @@ use crate::verify;
 /// connection to the daemon, which cancels a build in progress; nothing is pushed after that.
 pub async fn run_until_signalled(plan: Plan, reporter: &Reporter) -> Result<Summary> {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut interrupt =
-        signal(SignalKind::interrupt()).map_err(|e| Error::Internal(format!("SIGINT handler: {e}")))?;
-    let mut terminate =
-        signal(SignalKind::terminate()).map_err(|e| Error::Internal(format!("SIGTERM handler: {e}")))?;
+    let mut interrupt = signal(SignalKind::interrupt())
+        .map_err(|e| Error::Internal(format!("SIGINT handler: {e}")))?;
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|e| Error::Internal(format!("SIGTERM handler: {e}")))?;
     tokio::select! {
         result = run(plan, reporter) => result,
         _ = interrupt.recv() => Err(Error::Interrupted(Signal::Interrupt)),
@@ -92,7 +92,8 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
     if plan.push && plan.preflight {
         let phase = Instant::now();
         if let Some(config) = &aws {
-            if auth::ensure_repository(config, plan.repository.as_str(), plan.create_repository).await?
+            if auth::ensure_repository(config, plan.repository.as_str(), plan.create_repository)
+                .await?
                 == RepositoryState::Created
             {
                 reporter.step(format!("created repository {}", plan.repository.as_str()));
@@ -123,10 +124,18 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
                 api: &api,
                 history: &history,
             };
-            let (references, latest) =
-                push::promote_published(&target, &published, &digest, plan.follow_up_tags(), &push_options, reporter)
-                    .await?;
-            summary.pushed_references = std::iter::once(published.reference(&sha_tag)).chain(references).collect();
+            let (references, latest) = push::promote_published(
+                &target,
+                &published,
+                &digest,
+                plan.follow_up_tags(),
+                &push_options,
+                reporter,
+            )
+            .await?;
+            summary.pushed_references = std::iter::once(published.reference(&sha_tag))
+                .chain(references)
+                .collect();
             summary.digest = Some(digest);
             summary.skipped = true;
             summary.latest = Some(describe_latest(&latest));
@@ -147,14 +156,27 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
 
     let phase = Instant::now();
     reporter.step(format!("building {}", published.reference(&plan.sha_tag())));
-    let gzip = plan.compress.unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host()));
-    let image = build::build(&docker, &plan, &registry, &revision, context, &cache_from, gzip, reporter).await?;
+    let gzip = plan
+        .compress
+        .unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host()));
+    let setup = build::BuildSetup {
+        registry: &registry,
+        revision: &revision,
+        cache_from: &cache_from,
+        gzip,
+    };
+    let image = build::build(&docker, &plan, &setup, context, reporter).await?;
     summary.timings.build_secs = secs(phase.elapsed());
     summary.image_id = image.id().to_string();
     reporter.step(format!(
         "built {} and tagged {}",
         image.id(),
-        image.tags().iter().map(Tag::as_str).collect::<Vec<_>>().join(", ")
+        image
+            .tags()
+            .iter()
+            .map(Tag::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     if !plan.push {
         reporter.step("not pushing (--no-push or a pull/merge request build)");
@@ -184,7 +206,14 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
 
     if plan.verify {
         let phase = Instant::now();
-        verify::verify(&api, &image, &pushed, &history, plan.latest == LatestMode::Auto).await?;
+        verify::verify(
+            &api,
+            &image,
+            &pushed,
+            &history,
+            plan.latest == LatestMode::Auto,
+        )
+        .await?;
         summary.timings.verify_secs = secs(phase.elapsed());
         reporter.step(format!(
             "verified: {} tag(s) resolve to {}",
@@ -206,10 +235,19 @@ async fn finish(
     if let (Some(scan_plan), Some(_)) = (&plan.scan, &summary.digest) {
         match aws {
             Some(config) => {
-                let reference = format!("{}/{}:{}", summary.registry, summary.repository, summary.sha);
-                summary.scan =
-                    scan::wait_for_scan(config, plan.repository.as_str(), &reference, plan.sha.as_str(), scan_plan, reporter)
-                        .await?;
+                let reference = format!(
+                    "{}/{}:{}",
+                    summary.registry, summary.repository, summary.sha
+                );
+                summary.scan = scan::wait_for_scan(
+                    config,
+                    plan.repository.as_str(),
+                    &reference,
+                    plan.sha.as_str(),
+                    scan_plan,
+                    reporter,
+                )
+                .await?;
             }
             None => reporter.warn("--wait-scan needs ECR (--auth ecr); no scan to wait for"),
         }
@@ -276,7 +314,10 @@ async fn scan_context(plan: &Plan) -> Result<BuildContext> {
         .map_err(Error::from)
 }
 
-async fn registry_credentials(aws: Option<&aws_config::SdkConfig>, registry: &Registry) -> Result<Credentials> {
+async fn registry_credentials(
+    aws: Option<&aws_config::SdkConfig>,
+    registry: &Registry,
+) -> Result<Credentials> {
     match aws {
         None => Ok(Credentials::Anonymous),
         Some(config) => {

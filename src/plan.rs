@@ -6,11 +6,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-pub use crate::cli::{LatestMode, Severity};
 use crate::ci::{self, CiContext, CiSystem, LocalGit};
 use crate::cli::{AuthMode, BuildArgs, OutputFormat};
-use crate::push::retry::RetryPolicy;
+pub use crate::cli::{LatestMode, Severity};
 use crate::error::{Error, Result};
+use crate::push::retry::RetryPolicy;
 
 /// Environment variables the plan reads, captured once so resolution is a pure function.
 #[derive(Debug, Default, Clone)]
@@ -72,7 +72,9 @@ impl Sha {
         };
         Err(Error::usage(
             source,
-            format!("{value:?} is not a commit SHA: expected 40 or 64 lowercase hex characters{hint}"),
+            format!(
+                "{value:?} is not a commit SHA: expected 40 or 64 lowercase hex characters{hint}"
+            ),
         ))
     }
 
@@ -193,8 +195,10 @@ impl Repository {
         let component_ok = |c: &str| {
             let b = c.as_bytes();
             !b.is_empty()
-                && b.first().is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
-                && b.last().is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
+                && b.first()
+                    .is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
+                && b.last()
+                    .is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
                 && b.iter().all(|x| {
                     x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-')
                 })
@@ -301,19 +305,18 @@ fn parse_key_values(flag: &str, items: &[String]) -> Result<BTreeMap<String, Str
             Some((k, v)) if !k.trim().is_empty() => {
                 map.insert(k.to_string(), v.to_string());
             }
-            _ => {
-                return Err(Error::usage(
-                    flag,
-                    format!("{item:?} must be KEY=VALUE"),
-                ))
-            }
+            _ => return Err(Error::usage(flag, format!("{item:?} must be KEY=VALUE"))),
         }
     }
     Ok(map)
 }
 
 /// Resolve the commit SHA: `--sha`, then the CI variables, then git.
-pub fn resolve_sha(flag: Option<&str>, env: &Env, git_head: &dyn Fn() -> Option<String>) -> Result<Sha> {
+pub fn resolve_sha(
+    flag: Option<&str>,
+    env: &Env,
+    git_head: &dyn Fn() -> Option<String>,
+) -> Result<Sha> {
     if let Some(value) = flag {
         return Sha::parse("--sha", value);
     }
@@ -362,9 +365,14 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
         .or_else(|| env.get("AWS_REGION").map(str::to_string))
         .or_else(|| env.get("AWS_DEFAULT_REGION").map(str::to_string));
     if let Some(r) = &region {
-        let ok = !r.is_empty() && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let ok = !r.is_empty()
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
-            return Err(Error::usage("--region", format!("{r:?} is not an AWS region, e.g. ap-northeast-1")));
+            return Err(Error::usage(
+                "--region",
+                format!("{r:?} is not an AWS region, e.g. ap-northeast-1"),
+            ));
         }
     }
 
@@ -381,12 +389,10 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
                 RegistrySource::Known(Registry::ecr(account, region))
             }
             _ if args.auth == AuthMode::Ecr => RegistrySource::FromEcrToken,
-            _ => {
-                return Err(Error::usage(
-                    "--registry",
-                    "no registry: with --auth none, pass --registry HOST[:PORT] or set ECR_REGISTRY",
-                ))
-            }
+            _ => return Err(Error::usage(
+                "--registry",
+                "no registry: with --auth none, pass --registry HOST[:PORT] or set ECR_REGISTRY",
+            )),
         },
     };
 
@@ -402,7 +408,11 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
     }
     let mut notes = Vec::new();
 
-    let latest_mode = if args.no_latest { LatestMode::Never } else { args.latest };
+    let latest_mode = if args.no_latest {
+        LatestMode::Never
+    } else {
+        args.latest
+    };
     let on_default_branch = match (&ci.branch, &ci.default_branch) {
         (None, _) => true,
         (Some(branch), Some(default)) => branch == default,
@@ -433,12 +443,18 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
     let mut extra: Vec<(&str, String)> = Vec::new();
     if let Some(n) = args.short_sha {
         if !(4..=sha.as_str().len()).contains(&n) {
-            return Err(Error::usage("--short-sha", format!("{n} is out of range: use 4 to {}", sha.as_str().len())));
+            return Err(Error::usage(
+                "--short-sha",
+                format!("{n} is out of range: use 4 to {}", sha.as_str().len()),
+            ));
         }
         extra.push(("--short-sha", sha.as_str()[..n].to_string()));
     }
     if args.timestamp_tag {
-        extra.push(("--timestamp-tag", crate::report::utc_timestamp(workspace.now, "compact")));
+        extra.push((
+            "--timestamp-tag",
+            crate::report::utc_timestamp(workspace.now, "compact"),
+        ));
     }
     if let Some(pr) = ci.pull_request {
         extra.push(("pull request", format!("pr-{pr}")));
@@ -456,14 +472,24 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
 
     let push = !args.no_push && (ci.pull_request.is_none() || args.push_pr);
     if !args.no_push && !push {
-        notes.push("pull/merge request build: built and tagged, not pushed (pass --push-pr to push)".to_string());
+        notes.push(
+            "pull/merge request build: built and tagged, not pushed (pass --push-pr to push)"
+                .to_string(),
+        );
     }
 
     let mut labels = BTreeMap::new();
     if let Some(source) = &ci.source {
-        labels.insert("org.opencontainers.image.source".to_string(), source.clone());
+        labels.insert(
+            "org.opencontainers.image.source".to_string(),
+            source.clone(),
+        );
     }
-    if let Some(version) = ci.git_tag.clone().or_else(|| env.get("IMAGE_TAG").map(str::to_string)) {
+    if let Some(version) = ci
+        .git_tag
+        .clone()
+        .or_else(|| env.get("IMAGE_TAG").map(str::to_string))
+    {
         labels.insert("org.opencontainers.image.version".to_string(), version);
     }
     // The user's labels win over the automatic ones.
@@ -499,7 +525,10 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
         },
         output: args.output,
         outputs: Outputs {
-            imagedefinitions: args.imagedefinitions.clone().zip(args.container_name.clone()),
+            imagedefinitions: args
+                .imagedefinitions
+                .clone()
+                .zip(args.container_name.clone()),
             digest_file: args.digest_file.clone(),
             github_output: (ci.system == CiSystem::GitHubActions)
                 .then(|| env.get("GITHUB_OUTPUT").map(PathBuf::from))
@@ -560,7 +589,9 @@ mod tests {
     fn sha_rejects_short_upper_and_junk_with_a_hint() {
         let short = Sha::parse("--sha", "abc1234").unwrap_err().to_string();
         assert!(short.contains("abbreviated"), "{short}");
-        let upper = Sha::parse("--sha", &SHA.to_uppercase()).unwrap_err().to_string();
+        let upper = Sha::parse("--sha", &SHA.to_uppercase())
+            .unwrap_err()
+            .to_string();
         assert!(upper.contains("uppercase"), "{upper}");
         assert!(Sha::parse("--sha", "HEAD").is_err());
         assert!(Sha::parse("--sha", &"a".repeat(41)).is_err());
@@ -575,11 +606,16 @@ mod tests {
         assert_eq!(resolve_sha(None, &env, &no_git).unwrap().as_str(), other);
         let env = Env::from_pairs([("CI_COMMIT_SHA", SHA)]);
         assert_eq!(resolve_sha(None, &env, &no_git).unwrap().as_str(), SHA);
-        let env = Env::from_pairs([("CODEBUILD_RESOLVED_SOURCE_VERSION", SHA), ("GITHUB_SHA", other.as_str())]);
+        let env = Env::from_pairs([
+            ("CODEBUILD_RESOLVED_SOURCE_VERSION", SHA),
+            ("GITHUB_SHA", other.as_str()),
+        ]);
         assert_eq!(resolve_sha(None, &env, &no_git).unwrap().as_str(), SHA);
         let from_git = resolve_sha(None, &Env::default(), &|| Some(format!("{other}\n"))).unwrap();
         assert_eq!(from_git.as_str(), other);
-        let err = resolve_sha(None, &Env::default(), &no_git).unwrap_err().to_string();
+        let err = resolve_sha(None, &Env::default(), &no_git)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("git rev-parse HEAD"), "{err}");
     }
 
@@ -593,7 +629,18 @@ mod tests {
     #[test]
     fn tags_are_sha_then_latest_then_extras_without_duplicates() {
         let env = Env::from_pairs([("IMAGE_TAG", "3.0.0")]);
-        let a = args(&["--sha", SHA, "--repository", "api", "--registry", "127.0.0.1:5000", "-t", "v1", "-t", "latest"]);
+        let a = args(&[
+            "--sha",
+            SHA,
+            "--repository",
+            "api",
+            "--registry",
+            "127.0.0.1:5000",
+            "-t",
+            "v1",
+            "-t",
+            "latest",
+        ]);
         let plan = resolve_in(&a, &env).unwrap();
         let tags: Vec<&str> = plan.tags.iter().map(Tag::as_str).collect();
         assert_eq!(tags, [SHA, "latest", "v1", "3.0.0"]);
@@ -602,18 +649,41 @@ mod tests {
 
     #[test]
     fn no_latest_drops_latest() {
-        let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example", "--no-latest"]);
+        let a = args(&[
+            "--sha",
+            SHA,
+            "--repository",
+            "api",
+            "--registry",
+            "r.example",
+            "--no-latest",
+        ]);
         let plan = resolve_in(&a, &Env::default()).unwrap();
         assert_eq!(plan.tags, vec![Tag(SHA.into())]);
     }
 
     #[test]
     fn bad_tag_is_rejected_naming_its_source() {
-        let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example", "--tag=-bad"]);
+        let a = args(&[
+            "--sha",
+            SHA,
+            "--repository",
+            "api",
+            "--registry",
+            "r.example",
+            "--tag=-bad",
+        ]);
         let err = resolve_in(&a, &Env::default()).unwrap_err().to_string();
         assert!(err.starts_with("--tag: \"-bad\""), "{err}");
         let env = Env::from_pairs([("IMAGE_TAG", "a/b")]);
-        let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example"]);
+        let a = args(&[
+            "--sha",
+            SHA,
+            "--repository",
+            "api",
+            "--registry",
+            "r.example",
+        ]);
         let err = resolve_in(&a, &env).unwrap_err().to_string();
         assert!(err.starts_with("IMAGE_TAG:"), "{err}");
         assert!(Tag::parse("t", &"a".repeat(129)).is_err());
@@ -622,12 +692,17 @@ mod tests {
 
     #[test]
     fn registry_defaults_to_the_accounts_ecr_then_the_token() {
-        let env = Env::from_pairs([("AWS_ACCOUNT_ID", "123456789012"), ("AWS_REGION", "ap-northeast-1")]);
+        let env = Env::from_pairs([
+            ("AWS_ACCOUNT_ID", "123456789012"),
+            ("AWS_REGION", "ap-northeast-1"),
+        ]);
         let a = args(&["--sha", SHA, "--repository", "api"]);
         let plan = resolve_in(&a, &env).unwrap();
         assert_eq!(
             plan.registry,
-            RegistrySource::Known(Registry("123456789012.dkr.ecr.ap-northeast-1.amazonaws.com".into()))
+            RegistrySource::Known(Registry(
+                "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com".into()
+            ))
         );
         let plan = resolve_in(&a, &Env::default()).unwrap();
         assert_eq!(plan.registry, RegistrySource::FromEcrToken);
@@ -646,9 +721,18 @@ mod tests {
 
     #[test]
     fn registry_and_repository_grammar() {
-        assert!(Registry::parse("r", "127.0.0.1:5000").unwrap().is_loopback());
-        assert!(!Registry::parse("r", "123456789012.dkr.ecr.us-east-1.amazonaws.com").unwrap().is_loopback());
-        assert_eq!(Registry::parse("r", "https://Example.com/").unwrap().host(), "example.com");
+        assert!(Registry::parse("r", "127.0.0.1:5000")
+            .unwrap()
+            .is_loopback());
+        assert!(
+            !Registry::parse("r", "123456789012.dkr.ecr.us-east-1.amazonaws.com")
+                .unwrap()
+                .is_loopback()
+        );
+        assert_eq!(
+            Registry::parse("r", "https://Example.com/").unwrap().host(),
+            "example.com"
+        );
         assert!(Registry::parse("r", "exa mple.com").is_err());
         assert!(Registry::parse("r", "example.com:99999").is_err());
         assert!(Repository::parse("r", "team/api-v2").is_ok());
@@ -666,11 +750,31 @@ mod tests {
 
     #[test]
     fn build_args_and_labels_need_key_value() {
-        let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example", "--build-arg", "GO_IMAGE=x", "--label", "a=b=c"]);
+        let a = args(&[
+            "--sha",
+            SHA,
+            "--repository",
+            "api",
+            "--registry",
+            "r.example",
+            "--build-arg",
+            "GO_IMAGE=x",
+            "--label",
+            "a=b=c",
+        ]);
         let plan = resolve_in(&a, &Env::default()).unwrap();
         assert_eq!(plan.build_args["GO_IMAGE"], "x");
         assert_eq!(plan.labels["a"], "b=c");
-        let a = args(&["--sha", SHA, "--repository", "api", "--registry", "r.example", "--build-arg", "NOVALUE"]);
+        let a = args(&[
+            "--sha",
+            SHA,
+            "--repository",
+            "api",
+            "--registry",
+            "r.example",
+            "--build-arg",
+            "NOVALUE",
+        ]);
         let err = resolve_in(&a, &Env::default()).unwrap_err().to_string();
         assert!(err.starts_with("--build-arg:"), "{err}");
     }

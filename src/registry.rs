@@ -95,9 +95,8 @@ impl RegistryApi {
             {
                 Ok(page) => page,
                 Err(e) => match classify(e) {
-                    Classified::ManifestUnknown | Classified::Error(RegistryApiError::RepositoryNotFound) => {
-                        return Ok(all)
-                    }
+                    Classified::ManifestUnknown
+                    | Classified::Error(RegistryApiError::RepositoryNotFound) => return Ok(all),
                     Classified::Error(e) => return Err(e),
                 },
             };
@@ -111,7 +110,10 @@ impl RegistryApi {
     }
 
     /// The labels of the image a tag points at, or `None` when the tag is absent.
-    pub async fn labels(&self, tag: &Tag) -> Result<Option<BTreeMap<String, String>>, RegistryApiError> {
+    pub async fn labels(
+        &self,
+        tag: &Tag,
+    ) -> Result<Option<BTreeMap<String, String>>, RegistryApiError> {
         let reference = self.reference(tag);
         let (manifest, _digest) = match self
             .client
@@ -128,16 +130,20 @@ impl RegistryApi {
         };
         let manifest: serde_json::Value = serde_json::from_slice(&manifest)
             .map_err(|e| RegistryApiError::Other(format!("manifest of {tag} is not JSON: {e}")))?;
-        let config_digest = manifest["config"]["digest"]
-            .as_str()
-            .ok_or_else(|| RegistryApiError::Other(format!("manifest of {tag} has no config (a manifest list?)")))?;
+        let config_digest = manifest["config"]["digest"].as_str().ok_or_else(|| {
+            RegistryApiError::Other(format!(
+                "manifest of {tag} has no config (a manifest list?)"
+            ))
+        })?;
         let mut config = Vec::new();
         self.client
             .pull_blob(&reference, config_digest, &mut config)
             .await
             .map_err(|e| match classify(e) {
                 Classified::Error(e) => e,
-                Classified::ManifestUnknown => RegistryApiError::Other(format!("config blob of {tag} is missing")),
+                Classified::ManifestUnknown => {
+                    RegistryApiError::Other(format!("config blob of {tag} is missing"))
+                }
             })?;
         let config: serde_json::Value = serde_json::from_slice(&config)
             .map_err(|e| RegistryApiError::Other(format!("config of {tag} is not JSON: {e}")))?;
@@ -161,7 +167,9 @@ impl RegistryApi {
             .await
             .map_err(|e| match classify(e) {
                 Classified::Error(e) => e,
-                Classified::ManifestUnknown => RegistryApiError::Other(format!("{from} is not in the registry")),
+                Classified::ManifestUnknown => {
+                    RegistryApiError::Other(format!("{from} is not in the registry"))
+                }
             })?;
         let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
             .ok()
@@ -175,7 +183,9 @@ impl RegistryApi {
             .await
             .map_err(|e| match classify(e) {
                 Classified::Error(e) => e,
-                Classified::ManifestUnknown => RegistryApiError::Other(format!("the registry rejected {to}")),
+                Classified::ManifestUnknown => {
+                    RegistryApiError::Other(format!("the registry rejected {to}"))
+                }
             })?;
         Ok(digest)
     }
@@ -194,12 +204,16 @@ enum Classified {
 fn classify(error: OciDistributionError) -> Classified {
     match &error {
         OciDistributionError::ImageManifestNotFoundError(_) => Classified::ManifestUnknown,
-        OciDistributionError::UnauthorizedError { .. } | OciDistributionError::AuthenticationFailure(_) => {
+        OciDistributionError::UnauthorizedError { .. }
+        | OciDistributionError::AuthenticationFailure(_) => {
             Classified::Error(RegistryApiError::Unauthorized)
         }
         OciDistributionError::RegistryError { envelope, .. } => {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-            if codes.iter().any(|c| matches!(c, OciErrorCode::ManifestUnknown)) {
+            if codes
+                .iter()
+                .any(|c| matches!(c, OciErrorCode::ManifestUnknown))
+            {
                 Classified::ManifestUnknown
             } else if codes.iter().any(|c| matches!(c, OciErrorCode::NameUnknown)) {
                 Classified::Error(RegistryApiError::RepositoryNotFound)
@@ -213,9 +227,9 @@ fn classify(error: OciDistributionError) -> Classified {
             }
         }
         OciDistributionError::ServerError { code: 404, .. } => Classified::ManifestUnknown,
-        OciDistributionError::ServerError { code: 401 | 403, .. } => {
-            Classified::Error(RegistryApiError::Unauthorized)
-        }
+        OciDistributionError::ServerError {
+            code: 401 | 403, ..
+        } => Classified::Error(RegistryApiError::Unauthorized),
         _ => Classified::Error(RegistryApiError::Other(error.to_string())),
     }
 }

@@ -33,13 +33,23 @@ impl Reporter {
     /// One line about what ecrbuild is doing.
     pub fn step(&self, message: impl AsRef<str>) {
         if !self.quiet {
-            let _ = writeln!(std::io::stderr().lock(), "{} {}", self.prefix(), message.as_ref());
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{} {}",
+                self.prefix(),
+                message.as_ref()
+            );
         }
     }
 
     /// A warning is shown even with `--quiet`.
     pub fn warn(&self, message: impl AsRef<str>) {
-        let _ = writeln!(std::io::stderr().lock(), "{} warning: {}", self.prefix(), message.as_ref());
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{} warning: {}",
+            self.prefix(),
+            message.as_ref()
+        );
     }
 
     /// A line of daemon output (build steps), passed through as it arrives.
@@ -49,7 +59,11 @@ impl Reporter {
         }
         let mut err = std::io::stderr().lock();
         for line in text.lines() {
-            let line = if self.plain { strip_control(line) } else { line.to_string() };
+            let line = if self.plain {
+                strip_control(line)
+            } else {
+                line.to_string()
+            };
             if !line.trim().is_empty() {
                 let _ = writeln!(err, "  {line}");
             }
@@ -137,7 +151,10 @@ impl Summary {
 
 /// Write the result files asked for: imagedefinitions.json, the digest file, `$GITHUB_OUTPUT`.
 /// Only called when the image is in the registry (pushed now or already published).
-pub fn write_outputs(outputs: &crate::plan::Outputs, summary: &Summary) -> std::io::Result<Vec<String>> {
+pub fn write_outputs(
+    outputs: &crate::plan::Outputs,
+    summary: &Summary,
+) -> std::io::Result<Vec<String>> {
     let mut written = Vec::new();
     let Some(digest) = &summary.digest else {
         return Ok(written);
@@ -171,8 +188,14 @@ pub fn write_outputs(outputs: &crate::plan::Outputs, summary: &Summary) -> std::
 
 /// A reader never sees a half-written file: write beside it, then rename over it.
 fn write_atomically(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&temp, contents)
         .and_then(|()| std::fs::rename(&temp, path))
@@ -219,7 +242,10 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_768_142_222); // 2026-01-11T14:37:02Z
         assert_eq!(utc_timestamp(t, "rfc3339"), "2026-01-11T14:37:02Z");
         assert_eq!(utc_timestamp(t, "compact"), "20260111-143702");
-        assert_eq!(utc_timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400), "rfc3339"), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            utc_timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400), "rfc3339"),
+            "2000-02-29T00:00:00Z"
+        );
     }
 
     #[test]

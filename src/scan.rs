@@ -31,8 +31,12 @@ impl ScanSummary {
         if parts.is_empty() {
             return "no findings".to_string();
         }
-        parts.sort_by(|a, b| b.0.cmp(&a.0));
-        parts.into_iter().map(|(_, p)| p).collect::<Vec<_>>().join(", ")
+        parts.sort_by_key(|part| std::cmp::Reverse(part.0));
+        parts
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Findings at or above `threshold`, as `CRITICAL 1, HIGH 2`; `None` when there are none.
@@ -88,7 +92,11 @@ pub async fn wait_for_scan(
                         let counts = out
                             .image_scan_findings()
                             .and_then(|f| f.finding_severity_counts())
-                            .map(|m| m.iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect())
+                            .map(|m| {
+                                m.iter()
+                                    .map(|(k, v)| (k.as_str().to_string(), *v))
+                                    .collect()
+                            })
                             .unwrap_or_default();
                         let summary = ScanSummary {
                             status: "COMPLETE".to_string(),
@@ -111,7 +119,9 @@ pub async fn wait_for_scan(
                             .image_scan_status()
                             .and_then(|s| s.description())
                             .unwrap_or("no description");
-                        reporter.warn(format!("scan of {reference} did not complete: {description}"));
+                        reporter.warn(format!(
+                            "scan of {reference} did not complete: {description}"
+                        ));
                         return scan_unavailable(plan, reference, description);
                     }
                     other => other.map_or("PENDING".to_string(), |s| s.as_str().to_string()),
@@ -138,10 +148,14 @@ pub async fn wait_for_scan(
             last_status = status;
         }
         if started.elapsed() >= deadline {
-            reporter.warn(format!("the scan of {reference} did not finish within {} s", plan.timeout_secs));
+            reporter.warn(format!(
+                "the scan of {reference} did not finish within {} s",
+                plan.timeout_secs
+            ));
             return scan_unavailable(plan, reference, "timed out");
         }
-        tokio::time::sleep(Duration::from_secs(5).min(deadline.saturating_sub(started.elapsed()))).await;
+        tokio::time::sleep(Duration::from_secs(5).min(deadline.saturating_sub(started.elapsed())))
+            .await;
     }
 }
 
@@ -173,7 +187,10 @@ mod tests {
         let s = summary(&[("HIGH", 2), ("LOW", 5), ("CRITICAL", 0)]);
         assert_eq!(s.at_or_above(Severity::High).as_deref(), Some("HIGH 2"));
         assert_eq!(s.at_or_above(Severity::Critical), None);
-        assert_eq!(s.at_or_above(Severity::Low).as_deref(), Some("HIGH 2, LOW 5"));
+        assert_eq!(
+            s.at_or_above(Severity::Low).as_deref(),
+            Some("HIGH 2, LOW 5")
+        );
         assert_eq!(s.describe(), "HIGH 2, LOW 5");
         assert_eq!(summary(&[]).describe(), "no findings");
     }

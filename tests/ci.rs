@@ -11,7 +11,11 @@ use support::*;
 fn context(name: &str, content: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ecrbuild-ci-{name}-{}", unique_sha()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nCOPY file.txt /file.txt\nCOPY more.txt /more.txt\n").unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY file.txt /file.txt\nCOPY more.txt /more.txt\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("file.txt"), content).unwrap();
     std::fs::write(dir.join("more.txt"), format!("more {content}")).unwrap();
     dir
@@ -20,8 +24,22 @@ fn context(name: &str, content: &str) -> PathBuf {
 fn build(dir: &Path, repo: &str, sha: &str) -> Command {
     let rig = Rig::get();
     let mut cmd = ecrbuild();
-    cmd.args(["--sha", sha, "--repository", repo, "--registry", rig.registry(), "--auth", "none"])
-        .args(["--context", path_str(dir), "-f", path_str(&dir.join("Dockerfile"))]);
+    cmd.args([
+        "--sha",
+        sha,
+        "--repository",
+        repo,
+        "--registry",
+        rig.registry(),
+        "--auth",
+        "none",
+    ])
+    .args([
+        "--context",
+        path_str(dir),
+        "-f",
+        path_str(&dir.join("Dockerfile")),
+    ]);
     cmd
 }
 
@@ -41,10 +59,22 @@ fn github_pull_request_is_built_and_tagged_but_not_pushed() {
         .env("GITHUB_EVENT_NAME", "pull_request")
         .env("GITHUB_REF", "refs/pull/5/merge")
         .env("GITHUB_HEAD_REF", "feature"));
-    result.assert_code(0).assert_stderr_contains("not pushed (pass --push-pr to push)");
-    assert!(docker_ok(&["image", "inspect", &format!("{}/{repo}:pr-5", rig.registry())]));
-    assert!(!docker_ok(&["image", "inspect", &format!("{}/{repo}:latest", rig.registry())]));
-    assert!(RegistryHttp::anonymous(rig.registry()).tags(&repo).is_empty());
+    result
+        .assert_code(0)
+        .assert_stderr_contains("not pushed (pass --push-pr to push)");
+    assert!(docker_ok(&[
+        "image",
+        "inspect",
+        &format!("{}/{repo}:pr-5", rig.registry())
+    ]));
+    assert!(!docker_ok(&[
+        "image",
+        "inspect",
+        &format!("{}/{repo}:latest", rig.registry())
+    ]));
+    assert!(RegistryHttp::anonymous(rig.registry())
+        .tags(&repo)
+        .is_empty());
 }
 
 #[test]
@@ -59,7 +89,10 @@ fn push_pr_pushes_the_sha_and_pr_tags_but_never_latest() {
         .env("CI_MERGE_REQUEST_IID", "12")
         .env("CI_DEFAULT_BRANCH", "main"));
     result.assert_code(0);
-    assert_eq!(RegistryHttp::anonymous(rig.registry()).tags(&repo), sorted(vec![sha.clone(), "pr-12".into()]));
+    assert_eq!(
+        RegistryHttp::anonymous(rig.registry()).tags(&repo),
+        sorted(vec![sha.clone(), "pr-12".into()])
+    );
 }
 
 #[test]
@@ -72,8 +105,13 @@ fn a_branch_other_than_the_default_does_not_move_latest() {
         .env("GITLAB_CI", "true")
         .env("CI_COMMIT_BRANCH", "feature")
         .env("CI_DEFAULT_BRANCH", "master"));
-    result.assert_code(0).assert_stderr_contains("is not the default branch (master)");
-    assert_eq!(RegistryHttp::anonymous(rig.registry()).tags(&repo), vec![sha.clone()]);
+    result
+        .assert_code(0)
+        .assert_stderr_contains("is not the default branch (master)");
+    assert_eq!(
+        RegistryHttp::anonymous(rig.registry()).tags(&repo),
+        vec![sha.clone()]
+    );
 
     // The default branch moves it.
     let sha2 = unique_sha();
@@ -83,7 +121,10 @@ fn a_branch_other_than_the_default_does_not_move_latest() {
         .env("CI_DEFAULT_BRANCH", "master"))
     .assert_code(0);
     let registry = RegistryHttp::anonymous(rig.registry());
-    assert_eq!(registry.digest(&repo, "latest"), registry.digest(&repo, &sha2));
+    assert_eq!(
+        registry.digest(&repo, "latest"),
+        registry.digest(&repo, &sha2)
+    );
 }
 
 #[test]
@@ -111,11 +152,15 @@ fn tag_strategies_short_sha_timestamp_and_image_tag() {
     let labels = &RegistryHttp::anonymous(rig.registry()).config(&repo, &sha)["config"]["Labels"];
     assert_eq!(labels["org.opencontainers.image.version"], "3.0.0");
     assert_eq!(labels["org.opencontainers.image.revision"], sha.as_str());
-    assert!(labels["org.opencontainers.image.created"].as_str().unwrap().ends_with('Z'));
+    assert!(labels["org.opencontainers.image.created"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
 
     // Invalid tags are refused before anything happens.
     let bad = run(build(&dir, &repo, &unique_sha()).env("IMAGE_TAG", "not/valid"));
-    bad.assert_code(2).assert_stderr_contains("IMAGE_TAG: \"not/valid\" is not a valid tag");
+    bad.assert_code(2)
+        .assert_stderr_contains("IMAGE_TAG: \"not/valid\" is not a valid tag");
 }
 
 #[test]
@@ -129,7 +174,12 @@ fn output_files_imagedefinitions_digest_and_github_output() {
     let github_output = out.join("github_output");
     std::fs::write(&github_output, "earlier=kept\n").unwrap();
     let result = run(build(&dir, &repo, &sha)
-        .args(["--imagedefinitions", path_str(&out.join("imagedefinitions.json")), "--container-name", "api"])
+        .args([
+            "--imagedefinitions",
+            path_str(&out.join("imagedefinitions.json")),
+            "--container-name",
+            "api",
+        ])
         .args(["--digest-file", path_str(&out.join("digest"))])
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_REF", "refs/heads/main")
@@ -138,23 +188,42 @@ fn output_files_imagedefinitions_digest_and_github_output() {
         .env("GITHUB_REPOSITORY", "owner/app")
         .env("GITHUB_OUTPUT", path_str(&github_output)));
     result.assert_code(0);
-    let digest = RegistryHttp::anonymous(rig.registry()).digest(&repo, &sha).unwrap();
+    let digest = RegistryHttp::anonymous(rig.registry())
+        .digest(&repo, &sha)
+        .unwrap();
 
     let definitions: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("imagedefinitions.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(out.join("imagedefinitions.json")).unwrap())
+            .unwrap();
     assert_eq!(
         definitions,
         serde_json::json!([{ "name": "api", "imageUri": format!("{}/{repo}:{sha}", rig.registry()) }])
     );
-    assert_eq!(std::fs::read_to_string(out.join("digest")).unwrap().trim(), digest);
+    assert_eq!(
+        std::fs::read_to_string(out.join("digest")).unwrap().trim(),
+        digest
+    );
     let gh = std::fs::read_to_string(&github_output).unwrap();
     assert!(gh.starts_with("earlier=kept\n"), "{gh}");
     assert!(gh.contains(&format!("digest={digest}\n")), "{gh}");
-    assert!(gh.contains(&format!("image={}/{repo}@{digest}\n", rig.registry())), "{gh}");
-    assert!(gh.contains(&format!("tags={}/{repo}:{sha},{}/{repo}:latest\n", rig.registry(), rig.registry())), "{gh}");
+    assert!(
+        gh.contains(&format!("image={}/{repo}@{digest}\n", rig.registry())),
+        "{gh}"
+    );
+    assert!(
+        gh.contains(&format!(
+            "tags={}/{repo}:{sha},{}/{repo}:latest\n",
+            rig.registry(),
+            rig.registry()
+        )),
+        "{gh}"
+    );
 
     let labels = &RegistryHttp::anonymous(rig.registry()).config(&repo, &sha)["config"]["Labels"];
-    assert_eq!(labels["org.opencontainers.image.source"], "https://github.com/owner/app");
+    assert_eq!(
+        labels["org.opencontainers.image.source"],
+        "https://github.com/owner/app"
+    );
 
     // --imagedefinitions without --container-name is a usage error.
     let bad = run(build(&dir, &repo, &sha).args(["--imagedefinitions", "x.json"]));
@@ -169,26 +238,42 @@ fn cache_from_latest_reuses_layers_after_the_local_images_are_gone() {
     let first = unique_sha();
     run(&mut build(&dir, &repo, &first)).assert_code(0);
     // Forget everything local about this image, as a fresh CI machine would.
-    let id = docker(&["image", "inspect", "--format", "{{.Id}}", &format!("{}/{repo}:{first}", rig.registry())]);
+    let id = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        &format!("{}/{repo}:{first}", rig.registry()),
+    ]);
     docker(&["rmi", "-f", id.trim()]);
 
     let second = unique_sha();
     let result = run(build(&dir, &repo, &second).args(["--cache-from", "latest"]));
     result
         .assert_code(0)
-        .assert_stderr_contains(&format!("cache source {}/{repo}:latest pulled", rig.registry()))
+        .assert_stderr_contains(&format!(
+            "cache source {}/{repo}:latest pulled",
+            rig.registry()
+        ))
         .assert_stderr_contains("Using cache");
     // Same layers; only the config differs (each build records its own revision and time).
     let registry = RegistryHttp::anonymous(rig.registry());
     let layers = |tag: &str| -> Vec<String> {
-        let manifest: serde_json::Value = serde_json::from_str(&registry.manifest_text(&repo, tag)).unwrap();
-        manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+        let manifest: serde_json::Value =
+            serde_json::from_str(&registry.manifest_text(&repo, tag)).unwrap();
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_string())
+            .collect()
     };
     assert_eq!(layers(&second), layers(&first));
     assert_eq!(layers(&first).len(), 2);
 
     // A missing cache source only warns.
-    let third = run(build(&dir, &unique_repo("nocache"), &unique_sha()).args(["--cache-from", "latest"]));
+    let third =
+        run(build(&dir, &unique_repo("nocache"), &unique_sha()).args(["--cache-from", "latest"]));
     third.assert_code(0).assert_stderr_contains("not used");
 }
 
@@ -211,7 +296,9 @@ fn register_scan_in_moto(repo: &str, tag: &str, counts: serde_json::Value) {
             .http_client(http)
             .region(aws_config::Region::new(region.clone()))
             .endpoint_url(&moto)
-            .credentials_provider(aws_sdk_ecr::config::Credentials::new("testing", "testing", None, None, "test"))
+            .credentials_provider(aws_sdk_ecr::config::Credentials::new(
+                "testing", "testing", None, None, "test",
+            ))
             .load()
             .await;
         let ecr = aws_sdk_ecr::Client::new(&config);
@@ -224,7 +311,11 @@ fn register_scan_in_moto(repo: &str, tag: &str, counts: serde_json::Value) {
             .expect("moto PutImage");
         ecr.start_image_scan()
             .repository_name(repo)
-            .image_id(aws_sdk_ecr::types::ImageIdentifier::builder().image_tag(tag).build())
+            .image_id(
+                aws_sdk_ecr::types::ImageIdentifier::builder()
+                    .image_tag(tag)
+                    .build(),
+            )
             .send()
             .await
             .expect("moto StartImageScan");
@@ -244,7 +335,11 @@ fn register_scan_in_moto(repo: &str, tag: &str, counts: serde_json::Value) {
         .send(findings.to_string())
         .expect("moto API");
     let status = resp.status().as_u16();
-    assert!((200..300).contains(&status), "{status} {}", resp.body_mut().read_to_string().unwrap_or_default());
+    assert!(
+        (200..300).contains(&status),
+        "{status} {}",
+        resp.body_mut().read_to_string().unwrap_or_default()
+    );
 }
 
 #[test]
@@ -256,8 +351,23 @@ fn wait_scan_summarises_findings_and_fail_on_sets_its_exit_code() {
     let ecr = |extra: &[&str]| {
         let mut cmd = ecrbuild();
         cmd.envs(rig.aws_env())
-            .args(["--sha", &sha, "--repository", &repo, "--registry", rig.ecr_registry(), "--auth", "ecr"])
-            .args(["--context", path_str(&dir), "-f", path_str(&dir.join("Dockerfile")), "--create-repository"])
+            .args([
+                "--sha",
+                &sha,
+                "--repository",
+                &repo,
+                "--registry",
+                rig.ecr_registry(),
+                "--auth",
+                "ecr",
+            ])
+            .args([
+                "--context",
+                path_str(&dir),
+                "-f",
+                path_str(&dir.join("Dockerfile")),
+                "--create-repository",
+            ])
             .args(extra);
         run(&mut cmd)
     };
@@ -266,7 +376,9 @@ fn wait_scan_summarises_findings_and_fail_on_sets_its_exit_code() {
 
     // The SHA is already published: the re-run skips the build and still reports the scan.
     let informational = ecr(&["--wait-scan", "--scan-timeout", "30", "--output", "json"]);
-    informational.assert_code(0).assert_stderr_contains("HIGH 2, LOW 3");
+    informational
+        .assert_code(0)
+        .assert_stderr_contains("HIGH 2, LOW 3");
     let summary: serde_json::Value = serde_json::from_str(informational.stdout.trim()).unwrap();
     assert_eq!(summary["scan"]["counts"]["HIGH"], 2);
 

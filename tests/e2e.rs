@@ -12,10 +12,24 @@ fn push_scratch(repo: &str, sha: &str, stamp: &str, extra: &[&str]) -> Run {
     let rig = Rig::get();
     let dockerfile = fixture("scratch").join("Dockerfile");
     let mut cmd = ecrbuild();
-    cmd.args(["--sha", sha, "--repository", repo, "--registry", rig.registry(), "--auth", "none"])
-        .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile)])
-        .args(["--build-arg", &format!("STAMP={stamp}")])
-        .args(extra);
+    cmd.args([
+        "--sha",
+        sha,
+        "--repository",
+        repo,
+        "--registry",
+        rig.registry(),
+        "--auth",
+        "none",
+    ])
+    .args([
+        "--context",
+        path_str(&fixture("scratch")),
+        "-f",
+        path_str(&dockerfile),
+    ])
+    .args(["--build-arg", &format!("STAMP={stamp}")])
+    .args(extra);
     run(&mut cmd)
 }
 
@@ -25,8 +39,22 @@ fn api_is_built_pushed_with_sha_and_latest_and_serves_health() {
     let repo = unique_repo("api");
     let sha = unique_sha();
     let mut cmd = ecrbuild();
-    cmd.args(["--sha", &sha, "--repository", &repo, "--registry", rig.registry(), "--auth", "none"])
-        .args(["--build-arg", &format!("GO_IMAGE={}", rig.go_image()), "--output", "json"]);
+    cmd.args([
+        "--sha",
+        &sha,
+        "--repository",
+        &repo,
+        "--registry",
+        rig.registry(),
+        "--auth",
+        "none",
+    ])
+    .args([
+        "--build-arg",
+        &format!("GO_IMAGE={}", rig.go_image()),
+        "--output",
+        "json",
+    ]);
     let result = run(&mut cmd);
     result.assert_code(0);
 
@@ -39,7 +67,8 @@ fn api_is_built_pushed_with_sha_and_latest_and_serves_health() {
     let sha_digest = registry.digest(&repo, &sha).expect("sha tag present");
     assert_eq!(registry.digest(&repo, "latest"), Some(sha_digest.clone()));
 
-    let summary: serde_json::Value = serde_json::from_str(result.stdout.trim()).expect("json on stdout");
+    let summary: serde_json::Value =
+        serde_json::from_str(result.stdout.trim()).expect("json on stdout");
     assert_eq!(summary["digest"], sha_digest.as_str());
     assert_eq!(summary["pushed"], true);
     assert_eq!(summary["sha"], sha.as_str());
@@ -47,8 +76,14 @@ fn api_is_built_pushed_with_sha_and_latest_and_serves_health() {
     // Non-root, with a healthcheck, in the pushed config.
     let config = registry.config(&repo, &sha);
     let user = config["config"]["User"].as_str().unwrap_or_default();
-    assert!(!user.is_empty() && !user.starts_with("0") && user != "root", "user {user:?}");
-    assert!(config["config"]["Healthcheck"]["Test"].is_array(), "{config}");
+    assert!(
+        !user.is_empty() && !user.starts_with("0") && user != "root",
+        "user {user:?}"
+    );
+    assert!(
+        config["config"]["Healthcheck"]["Test"].is_array(),
+        "{config}"
+    );
 
     // Only the binary: no Go toolchain, no sources.
     let reference = format!("{}/{repo}:{sha}", rig.registry());
@@ -60,15 +95,30 @@ fn api_is_built_pushed_with_sha_and_latest_and_serves_health() {
         .unwrap();
     docker(&["rm", &container]);
     let files = String::from_utf8_lossy(&listing.stdout).to_string();
-    assert!(files.lines().any(|l| l.trim_end_matches('/') == "api"), "{files}");
+    assert!(
+        files.lines().any(|l| l.trim_end_matches('/') == "api"),
+        "{files}"
+    );
     assert!(!files.contains(".go"), "Go sources in the image:\n{files}");
     assert!(!files.contains("usr/lib/go"), "Go toolchain in the image");
-    let size: u64 = docker(&["image", "inspect", "--format", "{{.Size}}", &reference]).trim().parse().unwrap();
+    let size: u64 = docker(&["image", "inspect", "--format", "{{.Size}}", &reference])
+        .trim()
+        .parse()
+        .unwrap();
     assert!(size < 30 * 1024 * 1024, "image is {size} bytes");
 
     // It starts and answers /health within 10 s.
     let name = format!("ecrbuild-health-{}", std::process::id());
-    docker(&["run", "-d", "--rm", "--name", &name, "-p", "127.0.0.1::8080", &reference]);
+    docker(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        &name,
+        "-p",
+        "127.0.0.1::8080",
+        &reference,
+    ]);
     let port = docker(&["port", &name, "8080/tcp"]);
     let port = port.trim().rsplit(':').next().unwrap().to_string();
     let started = Instant::now();
@@ -83,7 +133,11 @@ fn api_is_built_pushed_with_sha_and_latest_and_serves_health() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = docker_ok(&["rm", "-f", &name]);
-    assert_eq!(body.trim(), r#"{"status":"ok"}"#, "no healthy answer within 10 s");
+    assert_eq!(
+        body.trim(),
+        r#"{"status":"ok"}"#,
+        "no healthy answer within 10 s"
+    );
 }
 
 #[test]
@@ -94,8 +148,23 @@ fn ecr_auth_pushes_to_the_password_protected_registry() {
     let dockerfile = fixture("scratch").join("Dockerfile");
     let mut cmd = ecrbuild();
     cmd.envs(rig.aws_env())
-        .args(["--sha", &sha, "--repository", &repo, "--registry", rig.ecr_registry(), "--auth", "ecr"])
-        .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile), "--create-repository"]);
+        .args([
+            "--sha",
+            &sha,
+            "--repository",
+            &repo,
+            "--registry",
+            rig.ecr_registry(),
+            "--auth",
+            "ecr",
+        ])
+        .args([
+            "--context",
+            path_str(&fixture("scratch")),
+            "-f",
+            path_str(&dockerfile),
+            "--create-repository",
+        ]);
     let result = run(&mut cmd);
     result
         .assert_code(0)
@@ -103,9 +172,14 @@ fn ecr_auth_pushes_to_the_password_protected_registry() {
         .assert_stderr_contains(&format!("created repository {repo}"));
 
     let registry = RegistryHttp::basic(rig.ecr_registry(), "AWS", rig.ecr_password());
-    let digest = registry.digest(&repo, &sha).expect("sha tag pushed with the ECR token");
+    let digest = registry
+        .digest(&repo, &sha)
+        .expect("sha tag pushed with the ECR token");
     assert_eq!(registry.digest(&repo, "latest"), Some(digest));
-    assert!(!test_home().join(".docker/config.json").exists(), "credentials written to disk");
+    assert!(
+        !test_home().join(".docker/config.json").exists(),
+        "credentials written to disk"
+    );
 }
 
 #[test]
@@ -116,8 +190,23 @@ fn wrong_registry_password_fails_with_the_auth_code_and_pushes_nothing() {
     let dockerfile = fixture("scratch").join("Dockerfile");
     let mut cmd = ecrbuild();
     cmd.envs(rig.aws_env())
-        .args(["--sha", &sha, "--repository", &repo, "--registry", rig.bad_registry(), "--auth", "ecr"])
-        .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile), "--create-repository"]);
+        .args([
+            "--sha",
+            &sha,
+            "--repository",
+            &repo,
+            "--registry",
+            rig.bad_registry(),
+            "--auth",
+            "ecr",
+        ])
+        .args([
+            "--context",
+            path_str(&fixture("scratch")),
+            "-f",
+            path_str(&dockerfile),
+            "--create-repository",
+        ]);
     let result = run(&mut cmd);
     result
         .assert_code(6)
@@ -125,8 +214,15 @@ fn wrong_registry_password_fails_with_the_auth_code_and_pushes_nothing() {
         .assert_stderr_contains(rig.bad_registry())
         .assert_no_leak(rig.ecr_password());
 
-    let registry = RegistryHttp::basic(rig.bad_registry(), "AWS", rig.var("ECRBUILD_RIG_BAD_REGISTRY_PASSWORD"));
-    assert!(registry.tags(&repo).is_empty(), "tags were pushed despite the auth failure");
+    let registry = RegistryHttp::basic(
+        rig.bad_registry(),
+        "AWS",
+        rig.var("ECRBUILD_RIG_BAD_REGISTRY_PASSWORD"),
+    );
+    assert!(
+        registry.tags(&repo).is_empty(),
+        "tags were pushed despite the auth failure"
+    );
 }
 
 #[test]
@@ -138,10 +234,26 @@ fn ecr_api_unreachable_is_an_auth_failure_before_anything_is_pushed() {
     let mut cmd = ecrbuild();
     cmd.envs(rig.aws_env())
         .env("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:9") // discard port: nothing listens
-        .args(["--sha", &sha, "--repository", &repo, "--registry", rig.ecr_registry(), "--auth", "ecr"])
-        .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile)]);
+        .args([
+            "--sha",
+            &sha,
+            "--repository",
+            &repo,
+            "--registry",
+            rig.ecr_registry(),
+            "--auth",
+            "ecr",
+        ])
+        .args([
+            "--context",
+            path_str(&fixture("scratch")),
+            "-f",
+            path_str(&dockerfile),
+        ]);
     let result = run(&mut cmd);
-    result.assert_code(6).assert_stderr_contains("ECR at http://127.0.0.1:9");
+    result
+        .assert_code(6)
+        .assert_stderr_contains("ECR at http://127.0.0.1:9");
     let registry = RegistryHttp::basic(rig.ecr_registry(), "AWS", rig.ecr_password());
     assert!(registry.tags(&repo).is_empty());
 }
@@ -154,14 +266,34 @@ fn missing_ecr_repository_is_named_with_its_region_before_any_build() {
     let dockerfile = fixture("scratch").join("Dockerfile");
     let mut cmd = ecrbuild();
     cmd.envs(rig.aws_env())
-        .args(["--sha", &sha, "--repository", &repo, "--registry", rig.ecr_registry(), "--auth", "ecr"])
-        .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile)]);
+        .args([
+            "--sha",
+            &sha,
+            "--repository",
+            &repo,
+            "--registry",
+            rig.ecr_registry(),
+            "--auth",
+            "ecr",
+        ])
+        .args([
+            "--context",
+            path_str(&fixture("scratch")),
+            "-f",
+            path_str(&dockerfile),
+        ]);
     let result = run(&mut cmd);
     result
         .assert_code(10)
-        .assert_stderr_contains(&format!("repository {repo} does not exist in ECR in {}", rig.var("AWS_REGION")))
+        .assert_stderr_contains(&format!(
+            "repository {repo} does not exist in ECR in {}",
+            rig.var("AWS_REGION")
+        ))
         .assert_stderr_contains("terraform");
-    assert!(!result.stderr.contains("Step 1/"), "it built before finding the repository missing");
+    assert!(
+        !result.stderr.contains("Step 1/"),
+        "it built before finding the repository missing"
+    );
     let registry = RegistryHttp::basic(rig.ecr_registry(), "AWS", rig.ecr_password());
     assert!(registry.tags(&repo).is_empty());
 }
@@ -175,14 +307,30 @@ fn failed_build_pushes_nothing_and_leaves_latest_alone() {
     // A good image first, so `latest` exists.
     let good_sha = unique_sha();
     push_scratch(&repo, &good_sha, "good", &[]).assert_code(0);
-    let latest_before = registry.digest(&repo, "latest").expect("latest after the good push");
+    let latest_before = registry
+        .digest(&repo, "latest")
+        .expect("latest after the good push");
 
     let bad_sha = unique_sha();
     let dockerfile = fixture("broken-go").join("Dockerfile");
     let mut cmd = ecrbuild();
-    cmd.args(["--sha", &bad_sha, "--repository", &repo, "--registry", rig.registry(), "--auth", "none"])
-        .args(["--context", path_str(&fixture("broken-go")), "-f", path_str(&dockerfile)])
-        .args(["--build-arg", &format!("GO_IMAGE={}", rig.go_image())]);
+    cmd.args([
+        "--sha",
+        &bad_sha,
+        "--repository",
+        &repo,
+        "--registry",
+        rig.registry(),
+        "--auth",
+        "none",
+    ])
+    .args([
+        "--context",
+        path_str(&fixture("broken-go")),
+        "-f",
+        path_str(&dockerfile),
+    ])
+    .args(["--build-arg", &format!("GO_IMAGE={}", rig.go_image())]);
     let result = run(&mut cmd);
     result
         .assert_code(5)
@@ -190,11 +338,23 @@ fn failed_build_pushes_nothing_and_leaves_latest_alone() {
         .assert_stderr_contains("nothing was pushed")
         .assert_stderr_contains("undefined: undefinedFunction");
 
-    assert_eq!(registry.digest(&repo, &bad_sha), None, "the failed build's SHA was pushed");
-    assert_eq!(registry.digest(&repo, "latest"), Some(latest_before), "latest moved");
+    assert_eq!(
+        registry.digest(&repo, &bad_sha),
+        None,
+        "the failed build's SHA was pushed"
+    );
+    assert_eq!(
+        registry.digest(&repo, "latest"),
+        Some(latest_before),
+        "latest moved"
+    );
     assert_eq!(registry.tags(&repo).len(), 2);
     // Nothing tagged locally either.
-    assert!(!docker_ok(&["image", "inspect", &format!("{}/{repo}:{bad_sha}", rig.registry())]));
+    assert!(!docker_ok(&[
+        "image",
+        "inspect",
+        &format!("{}/{repo}:{bad_sha}", rig.registry())
+    ]));
 }
 
 #[test]
@@ -203,13 +363,29 @@ fn missing_dockerfile_is_a_context_error_naming_the_path() {
     let repo = unique_repo("nodockerfile");
     let sha = unique_sha();
     let mut cmd = ecrbuild();
-    cmd.args(["--sha", &sha, "--repository", &repo, "--registry", rig.registry(), "--auth", "none"])
-        .args(["--context", path_str(&fixture("scratch")), "-f", "tests/fixtures/scratch/Nope.Dockerfile"]);
+    cmd.args([
+        "--sha",
+        &sha,
+        "--repository",
+        &repo,
+        "--registry",
+        rig.registry(),
+        "--auth",
+        "none",
+    ])
+    .args([
+        "--context",
+        path_str(&fixture("scratch")),
+        "-f",
+        "tests/fixtures/scratch/Nope.Dockerfile",
+    ]);
     run(&mut cmd)
         .assert_code(3)
         .assert_stderr_contains("Nope.Dockerfile")
         .assert_stderr_contains("-f/--file");
-    assert!(RegistryHttp::anonymous(rig.registry()).tags(&repo).is_empty());
+    assert!(RegistryHttp::anonymous(rig.registry())
+        .tags(&repo)
+        .is_empty());
 }
 
 #[test]
@@ -220,7 +396,9 @@ fn invalid_sha_is_a_usage_error() {
     result
         .assert_code(2)
         .assert_stderr_contains("--sha: \"abc123\" is not a commit SHA");
-    assert!(RegistryHttp::anonymous(rig.registry()).tags(&repo).is_empty());
+    assert!(RegistryHttp::anonymous(rig.registry())
+        .tags(&repo)
+        .is_empty());
 }
 
 #[test]
@@ -231,13 +409,31 @@ fn unreachable_daemon_is_reported_with_its_own_code() {
     let dockerfile = fixture("scratch").join("Dockerfile");
     let mut cmd = ecrbuild();
     cmd.env("DOCKER_HOST", "unix:///tmp/ecrbuild-no-such-daemon.sock")
-        .args(["--sha", &sha, "--repository", &repo, "--registry", rig.registry(), "--auth", "none"])
-        .args(["--context", path_str(&fixture("scratch")), "-f", path_str(&dockerfile)]);
+        .args([
+            "--sha",
+            &sha,
+            "--repository",
+            &repo,
+            "--registry",
+            rig.registry(),
+            "--auth",
+            "none",
+        ])
+        .args([
+            "--context",
+            path_str(&fixture("scratch")),
+            "-f",
+            path_str(&dockerfile),
+        ]);
     run(&mut cmd)
         .assert_code(4)
-        .assert_stderr_contains("cannot reach the Docker daemon at unix:///tmp/ecrbuild-no-such-daemon.sock")
+        .assert_stderr_contains(
+            "cannot reach the Docker daemon at unix:///tmp/ecrbuild-no-such-daemon.sock",
+        )
         .assert_stderr_contains("DOCKER_HOST");
-    assert!(RegistryHttp::anonymous(rig.registry()).tags(&repo).is_empty());
+    assert!(RegistryHttp::anonymous(rig.registry())
+        .tags(&repo)
+        .is_empty());
 }
 
 #[test]
@@ -245,7 +441,12 @@ fn no_push_tags_locally_and_leaves_the_registry_untouched() {
     let rig = Rig::get();
     let repo = unique_repo("nopush");
     let sha = unique_sha();
-    let result = push_scratch(&repo, &sha, "nopush", &["--no-push", "-t", "extra", "--output", "json"]);
+    let result = push_scratch(
+        &repo,
+        &sha,
+        "nopush",
+        &["--no-push", "-t", "extra", "--output", "json"],
+    );
     result.assert_code(0);
     let summary: serde_json::Value = serde_json::from_str(result.stdout.trim()).unwrap();
     assert_eq!(summary["pushed"], false);
@@ -253,9 +454,15 @@ fn no_push_tags_locally_and_leaves_the_registry_untouched() {
     for tag in [sha.as_str(), "latest", "extra"] {
         let reference = format!("{}/{repo}:{tag}", rig.registry());
         let id = docker(&["image", "inspect", "--format", "{{.Id}}", &reference]);
-        assert_eq!(id.trim(), summary["image_id"].as_str().unwrap(), "{reference}");
+        assert_eq!(
+            id.trim(),
+            summary["image_id"].as_str().unwrap(),
+            "{reference}"
+        );
     }
-    assert!(RegistryHttp::anonymous(rig.registry()).tags(&repo).is_empty());
+    assert!(RegistryHttp::anonymous(rig.registry())
+        .tags(&repo)
+        .is_empty());
 }
 
 #[test]
@@ -272,5 +479,11 @@ fn extra_tags_follow_the_sha_tag_to_the_same_digest() {
     let digest = registry.digest(&repo, &sha).unwrap();
     assert_eq!(registry.digest(&repo, "v1.2.3"), Some(digest.clone()));
     // Text output: one pushed reference per line, with the digest.
-    assert!(result.stdout.contains(&format!("{}/{repo}:{sha}@{digest}", rig.registry())), "{}", result.stdout);
+    assert!(
+        result
+            .stdout
+            .contains(&format!("{}/{repo}:{sha}@{digest}", rig.registry())),
+        "{}",
+        result.stdout
+    );
 }

@@ -15,7 +15,11 @@ use support::*;
 fn scratch_context(name: &str, content: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ecrbuild-faults-{name}-{}", unique_sha()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("Dockerfile"), "FROM scratch\nCOPY file.txt /file.txt\n").unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY file.txt /file.txt\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("file.txt"), content).unwrap();
     dir
 }
@@ -26,8 +30,22 @@ fn ecrbuild_at(context: &Path, registry: &str, repo: &str, sha: &str) -> Command
 
 fn ecrbuild_auth(context: &Path, registry: &str, repo: &str, sha: &str, auth: &str) -> Command {
     let mut cmd = ecrbuild();
-    cmd.args(["--sha", sha, "--repository", repo, "--registry", registry, "--auth", auth])
-        .args(["--context", path_str(context), "-f", path_str(&context.join("Dockerfile"))]);
+    cmd.args([
+        "--sha",
+        sha,
+        "--repository",
+        repo,
+        "--registry",
+        registry,
+        "--auth",
+        auth,
+    ])
+    .args([
+        "--context",
+        path_str(context),
+        "-f",
+        path_str(&context.join("Dockerfile")),
+    ]);
     cmd
 }
 
@@ -35,8 +53,16 @@ fn ecrbuild_auth(context: &Path, registry: &str, repo: &str, sha: &str, auth: &s
 fn seed_latest(repo: &str) -> String {
     let rig = Rig::get();
     let context = scratch_context("seed", "seed");
-    run(&mut ecrbuild_at(&context, rig.registry(), repo, &unique_sha())).assert_code(0);
-    RegistryHttp::anonymous(rig.registry()).digest(repo, "latest").unwrap()
+    run(&mut ecrbuild_at(
+        &context,
+        rig.registry(),
+        repo,
+        &unique_sha(),
+    ))
+    .assert_code(0);
+    RegistryHttp::anonymous(rig.registry())
+        .digest(repo, "latest")
+        .unwrap()
 }
 
 #[test]
@@ -44,11 +70,18 @@ fn transient_503s_on_manifest_upload_are_retried_until_the_push_succeeds() {
     let rig = Rig::get();
     let repo = unique_repo("retry503");
     let sha = unique_sha();
-    let proxy = FaultProxy::start(rig.registry(), first_n(2, Fault::Status(503), |s| is_manifest_put(s, None)));
+    let proxy = FaultProxy::start(
+        rig.registry(),
+        first_n(2, Fault::Status(503), |s| is_manifest_put(s, None)),
+    );
     let context = scratch_context("retry503", "retry");
     let result = run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--retries", "5"]));
     result.assert_code(0).assert_stderr_contains("retrying in");
-    assert_eq!(proxy.faults(), 2, "the proxy should have failed exactly two manifest uploads");
+    assert_eq!(
+        proxy.faults(),
+        2,
+        "the proxy should have failed exactly two manifest uploads"
+    );
     let registry = RegistryHttp::anonymous(rig.registry());
     let digest = registry.digest(&repo, &sha).expect("pushed after retries");
     assert_eq!(registry.digest(&repo, "latest"), Some(digest));
@@ -59,11 +92,16 @@ fn connection_resets_are_retried_until_the_push_succeeds() {
     let rig = Rig::get();
     let repo = unique_repo("reset");
     let sha = unique_sha();
-    let proxy = FaultProxy::start(rig.registry(), first_n(3, Fault::Reset, |s| is_manifest_put(s, None)));
+    let proxy = FaultProxy::start(
+        rig.registry(),
+        first_n(3, Fault::Reset, |s| is_manifest_put(s, None)),
+    );
     let context = scratch_context("reset", "reset");
     run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--retries", "6"])).assert_code(0);
     assert_eq!(proxy.faults(), 3);
-    assert!(RegistryHttp::anonymous(rig.registry()).digest(&repo, &sha).is_some());
+    assert!(RegistryHttp::anonymous(rig.registry())
+        .digest(&repo, &sha)
+        .is_some());
 }
 
 #[test]
@@ -106,7 +144,10 @@ fn registry_down_before_push_fails_fast_with_the_push_code() {
         .assert_stderr_contains(&dead);
     assert!(started.elapsed() < Duration::from_secs(60));
     // The preflight stopped it before the build: nothing was built.
-    assert!(!result.stderr.contains("Step 1/"), "built despite the registry being down");
+    assert!(
+        !result.stderr.contains("Step 1/"),
+        "built despite the registry being down"
+    );
 }
 
 #[test]
@@ -149,12 +190,20 @@ fn sha_pushed_but_latest_failing_keeps_the_sha_and_the_old_latest() {
         }
     });
     let context = scratch_context("latestfail", "latest fails");
-    let result = run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--retries", "2", "--latest", "force"]));
+    let result = run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args([
+        "--retries",
+        "2",
+        "--latest",
+        "force",
+    ]));
     result
         .assert_code(7)
         .assert_stderr_contains(&format!("push of {}/{repo}:latest failed", proxy.host()));
     let registry = RegistryHttp::anonymous(rig.registry());
-    assert!(registry.digest(&repo, &sha).is_some(), "the SHA tag should be in the registry");
+    assert!(
+        registry.digest(&repo, &sha).is_some(),
+        "the SHA tag should be in the registry"
+    );
     assert_eq!(registry.digest(&repo, "latest"), Some(latest_before));
 }
 
@@ -172,7 +221,9 @@ fn rerun_of_a_published_sha_is_skipped_without_a_new_push() {
     std::fs::write(context.join("file.txt"), "changed").unwrap();
     let proxy = FaultProxy::start(rig.registry(), |_| Fault::Pass);
     let result = run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--output", "json"]));
-    result.assert_code(0).assert_stderr_contains("already published");
+    result
+        .assert_code(0)
+        .assert_stderr_contains("already published");
     let summary: serde_json::Value = serde_json::from_str(result.stdout.trim()).unwrap();
     assert_eq!(summary["skipped"], true);
     assert_eq!(summary["pushed"], false);
@@ -186,14 +237,20 @@ fn rerun_of_a_published_sha_is_skipped_without_a_new_push() {
         .filter(|l| l.starts_with("PUT") || l.starts_with("POST") || l.starts_with("PATCH"))
         .cloned()
         .collect();
-    assert!(uploads.is_empty(), "a skipped run wrote to the registry: {uploads:?}");
+    assert!(
+        uploads.is_empty(),
+        "a skipped run wrote to the registry: {uploads:?}"
+    );
     assert_eq!(registry.digest(&repo, &sha), Some(digest.clone()));
     assert_eq!(registry.digest(&repo, "latest"), Some(digest));
 
     // --force rebuilds and pushes the changed sources.
     let forced = run(ecrbuild_at(&context, rig.registry(), &repo, &sha).arg("--force"));
     forced.assert_code(0);
-    assert_ne!(registry.digest(&repo, &sha), summary["digest"].as_str().map(String::from));
+    assert_ne!(
+        registry.digest(&repo, &sha),
+        summary["digest"].as_str().map(String::from)
+    );
 }
 
 #[test]
@@ -225,13 +282,24 @@ fn sigterm_during_the_build_cancels_it_pushes_nothing_and_leaves_no_container() 
     };
     let started = Instant::now();
     while build_containers().is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(60), "the build never started its RUN step");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the build never started its RUN step"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(143), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(143),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stderr).contains("stopped by SIGTERM"));
 
     let stopped = Instant::now();
@@ -243,15 +311,26 @@ fn sigterm_during_the_build_cancels_it_pushes_nothing_and_leaves_no_container() 
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert!(RegistryHttp::anonymous(rig.registry()).tags(&repo).is_empty());
+    assert!(RegistryHttp::anonymous(rig.registry())
+        .tags(&repo)
+        .is_empty());
 }
 
 /// A git repository with `n` linear commits, each changing the context; returns (dir, shas oldest first).
 fn linear_history(n: usize) -> (PathBuf, Vec<String>) {
     let dir = scratch_context("history", "0");
     let git = |args: &[&str]| {
-        let out = Command::new("git").arg("-C").arg(&dir).args(args).output().unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     std::fs::write(dir.join(".dockerignore"), ".git\n").unwrap();
@@ -263,7 +342,16 @@ fn linear_history(n: usize) -> (PathBuf, Vec<String>) {
         std::fs::write(dir.join("file.txt"), format!("commit {i}")).unwrap();
         git(&["add", "."]);
         // Every commit in the same second: ordering must come from ancestry, not from timestamps.
-        git(&["-c", "core.hooksPath=/dev/null", "commit", "-q", "-m", &format!("commit {i}"), "--date", "2026-01-01T00:00:00Z"]);
+        git(&[
+            "-c",
+            "core.hooksPath=/dev/null",
+            "commit",
+            "-q",
+            "-m",
+            &format!("commit {i}"),
+            "--date",
+            "2026-01-01T00:00:00Z",
+        ]);
         shas.push(git(&["rev-parse", "HEAD"]));
     }
     (dir, shas)
@@ -289,7 +377,10 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
     for round in 0..3 {
         let repo = unique_repo(&format!("concurrent{round}"));
         let (dir, shas) = linear_history(8);
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
         let order = shuffled(shas.len(), seed);
         eprintln!("round {round}: seed {seed}, start order {order:?}");
         let children: Vec<_> = order
@@ -304,11 +395,20 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
             .collect();
         for child in children {
             let out = child.wait_with_output().unwrap();
-            assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         for sha in &shas {
             let labels = &registry.config(&repo, sha)["config"]["Labels"];
-            assert_eq!(labels["org.opencontainers.image.revision"], sha.as_str(), "label of {sha}");
+            assert_eq!(
+                labels["org.opencontainers.image.revision"],
+                sha.as_str(),
+                "label of {sha}"
+            );
         }
         let newest = shas.last().unwrap();
         let latest = &registry.config(&repo, "latest")["config"]["Labels"];
@@ -317,7 +417,10 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
             newest.as_str(),
             "round {round} (seed {seed}, order {order:?}): latest is not the newest commit"
         );
-        assert_eq!(registry.digest(&repo, "latest"), registry.digest(&repo, newest));
+        assert_eq!(
+            registry.digest(&repo, "latest"),
+            registry.digest(&repo, newest)
+        );
     }
 }
 
@@ -329,24 +432,40 @@ fn an_older_commit_does_not_move_latest_back() {
     let (dir, shas) = linear_history(2);
     run(&mut ecrbuild_at(&dir, rig.registry(), &repo, &shas[1])).assert_code(0);
     let result = run(&mut ecrbuild_at(&dir, rig.registry(), &repo, &shas[0]));
-    result.assert_code(0).assert_stderr_contains("latest stays on");
-    assert!(registry.digest(&repo, &shas[0]).is_some(), "the older SHA is still pushed");
-    assert_eq!(registry.digest(&repo, "latest"), registry.digest(&repo, &shas[1]));
+    result
+        .assert_code(0)
+        .assert_stderr_contains("latest stays on");
+    assert!(
+        registry.digest(&repo, &shas[0]).is_some(),
+        "the older SHA is still pushed"
+    );
+    assert_eq!(
+        registry.digest(&repo, "latest"),
+        registry.digest(&repo, &shas[1])
+    );
     // --latest=force overrides.
-    run(ecrbuild_at(&dir, rig.registry(), &repo, &shas[0]).args(["--latest", "force", "--force"])).assert_code(0);
-    assert_eq!(registry.digest(&repo, "latest"), registry.digest(&repo, &shas[0]));
+    run(ecrbuild_at(&dir, rig.registry(), &repo, &shas[0]).args(["--latest", "force", "--force"]))
+        .assert_code(0);
+    assert_eq!(
+        registry.digest(&repo, "latest"),
+        registry.digest(&repo, &shas[0])
+    );
 }
 
 #[test]
 fn secrets_never_reach_output_or_disk() {
     let rig = Rig::get();
-    let real_config = std::env::var("HOME").map(|h| PathBuf::from(h).join(".docker/config.json")).ok();
+    let real_config = std::env::var("HOME")
+        .map(|h| PathBuf::from(h).join(".docker/config.json"))
+        .ok();
     let before = real_config.as_ref().and_then(|p| std::fs::read(p).ok());
     let repo = unique_repo("secrets");
     let context = scratch_context("secrets", "secrets");
     for registry in [rig.ecr_registry(), rig.bad_registry()] {
         let mut cmd = ecrbuild_auth(&context, registry, &repo, &unique_sha(), "ecr");
-        cmd.envs(rig.aws_env()).env("RUST_LOG", "trace").arg("--create-repository");
+        cmd.envs(rig.aws_env())
+            .env("RUST_LOG", "trace")
+            .arg("--create-repository");
         let result = run(&mut cmd);
         result.assert_no_leak(rig.ecr_password());
         let token = {
@@ -355,7 +474,10 @@ fn secrets_never_reach_output_or_disk() {
         };
         result.assert_no_leak(&token);
     }
-    assert!(!test_home().join(".docker").exists(), "~/.docker was created");
+    assert!(
+        !test_home().join(".docker").exists(),
+        "~/.docker was created"
+    );
     let after = real_config.as_ref().and_then(|p| std::fs::read(p).ok());
     assert_eq!(before, after, "~/.docker/config.json changed");
 }

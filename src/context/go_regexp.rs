@@ -11,6 +11,9 @@
 
 const MAX_RUNE: u32 = 0x10FFFF;
 
+/// Inclusive rune ranges.
+type Ranges = Vec<(u32, u32)>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RegexError(pub String);
 
@@ -476,7 +479,7 @@ const SPACE_PERL: &[(u32, u32)] = &[(0x9, 0xa), (0xc, 0xd), (0x20, 0x20)];
 const WORD: &[(u32, u32)] = &[(0x30, 0x39), (0x41, 0x5a), (0x5f, 0x5f), (0x61, 0x7a)];
 
 /// `\d \D \s \S \w \W`, if `t` starts with one.
-fn perl_class(t: &str) -> Option<(Vec<(u32, u32)>, &str)> {
+fn perl_class(t: &str) -> Option<(Ranges, &str)> {
     let table = match t.get(..2)? {
         "\\d" | "\\D" => DIGIT,
         "\\s" | "\\S" => SPACE_PERL,
@@ -489,7 +492,7 @@ fn perl_class(t: &str) -> Option<(Vec<(u32, u32)>, &str)> {
 
 /// `[:alpha:]`-style classes inside a bracket expression. Like Go, any `[:` followed later by `:]`
 /// commits to a class name, and an unknown name is an error.
-fn posix_class(t: &str) -> Result<Option<(Vec<(u32, u32)>, &str)>, RegexError> {
+fn posix_class(t: &str) -> Result<Option<(Ranges, &str)>, RegexError> {
     let Some(end) = t[2..].find(":]") else {
         return Ok(None);
     };

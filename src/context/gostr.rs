@@ -99,9 +99,8 @@ pub(crate) fn clean(path: &[u8]) -> Vec<u8> {
     }
     while read < n {
         let at_separator = |i: usize| i == n || path[i] == b'/';
-        if path[read] == b'/' {
-            read += 1;
-        } else if path[read] == b'.' && at_separator(read + 1) {
+        if path[read] == b'/' || (path[read] == b'.' && at_separator(read + 1)) {
+            // Empty element or `.`: drop it.
             read += 1;
         } else if path[read] == b'.'
             && read + 1 < n

@@ -496,12 +496,15 @@ mod tests {
 
     #[test]
     fn device_numbers_split_like_glibc() {
-        // makedev(8, 1) and makedev(259, 65536)
+        // glibc's makedev: low 8 bits of the minor, 12 bits of the major, then the high bits.
+        let makedev = |major: u64, minor: u64| {
+            ((major & 0xfff) << 8)
+                | ((major & !0xfff) << 32)
+                | (minor & 0xff)
+                | ((minor & !0xff) << 12)
+        };
         assert_eq!(device_numbers(0x801), (8, 1));
-        let rdev = ((259u64 & 0xfff) << 8)
-            | ((259u64 & !0xfff) << 32)
-            | (65536u64 & 0xff)
-            | ((65536u64 & !0xff) << 12);
-        assert_eq!(device_numbers(rdev), (259, 65536));
+        assert_eq!(device_numbers(makedev(259, 65536)), (259, 65536));
+        assert_eq!(device_numbers(makedev(4095, 255)), (4095, 255));
     }
 }

@@ -148,24 +148,45 @@ mod tests {
 
     #[test]
     fn descendants_are_newer_and_ancestors_older() {
-        assert!(matches!(compare(&rev("c"), &rev("a"), &Linear), Order::Newer(_)));
-        assert!(matches!(compare(&rev("a"), &rev("c"), &Linear), Order::Older(_)));
+        assert!(matches!(
+            compare(&rev("c"), &rev("a"), &Linear),
+            Order::Newer(_)
+        ));
+        assert!(matches!(
+            compare(&rev("a"), &rev("c"), &Linear),
+            Order::Older(_)
+        ));
         assert_eq!(compare(&rev("b"), &rev("b"), &Linear), Order::Same);
     }
 
     #[test]
     fn diverged_commits_are_ordered_by_commit_time() {
-        assert!(matches!(compare(&rev("x"), &rev("b"), &Linear), Order::Newer(_)));
-        assert!(matches!(compare(&rev("x"), &rev("c"), &Linear), Order::Older(_)));
+        assert!(matches!(
+            compare(&rev("x"), &rev("b"), &Linear),
+            Order::Newer(_)
+        ));
+        assert!(matches!(
+            compare(&rev("x"), &rev("c"), &Linear),
+            Order::Older(_)
+        ));
     }
 
     #[test]
     fn without_git_the_labels_commit_times_decide() {
-        let old = Revision { sha: "o".into(), commit_time: Some(100) };
-        let new = Revision { sha: "n".into(), commit_time: Some(200) };
+        let old = Revision {
+            sha: "o".into(),
+            commit_time: Some(100),
+        };
+        let new = Revision {
+            sha: "n".into(),
+            commit_time: Some(200),
+        };
         assert!(matches!(compare(&new, &old, &NoGit), Order::Newer(_)));
         assert!(matches!(compare(&old, &new, &NoGit), Order::Older(_)));
-        let same_time = Revision { sha: "s".into(), commit_time: Some(100) };
+        let same_time = Revision {
+            sha: "s".into(),
+            commit_time: Some(100),
+        };
         assert!(matches!(compare(&same_time, &old, &NoGit), Order::Older(_)));
         assert_eq!(compare(&rev("p"), &old, &NoGit), Order::Unknown);
     }
@@ -187,7 +208,10 @@ mod tests {
         labels.insert(COMMIT_TIME_LABEL.to_string(), "1700000000".to_string());
         assert_eq!(
             Revision::from_labels(&labels),
-            Some(Revision { sha: "abc".into(), commit_time: Some(1_700_000_000) })
+            Some(Revision {
+                sha: "abc".into(),
+                commit_time: Some(1_700_000_000)
+            })
         );
     }
 

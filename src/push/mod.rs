@@ -32,9 +32,14 @@ pub enum LatestOutcome {
     /// `latest` now points at this build.
     Moved,
     /// `latest` was left on a newer (or unorderable) commit.
-    Kept { current: String, reason: String },
+    Kept {
+        current: String,
+        reason: String,
+    },
     /// An older run had moved `latest` back; it was put on the newest commit again.
-    Corrected { to: String },
+    Corrected {
+        to: String,
+    },
 }
 
 /// What reached the registry.
@@ -85,16 +90,26 @@ pub async fn push(
         .ok_or_else(|| Error::Internal("no tags to push".to_string()))?;
 
     let sha_reference = image.reference(sha_tag);
-    let digest = retry(&options.retry, &format!("push {sha_reference}"), reporter, || {
-        push_tag(target, image, sha_tag)
-    })
+    let digest = retry(
+        &options.retry,
+        &format!("push {sha_reference}"),
+        reporter,
+        || push_tag(target, image, sha_tag),
+    )
     .await?;
     reporter.step(format!("pushed {sha_reference} ({digest})"));
 
     // The other tags are manifest copies inside the registry, not daemon pushes: a local tag such as
     // `latest` can be moved by a concurrent run on the same daemon between our tag and our push.
-    let (references, latest) =
-        promote_published(target, &image.published(), &digest, follow_up, options, reporter).await?;
+    let (references, latest) = promote_published(
+        target,
+        &image.published(),
+        &digest,
+        follow_up,
+        options,
+        reporter,
+    )
+    .await?;
     Ok(PushedImage {
         digest,
         references: std::iter::once(sha_reference).chain(references).collect(),
@@ -122,11 +137,17 @@ pub async fn promote_published(
             let order = match (&current, options.latest) {
                 (_, LatestMode::Never) => continue,
                 (None, _) | (_, LatestMode::Force) => Order::Newer("forced or absent"),
-                (Some(current), LatestMode::Auto) => compare(&published.revision, current, target.history),
+                (Some(current), LatestMode::Auto) => {
+                    compare(&published.revision, current, target.history)
+                }
             };
             report_order(&order, current.as_ref(), &published.revision, reporter);
             let current_digest = retry(&options.retry, "read latest", reporter, || async {
-                target.api.manifest_digest(&latest).await.map_err(|e| api_error(published, &latest, e))
+                target
+                    .api
+                    .manifest_digest(&latest)
+                    .await
+                    .map_err(|e| api_error(published, &latest, e))
             })
             .await?;
             match order {
@@ -158,7 +179,11 @@ pub async fn promote_published(
             continue;
         }
         let current = retry(&options.retry, "read tag", reporter, || async {
-            target.api.manifest_digest(tag).await.map_err(|e| api_error(published, tag, e))
+            target
+                .api
+                .manifest_digest(tag)
+                .await
+                .map_err(|e| api_error(published, tag, e))
         })
         .await?;
         if current.as_deref() != Some(digest) {
@@ -197,11 +222,23 @@ async fn retag(
     options: &PushOptions,
     reporter: &Reporter,
 ) -> Result<()> {
-    retry(&options.retry, &format!("tag {}", published.reference(to)), reporter, || async {
-        target.api.retag(from, to).await.map_err(|e| api_error(published, to, e))
-    })
+    retry(
+        &options.retry,
+        &format!("tag {}", published.reference(to)),
+        reporter,
+        || async {
+            target
+                .api
+                .retag(from, to)
+                .await
+                .map_err(|e| api_error(published, to, e))
+        },
+    )
     .await?;
-    reporter.step(format!("tagged {} in the registry", published.reference(to)));
+    reporter.step(format!(
+        "tagged {} in the registry",
+        published.reference(to)
+    ));
     Ok(())
 }
 
@@ -213,9 +250,18 @@ async fn read_revision(
     options: &PushOptions,
     reporter: &Reporter,
 ) -> Result<Option<Revision>> {
-    let labels = retry(&options.retry, &format!("read {}", image.reference(tag)), reporter, || async {
-        target.api.labels(tag).await.map_err(|e| api_error(image, tag, e))
-    })
+    let labels = retry(
+        &options.retry,
+        &format!("read {}", image.reference(tag)),
+        reporter,
+        || async {
+            target
+                .api
+                .labels(tag)
+                .await
+                .map_err(|e| api_error(image, tag, e))
+        },
+    )
     .await?;
     Ok(labels.as_ref().and_then(Revision::from_labels))
 }
@@ -234,7 +280,11 @@ async fn settle_latest(
     let mut outcome = LatestOutcome::Moved;
     for _round in 0..3 {
         let tags = retry(&options.retry, "list tags", reporter, || async {
-            target.api.tags().await.map_err(|e| api_error(image, &latest, e))
+            target
+                .api
+                .tags()
+                .await
+                .map_err(|e| api_error(image, &latest, e))
         })
         .await?;
         let mut candidates = vec![mine.clone()];
@@ -249,7 +299,9 @@ async fn settle_latest(
                 None => {
                     // Unknown to git (shallow clone): order by the commit time in its labels.
                     let tag = Tag::parse("registry tag", tag)?;
-                    if let Some(revision) = read_revision(target, image, &tag, options, reporter).await? {
+                    if let Some(revision) =
+                        read_revision(target, image, &tag, options, reporter).await?
+                    {
                         candidates.push(revision);
                     }
                 }
@@ -261,7 +313,9 @@ async fn settle_latest(
         let Some(current) = read_revision(target, image, &latest, options, reporter).await? else {
             break;
         };
-        if current.sha == newest.sha || !matches!(compare(&newest, &current, target.history), Order::Newer(_)) {
+        if current.sha == newest.sha
+            || !matches!(compare(&newest, &current, target.history), Order::Newer(_))
+        {
             break;
         }
         let newest_tag = Tag::parse("registry tag", &newest.sha)?;
@@ -281,7 +335,9 @@ async fn settle_latest(
         outcome = if newest.sha == mine.sha {
             LatestOutcome::Moved
         } else {
-            LatestOutcome::Corrected { to: newest.sha.clone() }
+            LatestOutcome::Corrected {
+                to: newest.sha.clone(),
+            }
         };
     }
     Ok(outcome)
@@ -295,7 +351,10 @@ fn api_error(image: &Published, tag: &Tag, error: RegistryApiError) -> Error {
     match error {
         RegistryApiError::Unauthorized => Error::AuthFailed {
             target: image.registry.to_string(),
-            detail: format!("the registry refused to let {} be read; the role needs ecr:BatchGetImage", image.reference(tag)),
+            detail: format!(
+                "the registry refused to let {} be read; the role needs ecr:BatchGetImage",
+                image.reference(tag)
+            ),
         },
         RegistryApiError::RepositoryNotFound => Error::RepositoryNotFound {
             repository: image.repository.as_str().to_string(),

@@ -99,7 +99,12 @@ pub fn is_transient_message(message: &str) -> bool {
 }
 
 /// Run `operation` until it succeeds, fails for good, or the policy is spent.
-pub async fn retry<T, F, Fut>(policy: &RetryPolicy, what: &str, reporter: &Reporter, mut operation: F) -> Result<T>
+pub async fn retry<T, F, Fut>(
+    policy: &RetryPolicy,
+    what: &str,
+    reporter: &Reporter,
+    mut operation: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -112,7 +117,8 @@ where
             Err(error) if is_transient(&error) => {
                 attempt += 1;
                 let delay = policy.delay(attempt - 1);
-                if attempt >= policy.attempts.max(1) || started.elapsed() + delay > policy.max_total {
+                if attempt >= policy.attempts.max(1) || started.elapsed() + delay > policy.max_total
+                {
                     return Err(with_attempts(error, attempt));
                 }
                 reporter.warn(format!(
@@ -160,11 +166,18 @@ mod tests {
 
     #[test]
     fn transient_and_permanent_failures_are_told_apart() {
-        assert!(is_transient(&push_failed("received unexpected HTTP status: 503 Service Unavailable")));
-        assert!(is_transient(&push_failed("dial tcp 127.0.0.1:5000: connect: connection refused")));
+        assert!(is_transient(&push_failed(
+            "received unexpected HTTP status: 503 Service Unavailable"
+        )));
+        assert!(is_transient(&push_failed(
+            "dial tcp 127.0.0.1:5000: connect: connection refused"
+        )));
         assert!(is_transient(&push_failed("unexpected EOF")));
         assert!(!is_transient(&push_failed("manifest invalid")));
-        assert!(!is_transient(&Error::AuthFailed { target: "r".into(), detail: "401".into() }));
+        assert!(!is_transient(&Error::AuthFailed {
+            target: "r".into(),
+            detail: "401".into()
+        }));
     }
 
     #[test]
@@ -216,7 +229,10 @@ mod tests {
             async { Err(push_failed("503 service unavailable")) }
         })
         .await;
-        assert!(result.unwrap_err().to_string().contains("gave up after 4 attempts"));
+        assert!(result
+            .unwrap_err()
+            .to_string()
+            .contains("gave up after 4 attempts"));
         assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 }

@@ -39,7 +39,10 @@ impl Rig {
             for line in String::from_utf8_lossy(&out.stdout).lines() {
                 let line = line.trim().trim_start_matches("export ");
                 if let Some((k, v)) = line.split_once('=') {
-                    vars.insert(k.to_string(), v.trim_matches(|c| c == '"' || c == '\'').to_string());
+                    vars.insert(
+                        k.to_string(),
+                        v.trim_matches(|c| c == '"' || c == '\'').to_string(),
+                    );
                 }
             }
             Rig { vars }
@@ -100,7 +103,10 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// A repository name no other test uses.
 pub fn unique_repo(test: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("e2e/{test}-{}-{nanos}", std::process::id())
 }
 
@@ -108,7 +114,10 @@ pub fn unique_repo(test: &str) -> String {
 pub fn unique_sha() -> String {
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     let seed = format!("{nanos:x}{:x}{n:x}", std::process::id());
     let mut sha = String::new();
     let mut state: u64 = 0xcbf29ce484222325;
@@ -252,7 +261,11 @@ impl RegistryHttp {
         let value: serde_json::Value = serde_json::from_str(&body).unwrap();
         let mut tags: Vec<String> = value["tags"]
             .as_array()
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default();
         tags.sort();
         tags
@@ -282,14 +295,23 @@ impl RegistryHttp {
 
     /// The image config of a tag (labels, user, ...), read through manifest → config blob.
     pub fn config(&self, repo: &str, tag: &str) -> serde_json::Value {
-        let manifest = self.get_json(&format!("/v2/{repo}/manifests/{tag}"), Some(MANIFEST_ACCEPT));
-        let digest = manifest["config"]["digest"].as_str().expect("manifest has a config").to_string();
+        let manifest = self.get_json(
+            &format!("/v2/{repo}/manifests/{tag}"),
+            Some(MANIFEST_ACCEPT),
+        );
+        let digest = manifest["config"]["digest"]
+            .as_str()
+            .expect("manifest has a config")
+            .to_string();
         self.get_json(&format!("/v2/{repo}/blobs/{digest}"), None)
     }
 
     /// The manifest of a tag, byte for byte as the registry stores it.
     pub fn manifest_text(&self, repo: &str, tag: &str) -> String {
-        self.get_text(&format!("/v2/{repo}/manifests/{tag}"), Some(MANIFEST_ACCEPT))
+        self.get_text(
+            &format!("/v2/{repo}/manifests/{tag}"),
+            Some(MANIFEST_ACCEPT),
+        )
     }
 
     fn get_json(&self, path: &str, accept: Option<&str>) -> serde_json::Value {

@@ -42,9 +42,18 @@ async fn handle(
     requests: Arc<Mutex<Vec<String>>>,
 ) -> Result<Response<ProxyBody>, BoxError> {
     let method = req.method().to_string();
-    let path = req.uri().path_and_query().map_or("/".to_string(), |p| p.to_string());
-    let fault = rule(&Seen { method: &method, path: &path });
-    requests.lock().unwrap().push(format!("{method} {path} -> {fault:?}"));
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or("/".to_string(), |p| p.to_string());
+    let fault = rule(&Seen {
+        method: &method,
+        path: &path,
+    });
+    requests
+        .lock()
+        .unwrap()
+        .push(format!("{method} {path} -> {fault:?}"));
     match fault {
         Fault::Pass => {}
         Fault::Status(code) => {
@@ -59,11 +68,20 @@ async fn handle(
             return Err("injected connection reset".into());
         }
     }
-    let uri: hyper::Uri = format!("http://{upstream}{path}").parse().map_err(|e| -> BoxError { Box::new(e) })?;
+    let uri: hyper::Uri = format!("http://{upstream}{path}")
+        .parse()
+        .map_err(|e| -> BoxError { Box::new(e) })?;
     *req.uri_mut() = uri;
-    let response = client.request(req).await.map_err(|e| -> BoxError { Box::new(e) })?;
+    let response = client
+        .request(req)
+        .await
+        .map_err(|e| -> BoxError { Box::new(e) })?;
     let (parts, body) = response.into_parts();
-    Ok(Response::from_parts(parts, body.map_err(|e: hyper::Error| -> BoxError { Box::new(e) }).boxed()))
+    Ok(Response::from_parts(
+        parts,
+        body.map_err(|e: hyper::Error| -> BoxError { Box::new(e) })
+            .boxed(),
+    ))
 }
 
 /// A running proxy; dropped, it stops.
@@ -76,7 +94,10 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     /// Start a proxy on a free loopback port forwarding to `upstream` (host:port).
-    pub fn start(upstream: &str, rule: impl Fn(&Seen) -> Fault + Send + Sync + 'static) -> FaultProxy {
+    pub fn start(
+        upstream: &str,
+        rule: impl Fn(&Seen) -> Fault + Send + Sync + 'static,
+    ) -> FaultProxy {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -94,12 +115,26 @@ impl FaultProxy {
         let (faults, requests) = (faults_injected.clone(), log.clone());
         runtime.spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { break };
-                let (rule, client, upstream, faults, requests) =
-                    (rule.clone(), client.clone(), upstream.clone(), faults.clone(), requests.clone());
+                let Ok((stream, _)) = listener.accept().await else {
+                    break;
+                };
+                let (rule, client, upstream, faults, requests) = (
+                    rule.clone(),
+                    client.clone(),
+                    upstream.clone(),
+                    faults.clone(),
+                    requests.clone(),
+                );
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        handle(req, rule.clone(), client.clone(), upstream.clone(), faults.clone(), requests.clone())
+                        handle(
+                            req,
+                            rule.clone(),
+                            client.clone(),
+                            upstream.clone(),
+                            faults.clone(),
+                            requests.clone(),
+                        )
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
