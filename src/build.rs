@@ -195,6 +195,7 @@ pub async fn build(
     // the message so the error names the file rather than the aborted HTTP request.
     let context_failure: Arc<Mutex<Option<String>>> = Arc::default();
     let failure_slot = Arc::clone(&context_failure);
+    let mut upload = reporter.upload_progress(context.content_bytes(), context.bytes_produced());
     let body = context.into_tar_stream(gzip).inspect_err(move |e| {
         if let Ok(mut slot) = failure_slot.lock() {
             slot.get_or_insert_with(|| e.to_string());
@@ -207,6 +208,8 @@ pub async fn build(
     while let Some(item) = stream.next().await {
         match item {
             Ok(info) => {
+                // The daemon answers only once it has the whole context.
+                upload.finish();
                 if let Some(text) = &info.stream {
                     reporter.daemon_output(text);
                     if let Some(id) = text.trim().strip_prefix("Successfully built ") {

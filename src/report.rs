@@ -1,7 +1,11 @@
 //! Report phase: human progress on stderr, the machine-readable result on stdout.
 
 use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressStyle};
 
 use serde::Serialize;
 
@@ -67,6 +71,88 @@ impl Reporter {
             if !line.trim().is_empty() {
                 let _ = writeln!(err, "  {line}");
             }
+        }
+    }
+}
+
+impl Reporter {
+    /// Whether progress bars may be drawn (a terminal, not CI, not quiet).
+    pub fn interactive(&self) -> bool {
+        !self.plain && !self.quiet
+    }
+
+    /// Show the context upload: a bar with bytes/s on a terminal; one summary line in CI logs.
+    /// The returned guard stops the display when dropped.
+    pub fn upload_progress(&self, total: u64, sent: Arc<AtomicU64>) -> UploadProgress {
+        let bar = self.interactive().then(|| {
+            let bar = ProgressBar::new(total.max(1));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "  context {bytes}/{total_bytes} {bar:30} {bytes_per_sec}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        let ticker = bar.clone().map(|bar| {
+            let sent = Arc::clone(&sent);
+            tokio::spawn(async move {
+                loop {
+                    bar.set_position(sent.load(Ordering::Relaxed));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        });
+        UploadProgress {
+            bar,
+            ticker,
+            sent,
+            started: std::time::Instant::now(),
+            finished: false,
+            reporter: self.clone(),
+        }
+    }
+}
+
+/// See [`Reporter::upload_progress`].
+pub struct UploadProgress {
+    bar: Option<ProgressBar>,
+    ticker: Option<tokio::task::JoinHandle<()>>,
+    sent: Arc<AtomicU64>,
+    started: std::time::Instant,
+    finished: bool,
+    reporter: Reporter,
+}
+
+impl UploadProgress {
+    /// The upload is over (the daemon started building): report the figure once.
+    pub fn finish(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        if !self.finished {
+            self.finished = true;
+            let bytes = self.sent.load(Ordering::Relaxed);
+            let secs = self.started.elapsed().as_secs_f64();
+            self.reporter.step(format!(
+                "sent the context: {:.1} MiB in {secs:.2} s ({:.1} MiB/s)",
+                bytes as f64 / 1_048_576.0,
+                bytes as f64 / 1_048_576.0 / secs.max(1e-3)
+            ));
+        }
+    }
+}
+
+impl Drop for UploadProgress {
+    fn drop(&mut self) {
+        if let Some(ticker) = self.ticker.take() {
+            ticker.abort();
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
         }
     }
 }
