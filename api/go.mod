@@ -1,0 +1,3 @@
+module ecrbuild.example/api
+
+go 1.19
