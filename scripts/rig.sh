@@ -110,8 +110,8 @@ start_bg() {
     shift 2
     printf '\n==== %s: starting %s\n' "$(date -u +%FT%TZ)" "$*" >>"$log"
     rm -f "$RUN/$name.pid"
-    # shellcheck disable=SC2016 # $$ and $@ expand in the child shell.
     # fd 9 is the rig lock: the daemon must not inherit it.
+    # shellcheck disable=SC2016 # $$ and $@ expand in the child shell.
     setsid bash -c 'echo $$ >"$0"; exec "$@"' "$RUN/$name.pid" "$@" </dev/null >>"$log" 2>&1 9>&- &
     wait_for 5 test -s "$RUN/$name.pid" || fail "$name did not start" "$log"
 }
@@ -155,6 +155,8 @@ missing_packages() {
     have htpasswd || echo apache2-utils
     have debootstrap || echo debootstrap
     have go || echo golang-go
+    # `go test` (cgo on by default) and cargo's linker need a C toolchain.
+    have gcc || printf '%s\n' gcc libc6-dev
     have curl || echo curl
     [[ -e /etc/ssl/certs/ca-certificates.crt ]] || echo ca-certificates
     if [[ -z "$py" ]] || ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then echo python3-venv; fi
@@ -171,7 +173,7 @@ ensure_packages() {
         fail "missing Debian packages: ${missing[*]}. This rig installs them with apt-get on Debian 12.
 rig: elsewhere, install the equivalents yourself: Docker Engine (dockerd + docker CLI, API >= 1.41),
 rig: the distribution registry v2 as 'docker-registry' on PATH, htpasswd (bcrypt), debootstrap,
-rig: Go >= 1.19, Python 3 with venv/ensurepip, curl and CA certificates; then rerun $0 up"
+rig: Go >= 1.19, gcc, Python 3 with venv/ensurepip, curl and CA certificates; then rerun $0 up"
     fi
     need_root "install ${missing[*]}"
     say "packages: installing ${missing[*]} (apt-get; log $log)"
@@ -389,7 +391,8 @@ ensure_go_image() {
     if [[ ! -f "$ROOTFS.complete" ]]; then
         need_root "debootstrap the Go builder image"
         say "go builder image: debootstrap bookworm + golang-go into $ROOTFS (about a minute; log $log)"
-        rm -rf "$ROOTFS" "$ROOTFS.tmp"
+        # --one-file-system: never descend into a /proc or /sys left mounted by a killed debootstrap.
+        rm -rf --one-file-system "$ROOTFS" "$ROOTFS.tmp"
         debootstrap --variant=minbase --include=golang-go,ca-certificates \
             bookworm "$ROOTFS.tmp" "$DEBIAN_MIRROR" >>"$log" 2>&1 || fail "debootstrap" "$log"
         say "go builder image: debootstrap done ($((SECONDS - start)) s)"
@@ -400,7 +403,7 @@ ensure_go_image() {
     fi
     # Import under a scratch tag and move $GO_IMAGE only when the image is
     # complete, so an interrupted run is redone rather than half used.
-    local staging="$GO_IMAGE-rig-staging" warm="ecrbuild-rig-go-warm-$$"
+    local staging="$GO_IMAGE-rig-staging" warm="ecrbuild-rig-go-warm"
     say "go builder image: importing $ROOTFS"
     # docker import sets no environment: give RUN a PATH.
     tar -C "$ROOTFS" --numeric-owner \
@@ -443,8 +446,8 @@ cmd_up() {
             say "all up (checked only: $STATE is not writable by $(id -un))"
             return 0
         fi
-        need_root "create $STATE"
-        fail "cannot create $STATE"
+        is_root || fail "the rig is not (fully) up, and $(id -un) cannot write $STATE: run sudo $0 up (see $0 status)"
+        fail "cannot create or write $STATE"
     fi
     take_lock
     umask 022
@@ -554,9 +557,13 @@ main() {
     local cmd=${1:-up}
     (($# == 0)) || shift
     case "$cmd" in
-        up) cmd_up "$@" ;;
-        env) cmd_env "$@" ;;
-        status) cmd_status "$@" ;;
+        up | env | status) (($# == 0)) || fail "'$cmd' takes no arguments" ;;
+        *) ;;
+    esac
+    case "$cmd" in
+        up) cmd_up ;;
+        env) cmd_env ;;
+        status) cmd_status ;;
         down) cmd_down "$@" ;;
         -h | --help | help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' ;;
         *) fail "unknown command '$cmd' (use: up, env, status, down [--all])" ;;
