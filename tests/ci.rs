@@ -3,44 +3,13 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use support::*;
 
-fn context(name: &str, content: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ecrbuild-ci-{name}-{}", unique_sha()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("Dockerfile"),
-        "FROM scratch\nCOPY file.txt /file.txt\nCOPY more.txt /more.txt\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("file.txt"), content).unwrap();
-    std::fs::write(dir.join("more.txt"), format!("more {content}")).unwrap();
-    dir
-}
-
 fn build(dir: &Path, repo: &str, sha: &str) -> Command {
-    let rig = Rig::get();
-    let mut cmd = ecrbuild();
-    cmd.args([
-        "--sha",
-        sha,
-        "--repository",
-        repo,
-        "--registry",
-        rig.registry(),
-        "--auth",
-        "none",
-    ])
-    .args([
-        "--context",
-        path_str(dir),
-        "-f",
-        path_str(&dir.join("Dockerfile")),
-    ]);
-    cmd
+    build_cmd(dir, Rig::get().registry(), repo, sha, Auth::None)
 }
 
 fn sorted(mut v: Vec<String>) -> Vec<String> {
@@ -53,7 +22,7 @@ fn github_pull_request_is_built_and_tagged_but_not_pushed() {
     let rig = Rig::get();
     let repo = unique_repo("pr");
     let sha = unique_sha();
-    let dir = context("pr", "pr");
+    let dir = scratch_context("pr", "pr");
     let result = run(build(&dir, &repo, &sha)
         .env("GITHUB_ACTIONS", "true")
         .env("GITHUB_EVENT_NAME", "pull_request")
@@ -82,7 +51,7 @@ fn push_pr_pushes_the_sha_and_pr_tags_but_never_latest() {
     let rig = Rig::get();
     let repo = unique_repo("pushpr");
     let sha = unique_sha();
-    let dir = context("pushpr", "pushpr");
+    let dir = scratch_context("pushpr", "pushpr");
     let result = run(build(&dir, &repo, &sha)
         .arg("--push-pr")
         .env("GITLAB_CI", "true")
@@ -100,7 +69,7 @@ fn a_branch_other_than_the_default_does_not_move_latest() {
     let rig = Rig::get();
     let repo = unique_repo("branch");
     let sha = unique_sha();
-    let dir = context("branch", "branch");
+    let dir = scratch_context("branch", "branch");
     let result = run(build(&dir, &repo, &sha)
         .env("GITLAB_CI", "true")
         .env("CI_COMMIT_BRANCH", "feature")
@@ -132,7 +101,7 @@ fn tag_strategies_short_sha_timestamp_and_image_tag() {
     let rig = Rig::get();
     let repo = unique_repo("strategies");
     let sha = unique_sha();
-    let dir = context("strategies", "strategies");
+    let dir = scratch_context("strategies", "strategies");
     let result = run(build(&dir, &repo, &sha)
         .args(["--short-sha", "--timestamp-tag", "--output", "json"])
         .env("IMAGE_TAG", "3.0.0"));
@@ -168,7 +137,7 @@ fn output_files_imagedefinitions_digest_and_github_output() {
     let rig = Rig::get();
     let repo = unique_repo("outputs");
     let sha = unique_sha();
-    let dir = context("outputs", "outputs");
+    let dir = scratch_context("outputs", "outputs");
     let out = dir.join("out");
     std::fs::create_dir_all(&out).unwrap();
     let github_output = out.join("github_output");
@@ -234,7 +203,7 @@ fn output_files_imagedefinitions_digest_and_github_output() {
 fn cache_from_latest_reuses_layers_after_the_local_images_are_gone() {
     let rig = Rig::get();
     let repo = unique_repo("cachefrom");
-    let dir = context("cachefrom", &format!("cache {}", unique_sha()));
+    let dir = scratch_context("cachefrom", &format!("cache {}", unique_sha()));
     let first = unique_sha();
     run(&mut build(&dir, &repo, &first)).assert_code(0);
     // Forget everything local about this image, as a fresh CI machine would.
@@ -347,28 +316,10 @@ fn wait_scan_summarises_findings_and_fail_on_sets_its_exit_code() {
     let rig = Rig::get();
     let repo = unique_repo("scan");
     let sha = unique_sha();
-    let dir = context("scan", "scan");
+    let dir = scratch_context("scan", "scan");
     let ecr = |extra: &[&str]| {
-        let mut cmd = ecrbuild();
-        cmd.envs(rig.aws_env())
-            .args([
-                "--sha",
-                &sha,
-                "--repository",
-                &repo,
-                "--registry",
-                rig.ecr_registry(),
-                "--auth",
-                "ecr",
-            ])
-            .args([
-                "--context",
-                path_str(&dir),
-                "-f",
-                path_str(&dir.join("Dockerfile")),
-                "--create-repository",
-            ])
-            .args(extra);
+        let mut cmd = build_cmd(&dir, rig.ecr_registry(), &repo, &sha, Auth::Ecr);
+        cmd.arg("--create-repository").args(extra);
         run(&mut cmd)
     };
     ecr(&[]).assert_code(0);

@@ -10,26 +10,9 @@ use support::*;
 /// Build the tiny scratch fixture into `repo` on the anonymous registry.
 fn push_scratch(repo: &str, sha: &str, stamp: &str, extra: &[&str]) -> Run {
     let rig = Rig::get();
-    let dockerfile = fixture("scratch").join("Dockerfile");
-    let mut cmd = ecrbuild();
-    cmd.args([
-        "--sha",
-        sha,
-        "--repository",
-        repo,
-        "--registry",
-        rig.registry(),
-        "--auth",
-        "none",
-    ])
-    .args([
-        "--context",
-        path_str(&fixture("scratch")),
-        "-f",
-        path_str(&dockerfile),
-    ])
-    .args(["--build-arg", &format!("STAMP={stamp}")])
-    .args(extra);
+    let mut cmd = build_cmd(&fixture("scratch"), rig.registry(), repo, sha, Auth::None);
+    cmd.args(["--build-arg", &format!("STAMP={stamp}")])
+        .args(extra);
     run(&mut cmd)
 }
 
@@ -145,26 +128,14 @@ fn ecr_auth_pushes_to_the_password_protected_registry() {
     let rig = Rig::get();
     let repo = unique_repo("ecr");
     let sha = unique_sha();
-    let dockerfile = fixture("scratch").join("Dockerfile");
-    let mut cmd = ecrbuild();
-    cmd.envs(rig.aws_env())
-        .args([
-            "--sha",
-            &sha,
-            "--repository",
-            &repo,
-            "--registry",
-            rig.ecr_registry(),
-            "--auth",
-            "ecr",
-        ])
-        .args([
-            "--context",
-            path_str(&fixture("scratch")),
-            "-f",
-            path_str(&dockerfile),
-            "--create-repository",
-        ]);
+    let mut cmd = build_cmd(
+        &fixture("scratch"),
+        rig.ecr_registry(),
+        &repo,
+        &sha,
+        Auth::Ecr,
+    );
+    cmd.arg("--create-repository");
     let result = run(&mut cmd);
     result
         .assert_code(0)
@@ -187,26 +158,14 @@ fn wrong_registry_password_fails_with_the_auth_code_and_pushes_nothing() {
     let rig = Rig::get();
     let repo = unique_repo("badauth");
     let sha = unique_sha();
-    let dockerfile = fixture("scratch").join("Dockerfile");
-    let mut cmd = ecrbuild();
-    cmd.envs(rig.aws_env())
-        .args([
-            "--sha",
-            &sha,
-            "--repository",
-            &repo,
-            "--registry",
-            rig.bad_registry(),
-            "--auth",
-            "ecr",
-        ])
-        .args([
-            "--context",
-            path_str(&fixture("scratch")),
-            "-f",
-            path_str(&dockerfile),
-            "--create-repository",
-        ]);
+    let mut cmd = build_cmd(
+        &fixture("scratch"),
+        rig.bad_registry(),
+        &repo,
+        &sha,
+        Auth::Ecr,
+    );
+    cmd.arg("--create-repository");
     let result = run(&mut cmd);
     result
         .assert_code(6)
@@ -230,26 +189,14 @@ fn ecr_api_unreachable_is_an_auth_failure_before_anything_is_pushed() {
     let rig = Rig::get();
     let repo = unique_repo("noecr");
     let sha = unique_sha();
-    let dockerfile = fixture("scratch").join("Dockerfile");
-    let mut cmd = ecrbuild();
-    cmd.envs(rig.aws_env())
-        .env("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:9") // discard port: nothing listens
-        .args([
-            "--sha",
-            &sha,
-            "--repository",
-            &repo,
-            "--registry",
-            rig.ecr_registry(),
-            "--auth",
-            "ecr",
-        ])
-        .args([
-            "--context",
-            path_str(&fixture("scratch")),
-            "-f",
-            path_str(&dockerfile),
-        ]);
+    let mut cmd = build_cmd(
+        &fixture("scratch"),
+        rig.ecr_registry(),
+        &repo,
+        &sha,
+        Auth::Ecr,
+    );
+    cmd.env("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:9");
     let result = run(&mut cmd);
     result
         .assert_code(6)
@@ -263,25 +210,13 @@ fn missing_ecr_repository_is_named_with_its_region_before_any_build() {
     let rig = Rig::get();
     let repo = unique_repo("norepo");
     let sha = unique_sha();
-    let dockerfile = fixture("scratch").join("Dockerfile");
-    let mut cmd = ecrbuild();
-    cmd.envs(rig.aws_env())
-        .args([
-            "--sha",
-            &sha,
-            "--repository",
-            &repo,
-            "--registry",
-            rig.ecr_registry(),
-            "--auth",
-            "ecr",
-        ])
-        .args([
-            "--context",
-            path_str(&fixture("scratch")),
-            "-f",
-            path_str(&dockerfile),
-        ]);
+    let mut cmd = build_cmd(
+        &fixture("scratch"),
+        rig.ecr_registry(),
+        &repo,
+        &sha,
+        Auth::Ecr,
+    );
     let result = run(&mut cmd);
     result
         .assert_code(10)
@@ -312,25 +247,14 @@ fn failed_build_pushes_nothing_and_leaves_latest_alone() {
         .expect("latest after the good push");
 
     let bad_sha = unique_sha();
-    let dockerfile = fixture("broken-go").join("Dockerfile");
-    let mut cmd = ecrbuild();
-    cmd.args([
-        "--sha",
-        &bad_sha,
-        "--repository",
-        &repo,
-        "--registry",
+    let mut cmd = build_cmd(
+        &fixture("broken-go"),
         rig.registry(),
-        "--auth",
-        "none",
-    ])
-    .args([
-        "--context",
-        path_str(&fixture("broken-go")),
-        "-f",
-        path_str(&dockerfile),
-    ])
-    .args(["--build-arg", &format!("GO_IMAGE={}", rig.go_image())]);
+        &repo,
+        &bad_sha,
+        Auth::None,
+    );
+    cmd.args(["--build-arg", &format!("GO_IMAGE={}", rig.go_image())]);
     let result = run(&mut cmd);
     result
         .assert_code(5)
@@ -406,25 +330,8 @@ fn unreachable_daemon_is_reported_with_its_own_code() {
     let rig = Rig::get();
     let repo = unique_repo("nodaemon");
     let sha = unique_sha();
-    let dockerfile = fixture("scratch").join("Dockerfile");
-    let mut cmd = ecrbuild();
-    cmd.env("DOCKER_HOST", "unix:///tmp/ecrbuild-no-such-daemon.sock")
-        .args([
-            "--sha",
-            &sha,
-            "--repository",
-            &repo,
-            "--registry",
-            rig.registry(),
-            "--auth",
-            "none",
-        ])
-        .args([
-            "--context",
-            path_str(&fixture("scratch")),
-            "-f",
-            path_str(&dockerfile),
-        ]);
+    let mut cmd = build_cmd(&fixture("scratch"), rig.registry(), &repo, &sha, Auth::None);
+    cmd.env("DOCKER_HOST", "unix:///tmp/ecrbuild-no-such-daemon.sock");
     run(&mut cmd)
         .assert_code(4)
         .assert_stderr_contains(

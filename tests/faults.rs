@@ -11,42 +11,8 @@ use std::time::{Duration, Instant};
 use support::proxy::{first_n, is_manifest_put, Fault, FaultProxy};
 use support::*;
 
-/// A small context of our own: a Dockerfile `FROM scratch` that copies one file.
-fn scratch_context(name: &str, content: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ecrbuild-faults-{name}-{}", unique_sha()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("Dockerfile"),
-        "FROM scratch\nCOPY file.txt /file.txt\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("file.txt"), content).unwrap();
-    dir
-}
-
 fn ecrbuild_at(context: &Path, registry: &str, repo: &str, sha: &str) -> Command {
-    ecrbuild_auth(context, registry, repo, sha, "none")
-}
-
-fn ecrbuild_auth(context: &Path, registry: &str, repo: &str, sha: &str, auth: &str) -> Command {
-    let mut cmd = ecrbuild();
-    cmd.args([
-        "--sha",
-        sha,
-        "--repository",
-        repo,
-        "--registry",
-        registry,
-        "--auth",
-        auth,
-    ])
-    .args([
-        "--context",
-        path_str(context),
-        "-f",
-        path_str(&context.join("Dockerfile")),
-    ]);
-    cmd
+    build_cmd(context, registry, repo, sha, Auth::None)
 }
 
 /// Seed `repo` with a `latest` through the real registry, returning its digest.
@@ -462,10 +428,8 @@ fn secrets_never_reach_output_or_disk() {
     let repo = unique_repo("secrets");
     let context = scratch_context("secrets", "secrets");
     for registry in [rig.ecr_registry(), rig.bad_registry()] {
-        let mut cmd = ecrbuild_auth(&context, registry, &repo, &unique_sha(), "ecr");
-        cmd.envs(rig.aws_env())
-            .env("RUST_LOG", "trace")
-            .arg("--create-repository");
+        let mut cmd = build_cmd(&context, registry, &repo, &unique_sha(), Auth::Ecr);
+        cmd.env("RUST_LOG", "trace").arg("--create-repository");
         let result = run(&mut cmd);
         result.assert_no_leak(rig.ecr_password());
         let token = {

@@ -199,6 +199,56 @@ pub fn test_home() -> PathBuf {
     .clone()
 }
 
+/// How the binary gets registry credentials in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Anonymous (`--auth none`).
+    None,
+    /// An ECR token from moto (`--auth ecr`), with the AWS variables that point at it.
+    Ecr,
+}
+
+/// The binary set up to build `context` (its `Dockerfile`) and push it as `registry/repo:sha`.
+pub fn build_cmd(context: &Path, registry: &str, repo: &str, sha: &str, auth: Auth) -> Command {
+    let mut cmd = ecrbuild();
+    if auth == Auth::Ecr {
+        cmd.envs(Rig::get().aws_env());
+    }
+    let auth = if auth == Auth::Ecr { "ecr" } else { "none" };
+    cmd.args([
+        "--sha",
+        sha,
+        "--repository",
+        repo,
+        "--registry",
+        registry,
+        "--auth",
+        auth,
+    ])
+    .args([
+        "--context",
+        path_str(context),
+        "-f",
+        path_str(&context.join("Dockerfile")),
+    ]);
+    cmd
+}
+
+/// A fresh context: `FROM scratch` copying `file.txt` (with `content`) and `more.txt`: two layers,
+/// built offline in about a second.
+pub fn scratch_context(name: &str, content: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ecrbuild-{name}-{}", unique_sha()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY file.txt /file.txt\nCOPY more.txt /more.txt\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("file.txt"), content).unwrap();
+    std::fs::write(dir.join("more.txt"), format!("more {content}")).unwrap();
+    dir
+}
+
 pub fn run(cmd: &mut Command) -> Run {
     Run::from(cmd.output().expect("ecrbuild runs"))
 }
