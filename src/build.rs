@@ -10,7 +10,7 @@ use bollard::query_parameters::{BuildImageOptionsBuilder, TagImageOptionsBuilder
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 
-use crate::context::BuildContext;
+use crate::context::{BuildContext, ContextError};
 use crate::error::{Error, Result};
 use crate::plan::{reference, Plan, Registry, Repository, Tag};
 use crate::push::latest::{Revision, COMMIT_TIME_LABEL, CREATED_LABEL, REVISION_LABEL};
@@ -191,14 +191,22 @@ pub async fn build(
         options = options.cachefrom(&cache_from.to_vec());
     }
 
-    // The tar writer reports its own failures (e.g. a file changed while read) through the stream; keep
-    // the message so the error names the file rather than the aborted HTTP request.
-    let context_failure: Arc<Mutex<Option<String>>> = Arc::default();
+    // The tar writer reports its own failures (e.g. a file changed while read) through the stream, which
+    // aborts the request; keep the context error so the run reports the file, not the aborted request.
+    let context_failure: Arc<Mutex<Option<ContextError>>> = Arc::default();
     let failure_slot = Arc::clone(&context_failure);
-    let mut upload = reporter.upload_progress(context.content_bytes(), context.bytes_produced());
+    let mut upload = reporter.upload_progress(context.tar_bytes(), context.bytes_produced());
     let body = context.into_tar_stream(gzip).inspect_err(move |e| {
         if let Ok(mut slot) = failure_slot.lock() {
-            slot.get_or_insert_with(|| e.to_string());
+            if slot.is_none() {
+                *slot = Some(match ContextError::from_stream_error(e) {
+                    Some(error) => owned_context_error(error),
+                    None => ContextError::Io {
+                        path: "build context".into(),
+                        source: std::io::Error::new(e.kind(), e.to_string()),
+                    },
+                });
+            }
         }
     });
 
@@ -225,16 +233,15 @@ pub async fn build(
                 }
             }
             Err(e) => {
-                let context_failure = context_failure.lock().ok().and_then(|slot| slot.clone());
-                return Err(classify_build_error(e, context_failure));
+                return Err(match take(&context_failure) {
+                    Some(failure) => Error::Context(failure),
+                    None => classify_build_error(e),
+                });
             }
         }
     }
-    if let Some(message) = context_failure.lock().ok().and_then(|slot| slot.clone()) {
-        return Err(Error::Context(crate::context::ContextError::Io {
-            path: plan.context_dir.clone(),
-            source: std::io::Error::other(message),
-        }));
+    if let Some(failure) = take(&context_failure) {
+        return Err(Error::Context(failure));
     }
     let id = image_id.ok_or_else(|| Error::BuildFailed {
         message: "the daemon finished without reporting an image id".to_string(),
@@ -272,14 +279,42 @@ async fn tag_all(docker: &Docker, image: &BuiltImage) -> Result<()> {
     Ok(())
 }
 
-fn classify_build_error(error: bollard::errors::Error, context_failure: Option<String>) -> Error {
-    use bollard::errors::Error as E;
-    if let Some(message) = context_failure {
-        return Error::Context(crate::context::ContextError::Io {
-            path: std::path::PathBuf::from("build context"),
-            source: std::io::Error::other(message),
-        });
+fn take(slot: &Mutex<Option<ContextError>>) -> Option<ContextError> {
+    slot.lock().ok().and_then(|mut failure| failure.take())
+}
+
+/// The stream only lends its error; rebuild an owned one (io errors keep their kind and message).
+fn owned_context_error(error: &ContextError) -> ContextError {
+    let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
+    match error {
+        ContextError::NotADirectory { path } => ContextError::NotADirectory { path: path.clone() },
+        ContextError::DockerfileMissing { path } => {
+            ContextError::DockerfileMissing { path: path.clone() }
+        }
+        ContextError::Unreadable { path, source } => ContextError::Unreadable {
+            path: path.clone(),
+            source: io(source),
+        },
+        ContextError::BadPattern { line, source } => ContextError::BadPattern {
+            line: *line,
+            source: crate::context::PatternError {
+                pattern: source.pattern.clone(),
+                reason: source.reason.clone(),
+            },
+        },
+        ContextError::Changed { path, detail } => ContextError::Changed {
+            path: path.clone(),
+            detail: detail.clone(),
+        },
+        ContextError::Io { path, source } => ContextError::Io {
+            path: path.clone(),
+            source: io(source),
+        },
     }
+}
+
+fn classify_build_error(error: bollard::errors::Error) -> Error {
+    use bollard::errors::Error as E;
     match error {
         E::DockerStreamError { error } => Error::BuildFailed {
             message: error.trim().to_string(),

@@ -173,6 +173,7 @@ proptest! {
         prop_assert!(scanned.iter().any(|(p, _)| p == &PathBuf::from(".dockerignore")));
 
         let bytes = context.write_tar(Vec::new()).unwrap();
+        prop_assert_eq!(context.tar_bytes(), bytes.len() as u64, "size announced before streaming");
         let mut archive = tar::Archive::new(bytes.as_slice());
         let mut in_tar = Vec::new();
         for entry in archive.entries().unwrap() {

@@ -1,12 +1,13 @@
 //! The subset of Go's `regexp` (RE2 syntax, `regexp.Compile` flags) that moby/patternmatcher can
 //! produce when it translates a `.dockerignore` pattern into a regular expression.
 //!
-//! patternmatcher escapes `.+()|{}$`, turns `*`, `?` and `**` into `[^/]*`, `[^/]` and `(.*/)?`,
-//! and passes `[`, `]`, `^` and every `\x` escape through untouched. So what reaches the regexp
-//! parser is: literals, classes (with ranges, `[:alpha:]`, `\d`), `^`/`$`/`\A`/`\z`/`\b`/`\B`,
-//! `\Q...\E`, escapes, `.`, one kind of group and the `*`/`?` repetitions. This module parses
-//! exactly that, reports the errors Go reports, and matches with Go's semantics (leftmost search,
-//! `.` does not match `\n`, `[^...]` does, invalid UTF-8 reads as U+FFFD). Unicode classes
+//! patternmatcher escapes `.+()$` (it means to escape `|{}` too, but its bitmap only works for
+//! bytes below 64), turns `*`, `?` and `**` into `[^/]*`, `[^/]` and `(.*/)?`, and passes `[`, `]`,
+//! `^` and every `\x` escape through untouched. So what reaches the regexp parser is: literals,
+//! classes (ranges, `[:alpha:]`, `\d`), `^`/`$`/`\A`/`\z`/`\b`/`\B`, `\Q...\E`, escapes, `.`,
+//! alternation with `|`, one kind of group, and `*`/`?`/`{n,m}` repetition. This module parses
+//! exactly that, reports the errors Go reports, and matches with Go's semantics (unanchored
+//! search, `.` does not match `\n`, `[^...]` does, invalid UTF-8 reads as U+FFFD). Unicode classes
 //! (`\pL`) are rejected as unsupported rather than approximated.
 
 const MAX_RUNE: u32 = 0x10FFFF;

@@ -12,8 +12,9 @@
 //! - the pattern must be valid for Go's `filepath.Match` (unclosed `[`, `[]`, a trailing `\` are
 //!   errors), and then it is translated into a Go regular expression: `*` is `[^/]*`, `?` is `[^/]`,
 //!   `**` is `(.*/)?` (or "any suffix"/"any prefix" at either end), `\x` escapes `x`, and `[...]` is
-//!   passed through to the regexp engine, which is why `[!a]` is *not* a negation there. Patterns the
-//!   regexp engine rejects are errors too (docker reports them lazily; we report them up front);
+//!   passed through to the regexp engine, which is why `[!a]` is *not* a negation there. `|`, `{`,
+//!   `}` and `^` reach the regexp engine as operators too (see `go_regexp.rs`). Patterns the
+//!   regexp engine rejects are errors (docker reports them lazily; we report them up front);
 //! - a path is excluded when the last pattern that matches it (or one of its parent directories) is
 //!   not an exception.
 

@@ -120,6 +120,7 @@ pub struct BuildContext {
     plan: tar_stream::TarPlan,
     dockerfile_in_tar: String,
     content_bytes: u64,
+    tar_bytes: u64,
     bytes_produced: Arc<AtomicU64>,
 }
 
@@ -177,6 +178,12 @@ impl BuildContext {
         self.content_bytes
     }
 
+    /// Length of the uncompressed tar (headers and padding included): the total to show progress
+    /// against. Exact unless files are hard-linked (each extra link is smaller) or the tree changes.
+    pub fn tar_bytes(&self) -> u64 {
+        self.tar_bytes
+    }
+
     /// A counter of the bytes the stream has produced so far (after compression, if any); clone it
     /// before [`into_tar_stream`](Self::into_tar_stream) to report upload progress.
     pub fn bytes_produced(&self) -> Arc<AtomicU64> {
@@ -199,6 +206,3 @@ impl BuildContext {
         tar_stream::spawn(self.plan, gzip, self.bytes_produced)
     }
 }
-
-#[cfg(test)]
-mod tests;

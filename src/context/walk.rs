@@ -48,11 +48,12 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
         rules: &rules,
         entries: Vec::new(),
         content_bytes: 0,
+        tar_bytes: END_OF_ARCHIVE,
     };
     walker.walk_dir(b"", None)?;
 
-    // The CLI's one-parent check can miss an excluded Dockerfile (e.g. `**/api` with
-    // `x/api/Dockerfile`); the daemon would then fail to find it. Always send both files.
+    // The CLI's one-parent check can miss an excluded Dockerfile (`**/sub` with `sub/Dockerfile`),
+    // and then the daemon fails with "Cannot locate specified Dockerfile". Always send both files.
     walker.ensure_sent(DOCKERIGNORE, false)?;
     if inside {
         walker.ensure_sent(&dockerfile_rel, true)?;
@@ -60,6 +61,7 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
     let Walker {
         mut entries,
         mut content_bytes,
+        mut tar_bytes,
         ..
     } = walker;
     let dockerignore_index = entries
@@ -89,12 +91,19 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
                 })?;
             let name = generated_dockerfile_name();
             let added = (name.len() + 2) as u64;
-            content_bytes += contents.len() as u64
-                + if dockerignore_index.is_some() {
-                    added
-                } else {
-                    DOCKERIGNORE.len() as u64 + added
-                };
+            content_bytes += contents.len() as u64 + added;
+            tar_bytes += entry_tar_bytes(name.len(), 0, contents.len() as u64);
+            match dockerignore_index {
+                Some(index) => {
+                    let size = entries[index].size;
+                    tar_bytes += padded(size + added) - padded(size);
+                }
+                None => {
+                    content_bytes += DOCKERIGNORE.len() as u64;
+                    tar_bytes +=
+                        entry_tar_bytes(DOCKERIGNORE.len(), 0, DOCKERIGNORE.len() as u64 + added);
+                }
+            }
             (name.clone(), Some(ExternalDockerfile { name, contents }))
         }
     };
@@ -109,8 +118,28 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
         },
         dockerfile_in_tar,
         content_bytes,
+        tar_bytes,
         bytes_produced: Arc::new(AtomicU64::new(0)),
     })
+}
+
+const BLOCK: u64 = 512;
+const END_OF_ARCHIVE: u64 = 2 * BLOCK;
+
+fn padded(len: u64) -> u64 {
+    len.div_ceil(BLOCK) * BLOCK
+}
+
+/// Bytes one entry takes in the tar: header, GNU long name/link records, padded data.
+fn entry_tar_bytes(name_len: usize, link_len: usize, size: u64) -> u64 {
+    let long_record = |len: usize| {
+        if len >= 100 {
+            BLOCK + padded(len as u64 + 1)
+        } else {
+            0
+        }
+    };
+    BLOCK + long_record(name_len) + long_record(link_len) + padded(size)
 }
 
 /// Like the CLI: absolute (lexically cleaned), symlinks resolved, must be a directory.
@@ -190,6 +219,7 @@ struct Walker<'a> {
     rules: &'a IgnoreRules,
     entries: Vec<Entry>,
     content_bytes: u64,
+    tar_bytes: u64,
 }
 
 impl Walker<'_> {
@@ -259,16 +289,28 @@ impl Walker<'_> {
 
     fn checked_entry(&mut self, path: Vec<u8>, kind: EntryKind) -> Result<Entry, ContextError> {
         let mut size = 0;
-        if kind == EntryKind::File {
-            let absolute = self.absolute(&path);
-            let unreadable = |source| ContextError::Unreadable {
-                path: absolute.clone(),
-                source,
-            };
-            let file = fs::File::open(&absolute).map_err(unreadable)?;
-            size = file.metadata().map_err(unreadable)?.len();
-            self.content_bytes += size;
+        let mut link_len = 0;
+        let absolute = self.absolute(&path);
+        let unreadable = |source| ContextError::Unreadable {
+            path: absolute.clone(),
+            source,
+        };
+        match kind {
+            EntryKind::File => {
+                let file = fs::File::open(&absolute).map_err(unreadable)?;
+                size = file.metadata().map_err(unreadable)?.len();
+                self.content_bytes += size;
+            }
+            EntryKind::Symlink => {
+                link_len = fs::read_link(&absolute)
+                    .map_err(unreadable)?
+                    .as_os_str()
+                    .len();
+            }
+            _ => {}
         }
+        let name_len = path.len() + usize::from(kind == EntryKind::Directory);
+        self.tar_bytes += entry_tar_bytes(name_len, link_len, size);
         Ok(Entry {
             path: PathBuf::from(OsString::from_vec(path)),
             kind,
@@ -305,5 +347,32 @@ impl Walker<'_> {
         let entry = self.checked_entry(rel_path.to_vec(), kind)?;
         self.entries.insert(position, entry);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_name_looks_like_the_clis() {
+        let first = generated_dockerfile_name();
+        let hex = first.strip_prefix(".dockerfile.").unwrap();
+        assert_eq!(hex.len(), 20);
+        assert!(hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert_ne!(first, generated_dockerfile_name());
+    }
+
+    #[test]
+    fn absolute_cleans_before_resolving_symlinks() {
+        let cwd = Path::new("/work/repo");
+        assert_eq!(
+            absolute(cwd, Path::new("link/../api/Dockerfile")),
+            Path::new("/work/repo/api/Dockerfile")
+        );
+        assert_eq!(absolute(cwd, Path::new("/abs/./x/")), Path::new("/abs/x"));
+        assert_eq!(absolute(cwd, Path::new(".")), Path::new("/work/repo"));
     }
 }
