@@ -74,13 +74,18 @@ pub struct EcrToken {
 
 /// The AWS SDK configuration from the default chain, with a rustls/ring HTTPS client
 /// (no aws-lc C build, a smaller binary).
-pub async fn aws_config(region: Option<&str>) -> aws_config::SdkConfig {
+/// `attempts` bounds the SDK's own retries (throttling, 5xx, timeouts) of every AWS call.
+pub async fn aws_config(region: Option<&str>, attempts: u32) -> aws_config::SdkConfig {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http_client);
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client)
+        .retry_config(
+            aws_config::retry::RetryConfig::standard().with_max_attempts(attempts.max(1)),
+        );
     if let Some(region) = region {
         loader = loader.region(aws_config::Region::new(region.to_string()));
     }

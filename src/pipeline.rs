@@ -52,7 +52,7 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
 
     let docker = daemon::connect(Duration::from_secs(plan.daemon_timeout_secs)).await?;
     let aws = match plan.auth {
-        AuthMode::Ecr => Some(auth::aws_config(plan.region.as_deref()).await),
+        AuthMode::Ecr => Some(auth::aws_config(plan.region.as_deref(), plan.retry.attempts).await),
         AuthMode::None => None,
     };
     let history = History::at(&plan.context_dir);
@@ -186,18 +186,36 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
 
     // The token is fetched again right before the push, so a long build cannot outlive it.
     let phase = Instant::now();
-    let credentials = registry_credentials(aws.as_ref(), &registry).await?;
+    let mut credentials = registry_credentials(aws.as_ref(), &registry).await?;
     summary.timings.auth_secs += secs(phase.elapsed());
 
     let phase = Instant::now();
-    let api = RegistryApi::new(&registry, &plan.repository, &credentials);
+    let mut api = RegistryApi::new(&registry, &plan.repository, &credentials);
     let target = Target {
         docker: &docker,
         credentials: &credentials,
         api: &api,
         history: &history,
     };
-    let pushed = push::push(&target, &image, &push_options, reporter).await?;
+    let pushed = match push::push(&target, &image, &push_options, reporter).await {
+        // A refused ECR token gets one refresh (it may have expired or been revoked); a second refusal
+        // is final.
+        Err(Error::AuthFailed { detail, .. }) if aws.is_some() => {
+            reporter.warn(format!(
+                "the registry refused the token ({detail}); fetching a new one"
+            ));
+            credentials = registry_credentials(aws.as_ref(), &registry).await?;
+            api = RegistryApi::new(&registry, &plan.repository, &credentials);
+            let target = Target {
+                docker: &docker,
+                credentials: &credentials,
+                api: &api,
+                history: &history,
+            };
+            push::push(&target, &image, &push_options, reporter).await?
+        }
+        other => other?,
+    };
     summary.timings.push_secs = secs(phase.elapsed());
     summary.digest = Some(pushed.digest.clone());
     summary.pushed_references = pushed.references.clone();

@@ -185,6 +185,38 @@ fn wrong_registry_password_fails_with_the_auth_code_and_pushes_nothing() {
 }
 
 #[test]
+fn a_refused_token_is_refreshed_once_then_fails_fast() {
+    let rig = Rig::get();
+    let repo = unique_repo("refresh");
+    let sha = unique_sha();
+    // Without the preflight the refusal comes from the push itself.
+    let mut cmd = build_cmd(
+        &fixture("scratch"),
+        rig.bad_registry(),
+        &repo,
+        &sha,
+        Auth::Ecr,
+    );
+    cmd.args(["--create-repository", "--no-preflight"]);
+    let started = std::time::Instant::now();
+    run(&mut cmd)
+        .assert_code(6)
+        .assert_stderr_contains("fetching a new one")
+        .assert_stderr_contains("the registry refused the credentials")
+        .assert_no_leak(rig.ecr_password());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "an auth failure must not be retried for long"
+    );
+    let registry = RegistryHttp::basic(
+        rig.bad_registry(),
+        "AWS",
+        rig.var("ECRBUILD_RIG_BAD_REGISTRY_PASSWORD"),
+    );
+    assert!(registry.tags(&repo).is_empty());
+}
+
+#[test]
 fn ecr_api_unreachable_is_an_auth_failure_before_anything_is_pushed() {
     let rig = Rig::get();
     let repo = unique_repo("noecr");
