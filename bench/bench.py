@@ -1,0 +1,644 @@
+#!/usr/bin/env python3
+"""ecrbuild benchmark driver (run it through bench/run.sh, which prepares the rig and the binary).
+
+Every comparison runs side by side in one process, interleaved A B A B ..., and reports medians,
+because the machine has 2 cores and other work runs at the same time. Each command is timed with
+os.wait4 and GNU time: wall time, user+sys CPU of the process and everything it waited for, peak
+RSS (GNU time's %M), and the CPU time the Docker daemon spent meanwhile.
+
+Scenarios (BENCH_ONLY=warm,skip,labels,cold,big,rss[,bigcold] selects some; the default is all but bigcold):
+  warm     api/ image, new commit, unchanged sources: ecrbuild vs the shell pipeline
+  skip     re-run of an already published SHA: ecrbuild (skips) vs the shell pipeline (re-runs)
+  labels   daemon cost of per-build labels: cached CLI build without / with three unique labels
+  cold     the same as warm with --no-cache on both sides
+  big      ~1 GiB / ~50k files, half excluded, FROM scratch + COPY, --no-push --no-cache: ecrbuild vs
+           `docker build` (CLI, classic builder) vs a pre-made tar piped into `docker build -` (the
+           floor: the daemon's own unpacking); inputs in the page cache
+  rss      peak RSS of ecrbuild (and the docker CLI, for reference) on 100 MiB, 1 GiB, 2 GiB contexts
+  bigcold  big, with our inputs evicted from the page cache before each run (disk-bound)
+"""
+
+import json
+import os
+import platform
+import re
+import shutil
+import stat
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+
+MIB = 1 << 20
+GIB = 1 << 30
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def env_int(name, default):
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+N = env_int("BENCH_N", 1 if QUICK else 5)
+N_COLD = env_int("BENCH_N_COLD", N)
+N_RSS = env_int("BENCH_N_RSS", 1 if QUICK else min(N, 3))
+N_BIGCOLD = env_int("BENCH_N_BIGCOLD", 1 if QUICK else min(N, 3))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "warm,skip,labels,cold,big,rss").split(",")))
+CACHE = os.environ.get("BENCH_CACHE", "/var/lib/ecrbuild-rig/bench-cache")
+ECRBUILD = os.path.abspath(os.environ.get("ECRBUILD", os.path.join(REPO_ROOT, "target/release/ecrbuild")))
+TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
+AWS = os.environ.get("BENCH_AWS", "/var/lib/ecrbuild-rig/bench-venv/bin/aws")
+GO_IMAGE = os.environ.get("ECRBUILD_RIG_GO_IMAGE", "local/golang:bookworm")
+ECR = os.environ.get("ECRBUILD_RIG_ECR_REGISTRY", "127.0.0.1:5002")
+ANON = os.environ.get("ECRBUILD_RIG_REGISTRY", "127.0.0.1:5000")
+
+# Context trees: (total bytes, files). Half of each is excluded by its .dockerignore.
+if QUICK:
+    BIG = (192 * MIB, 10_000)
+    RSS_TREES = [(24 * MIB, 1_200), BIG, (384 * MIB, 20_000)]
+else:
+    BIG = (1 * GIB, 50_000)
+    RSS_TREES = [(100 * MIB, 5_000), BIG, (2 * GIB, 100_000)]
+
+
+def log(message):
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def human_size(n):
+    return f"{n / GIB:.0f} GiB" if n >= GIB else f"{n / MIB:.0f} MiB"
+
+
+class Failed(Exception):
+    pass
+
+
+def daemon_cpu():
+    """CPU seconds dockerd has used so far, including the helpers it re-executes and reaps (the
+    `docker-untar` that unpacks a build context): utime + stime + cutime + cstime. Other users of the
+    daemon add to it too, which is one more reason for medians."""
+    try:
+        with open("/var/run/docker.pid") as f:
+            pid = f.read().strip()
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def measure(argv, *, cwd, env, logfile, stdin_path=None, stdout_path=None):
+    """Run argv to completion; return wall seconds, CPU seconds (user+sys) of the process and what it
+    waited for, peak RSS in KiB, and the daemon's CPU seconds over the same interval.
+
+    The command runs under GNU time, whose %M is the peak RSS we report. Not os.wait4's ru_maxrss of a
+    child spawned straight from Python: the kernel carries the pre-exec address space's high-water mark
+    into the child (exec_mmap -> setmax_mm_hiwater_rss), and with fork or vfork that is Python's own
+    RSS, about 14 MiB here (even /bin/true "peaks" at 14 MiB that way). GNU time forks from a ~1 MiB
+    process, so its %M is the command's own."""
+    with open(logfile, "ab") as err, tempfile.NamedTemporaryFile("r", prefix="time-") as timing:
+        stdin = open(stdin_path, "rb") if stdin_path else subprocess.DEVNULL
+        stdout = open(stdout_path, "wb") if stdout_path else err
+        try:
+            err.write(f"\n$ {' '.join(argv)}\n".encode())
+            err.flush()
+            daemon_before = daemon_cpu()
+            started = time.perf_counter()
+            proc = subprocess.Popen([TIME, "-q", "-f", "%M", "-o", timing.name, *argv], cwd=cwd, env=env,
+                                    stdin=stdin, stdout=stdout, stderr=err)
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - started
+            daemon = daemon_cpu() - daemon_before
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            timing.seek(0)
+            lines = timing.read().split()
+        finally:
+            if stdin_path:
+                stdin.close()
+            if stdout_path:
+                stdout.close()
+    if proc.returncode != 0:
+        with open(logfile, "rb") as f:
+            tail = f.read()[-3000:].decode(errors="replace")
+        raise Failed(f"{argv[0]} exited {proc.returncode}; log {logfile}:\n{tail}")
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "user": usage.ru_utime,
+        "sys": usage.ru_stime,
+        "rss_kib": int(lines[-1]),
+        "daemon_cpu": daemon,
+    }
+
+
+def quiet(argv, **kw):
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def docker_tags(repository):
+    out = quiet(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}", repository]).stdout
+    return [line for line in out.split() if not line.endswith(":<none>")]
+
+
+def image_id(reference):
+    out = quiet(["docker", "image", "inspect", "--format", "{{.Id}}", reference])
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def rmi(*references):
+    refs = [r for r in references if r]
+    if refs:
+        quiet(["docker", "rmi", *refs])
+
+
+class Bench:
+    def __init__(self):
+        self.work = tempfile.mkdtemp(prefix="ecrbuild-bench-")
+        self.logfile = os.path.join(self.work, "bench.log")
+        self.env = dict(os.environ)
+        self.env["DOCKER_BUILDKIT"] = "0"
+        self.env.pop("RUST_LOG", None)
+        # The AWS CLI (v1) reads the region from AWS_DEFAULT_REGION; CodeBuild sets both.
+        self.env.setdefault("AWS_DEFAULT_REGION", self.env.get("AWS_REGION", "us-east-1"))
+        self.runs = {}  # name -> list of measurements
+        self.extra = {}
+        self.created_images = set()
+        self.sha_counter = 0
+        # Fresh repositories per run: ecrbuild's `latest` bookkeeping reads every SHA tag of the repository
+        # (see BENCHMARKS.md), so its cost depends on how many tags earlier runs left behind.
+        run_id = datetime.now().strftime("%Y%m%d%H%M%S")
+        self.ecr_repository = f"bench/api-{run_id}"
+        self.shell_repository = f"bench/api-shell-{run_id}"
+
+    # ------------------------------------------------------------ helpers
+
+    def record(self, name, result):
+        self.runs.setdefault(name, []).append(result)
+        return result
+
+    def interleaved(self, i, steps):
+        """Run the (name, thunk) steps once each, in an order rotated by i so that no side always goes
+        first (the daemon may still be cleaning up after the previous build); record and return them."""
+        k = i % len(steps)
+        return {name: self.record(name, thunk()) for name, thunk in steps[k:] + steps[:k]}
+
+    def median(self, name, key="wall"):
+        values = [r[key] for r in self.runs.get(name, [])]
+        return statistics.median(values) if values else None
+
+    def fake_sha(self):
+        self.sha_counter += 1
+        return f"{int(time.time() * 1e6):024x}{self.sha_counter:016x}"[-40:]
+
+    # ------------------------------------------------------------ api workspace (warm, cold, skip)
+
+    def prepare_api(self):
+        """A private git checkout holding api/ and the repository's .dockerignore, so each run can use a
+        real new commit (ecrbuild's default `--latest auto` then moves latest forward, like the shell)
+        and nothing other people edit in the working tree changes the build."""
+        self.api = os.path.join(self.work, "api-context")
+        os.makedirs(self.api)
+        shutil.copytree(os.path.join(REPO_ROOT, "api"), os.path.join(self.api, "api"))
+        shutil.copy(os.path.join(REPO_ROOT, ".dockerignore"), self.api)
+        git = ["git", "-C", self.api, "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+        quiet(["git", "init", "-q", "-b", "main", self.api], check=True)
+        quiet(git + ["add", "-A"], check=True)
+        quiet(git + ["commit", "-q", "-m", "api"], check=True)
+        self.git = git
+
+    def new_commit(self):
+        self.sha_counter += 1
+        quiet(self.git + ["commit", "-q", "--allow-empty", "-m", f"bench {self.sha_counter}"], check=True)
+        return quiet(self.git + ["rev-parse", "HEAD"], check=True).stdout.strip()
+
+    def ecrbuild_api(self, sha, *flags):
+        repository = self.ecr_repository
+        argv = [ECRBUILD, "--sha", sha, "--repository", repository, "--registry", ECR, "--auth", "ecr",
+                "--create-repository", "--build-arg", f"GO_IMAGE={GO_IMAGE}", "--output", "json", *flags]
+        out = os.path.join(self.work, "ecrbuild.json")
+        result = measure(argv, cwd=self.api, env=self.env, logfile=self.logfile, stdout_path=out)
+        with open(out) as f:
+            summary = json.load(f)
+        result["summary"] = summary
+        ref = f"{ECR}/{repository}:{sha}"
+        self.created_images.add(image_id(ref))
+        rmi(ref)  # `latest` keeps the newest image (and the layer cache) alive
+        return result
+
+    def shell_api(self, sha, *flags):
+        repository = self.shell_repository
+        image = f"{ECR}/{repository}"
+        # $EPOCHREALTIME marks (a bash builtin: no extra process) give the per-step breakdown.
+        script = f"""set -euo pipefail
+mark() {{ echo "$1 $EPOCHREALTIME" >> "$BENCH_MARKS"; }}
+mark start
+{AWS} ecr get-login-password | docker login --username AWS --password-stdin {ECR}
+mark login
+docker build -f api/Dockerfile --build-arg GO_IMAGE={GO_IMAGE} {' '.join(flags)} -t {image}:{sha} .
+mark build
+docker tag {image}:{sha} {image}:latest
+mark tag
+docker push {image}:{sha}
+mark push_sha
+docker push {image}:latest
+mark push_latest
+"""
+        config = tempfile.mkdtemp(prefix="docker-config-", dir=self.work)
+        marks = os.path.join(config, "marks")
+        env = dict(self.env, DOCKER_CONFIG=config, BENCH_MARKS=marks)
+        try:
+            result = measure(["bash", "-c", script], cwd=self.api, env=env, logfile=self.logfile)
+            with open(marks) as f:
+                points = [line.split() for line in f]
+            result["phases"] = {name: float(t) - float(prev) for (_, prev), (name, t) in zip(points, points[1:])}
+        finally:
+            shutil.rmtree(config, ignore_errors=True)
+        self.created_images.add(image_id(f"{image}:{sha}"))
+        rmi(f"{image}:{sha}")
+        return result
+
+    def scenario_warm(self):
+        log(f"warm: warming up both sides, then {N} interleaved pairs")
+        self.ecrbuild_api(self.new_commit())
+        self.shell_api(self.new_commit())
+        for i in range(N):
+            sha = self.new_commit()
+            r = self.interleaved(i, [("warm/ecrbuild", lambda: self.ecrbuild_api(sha)),
+                                     ("warm/shell", lambda: self.shell_api(sha))])
+            a, b = r["warm/ecrbuild"], r["warm/shell"]
+            log(f"  warm {i + 1}/{N}: ecrbuild {a['wall']:.2f}s  shell {b['wall']:.2f}s")
+        self.published_sha = sha
+
+    def scenario_skip(self):
+        sha = getattr(self, "published_sha", None)
+        if sha is None:
+            sha = self.new_commit()
+            self.ecrbuild_api(sha)
+            self.shell_api(sha)
+        log(f"skip: {N} interleaved pairs re-running published {sha[:12]}")
+        for i in range(N):
+            r = self.interleaved(i, [("skip/ecrbuild", lambda: self.ecrbuild_api(sha)),
+                                     ("skip/shell", lambda: self.shell_api(sha))])
+            a, b = r["skip/ecrbuild"], r["skip/shell"]
+            if not a["summary"].get("skipped"):
+                raise Failed("ecrbuild did not take the skip path for an already published SHA")
+            log(f"  skip {i + 1}/{N}: ecrbuild {a['wall']:.2f}s  shell {b['wall']:.2f}s")
+
+    def scenario_cold(self):
+        log(f"cold: {N_COLD} interleaved pairs with --no-cache")
+        for i in range(N_COLD):
+            sha = self.new_commit()
+            r = self.interleaved(i, [("cold/ecrbuild", lambda: self.ecrbuild_api(sha, "--no-cache")),
+                                     ("cold/shell", lambda: self.shell_api(sha, "--no-cache"))])
+            a, b = r["cold/ecrbuild"], r["cold/shell"]
+            log(f"  cold {i + 1}/{N_COLD}: ecrbuild {a['wall']:.2f}s  shell {b['wall']:.2f}s")
+
+    def scenario_labels(self):
+        """What the per-build labels cost the daemon: the classic builder turns each `labels` entry into
+        its own LABEL step (a container create + commit), and a label whose value changes per build
+        never hits the cache. Same cached api/ build through the CLI, without and with three labels."""
+        log(f"labels: {N} interleaved pairs of cached CLI builds, without / with 3 per-build labels")
+        build = ["docker", "build", "-q", "-f", "api/Dockerfile", "--build-arg", f"GO_IMAGE={GO_IMAGE}"]
+        measure(build + ["-t", "bench/labels:plain", "."], cwd=self.api, env=self.env, logfile=self.logfile)
+        for i in range(N):
+            unique = [f"--label=bench.{k}={self.fake_sha()}" for k in ("a", "b", "c")]
+            run = lambda extra, tag: measure(build + extra + ["-t", tag, "."], cwd=self.api, env=self.env,
+                                             logfile=self.logfile)
+            r = self.interleaved(i, [("labels/plain", lambda: run([], "bench/labels:plain")),
+                                     ("labels/three", lambda: run(unique, "bench/labels:three"))])
+            a, b = r["labels/plain"], r["labels/three"]
+            rmi("bench/labels:three")
+            log(f"  labels {i + 1}/{N}: none {a['wall']:.2f}s  three {b['wall']:.2f}s")
+        rmi("bench/labels:plain")
+
+    def cleanup_created(self):
+        """Remove the untagged images our builds left behind (e.g. the build stage of every --no-cache api
+        build): the images whose creation appears in our own build output (a step that did not say "Using
+        cache") and that are now dangling. Images other builds created, or that are still in use as cache
+        parents, are left alone."""
+        created, previous = set(), ""
+        with open(self.logfile, errors="replace") as f:
+            for line in f:
+                found = re.search(r"---> ([0-9a-f]{12})\s*$", line)
+                if found and "Using cache" not in previous:
+                    created.add(found.group(1))
+                if line.strip():
+                    previous = line
+        dangling = set(quiet(["docker", "images", "-q", "-f", "dangling=true"]).stdout.split())
+        rmi(*sorted(created & dangling))
+
+    def cleanup_api(self):
+        for repository in (self.ecr_repository, self.shell_repository):
+            rmi(*docker_tags(f"{ECR}/{repository}"))
+        rmi(*sorted(i for i in self.created_images if i))
+        self.created_images.clear()
+
+    # ------------------------------------------------------------ big contexts
+
+    def tree(self, total, files):
+        """Generate (once, cached) a tree and a tar of exactly what ecrbuild sends from it."""
+        name = f"tree-{total // MIB}M-{files}f-v1"
+        root = os.path.join(CACHE, name)
+        tar = root + ".tar"
+        if not os.path.exists(root + ".complete"):
+            log(f"generating {name} (once; cached in {CACHE})")
+            os.makedirs(CACHE, exist_ok=True)
+            subprocess.run([sys.executable, os.path.join(REPO_ROOT, "bench/gen_tree.py"), root,
+                            "--bytes", str(total), "--files", str(files)], check=True)
+            open(root + ".complete", "w").close()
+        if not os.path.exists(tar + ".complete"):
+            listing = quiet([ECRBUILD, "context", "--list", "--context", root, "-f",
+                             os.path.join(root, "Dockerfile")], check=True).stdout
+            with open(root + ".list", "w") as f:
+                f.write(listing)
+            subprocess.run(["tar", "-C", root, "--no-recursion", "--verbatim-files-from", "-T", root + ".list",
+                            "--owner=0", "--group=0", "--numeric-owner", "--format=gnu", "-cf", tar], check=True)
+            open(tar + ".complete", "w").close()
+        return root, tar
+
+    def context_facts(self, root):
+        out = quiet([ECRBUILD, "context", "--context", root, "-f", os.path.join(root, "Dockerfile")],
+                    check=True).stdout.split()
+        return int(out[0]), int(out[2])  # entries, bytes of file data
+
+    # Page cache. This VM runs DAMON proactive reclaim (kdamond, action `pageout`), which evicts page cache
+    # that has not been touched for a while, so a tree generated earlier is partly on disk again. Each
+    # timed run therefore starts from a known state of its own inputs: all in cache ("hot", the default
+    # big-context figures) or none of it (`bigcold`, evicted with POSIX_FADV_DONTNEED on our files only).
+
+    def cache_inputs(self, root, tar, hot):
+        paths = [os.path.join(root, line) for line in open(root + ".list").read().splitlines()]
+        paths.append(tar)
+        buffer = bytearray(1 << 20)
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    continue  # directories: their metadata is cached by the walk below
+                if hot:
+                    while os.readv(fd, [buffer]):
+                        pass
+                else:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+        if hot:
+            for _ in os.walk(root):
+                pass
+
+    def ecrbuild_big(self, root, tar, hot=True):
+        self.cache_inputs(root, tar, hot)
+        sha = self.fake_sha()
+        argv = [ECRBUILD, "--sha", sha, "--repository", "bench/big", "--registry", ANON, "--auth", "none",
+                "--no-push", "--no-cache", "--context", root, "-f", os.path.join(root, "Dockerfile"),
+                "--output", "json"]
+        out = os.path.join(self.work, "ecrbuild.json")
+        result = measure(argv, cwd=self.work, env=self.env, logfile=self.logfile, stdout_path=out)
+        with open(out) as f:
+            result["summary"] = json.load(f)
+        rmi(*docker_tags(f"{ANON}/bench/big"))
+        return result
+
+    def cli_big(self, root, tar, hot=True):
+        self.cache_inputs(root, tar, hot)
+        argv = ["docker", "build", "-q", "--no-cache", "-f", os.path.join(root, "Dockerfile"),
+                "-t", "bench/big:cli", root]
+        result = measure(argv, cwd=self.work, env=self.env, logfile=self.logfile)
+        rmi("bench/big:cli")
+        return result
+
+    def floor_big(self, root, tar, hot=True):
+        self.cache_inputs(root, tar, hot)
+        argv = ["docker", "build", "-q", "--no-cache", "-t", "bench/big:floor", "-"]
+        result = measure(argv, cwd=self.work, env=self.env, logfile=self.logfile, stdin_path=tar)
+        rmi("bench/big:floor")
+        return result
+
+    def scenario_big(self, hot=True):
+        root, tar = self.tree(*BIG)
+        entries, data = self.context_facts(root)
+        self.extra["big"] = {"tree_bytes": BIG[0], "tree_files": BIG[1], "sent_entries": entries,
+                             "sent_bytes": data, "tar_bytes": os.path.getsize(tar)}
+        prefix = "big" if hot else "bigcold"
+        n = N if hot else N_BIGCOLD
+        log(f"{prefix}: {human_size(BIG[0])} / {BIG[1]} files, sending {entries} entries / {data / MIB:.0f} MiB, "
+            f"{'hot' if hot else 'cold'} page cache; {'warm-up, then ' if hot else ''}{n} interleaved triples")
+        if hot:
+            self.ecrbuild_big(root, tar), self.cli_big(root, tar), self.floor_big(root, tar)
+        for i in range(n):
+            r = self.interleaved(i, [(f"{prefix}/ecrbuild", lambda: self.ecrbuild_big(root, tar, hot)),
+                                     (f"{prefix}/cli", lambda: self.cli_big(root, tar, hot)),
+                                     (f"{prefix}/floor", lambda: self.floor_big(root, tar, hot))])
+            a, b, c = r[f"{prefix}/ecrbuild"], r[f"{prefix}/cli"], r[f"{prefix}/floor"]
+            log(f"  {prefix} {i + 1}/{n}: ecrbuild {a['wall']:.2f}s cpu {a['cpu']:.2f}s | cli {b['wall']:.2f}s "
+                f"cpu {b['cpu']:.2f}s | floor {c['wall']:.2f}s")
+        if hot:
+            self.record_rss(BIG, "big/ecrbuild", "big/cli")
+
+    def record_rss(self, tree, ecr_name, cli_name):
+        key = human_size(tree[0])
+        for name, side in ((ecr_name, "ecrbuild"), (cli_name, "cli")):
+            for r in self.runs[name]:
+                self.record(f"rss/{side}/{key}", r)
+
+    def scenario_rss(self):
+        for tree in RSS_TREES:
+            if tree == BIG and "big" in ONLY:
+                continue  # measured by the big-context scenario
+            root, tar = self.tree(*tree)
+            key = human_size(tree[0])
+            log(f"rss: {key} context, {N_RSS} interleaved pairs")
+            for i in range(N_RSS):
+                r = self.interleaved(i, [(f"rss/ecrbuild/{key}", lambda: self.ecrbuild_big(root, tar)),
+                                         (f"rss/cli/{key}", lambda: self.cli_big(root, tar))])
+                a, b = r[f"rss/ecrbuild/{key}"], r[f"rss/cli/{key}"]
+                log(f"  rss {key} {i + 1}/{N_RSS}: ecrbuild {a['rss_kib'] / 1024:.1f} MiB  "
+                    f"cli {b['rss_kib'] / 1024:.1f} MiB")
+
+    # ------------------------------------------------------------ report
+
+    def machine(self):
+        def first(argv):
+            out = quiet(argv)
+            return out.stdout.strip() if out.returncode == 0 else "?"
+        mem_kib = int(open("/proc/meminfo").read().split()[1])
+        return {
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "nproc": os.cpu_count(),
+            "memory": f"{mem_kib / (1 << 20):.1f} GiB",
+            "kernel": platform.release(),
+            "docker_server": first(["docker", "version", "--format", "{{.Server.Version}}"]),
+            "docker_cli": first(["docker", "version", "--format", "{{.Client.Version}}"]),
+            "ecrbuild": first([ECRBUILD, "--version"]),
+            "binary_bytes": os.path.getsize(ECRBUILD),
+            "loadavg_end": open("/proc/loadavg").read().split()[:3],
+        }
+
+    def table(self, machine):
+        rows = []
+
+        def ratio_row(label, a_name, b_name, key, target, unit="s"):
+            a, b = self.median(a_name, key), self.median(b_name, key)
+            if a is None or b is None:
+                return
+            ratio = a / b
+            ok = "" if target is None else ("met" if ratio <= target else "MISSED")
+            rows.append((label, f"{a:.2f} {unit}", f"{b:.2f} {unit}", f"{ratio:.2f}x",
+                         "" if target is None else f"<= {target:.2f}x", ok))
+
+        ratio_row("warm re-run, wall (vs shell pipeline)", "warm/ecrbuild", "warm/shell", "wall", 0.30)
+        ratio_row("cold --no-cache, wall (vs shell pipeline)", "cold/ecrbuild", "cold/shell", "wall", 0.95)
+        ratio_row("published SHA re-run, wall (vs shell pipeline)", "skip/ecrbuild", "skip/shell", "wall", None)
+        ratio_row("warm re-run, client CPU (vs shell pipeline)", "warm/ecrbuild", "warm/shell", "cpu", None)
+        ratio_row("cached CLI build with 3 labels (vs none)", "labels/three", "labels/plain", "wall", None)
+        big = human_size(BIG[0])
+        ratio_row(f"big context {big}, wall (vs docker CLI)", "big/ecrbuild", "big/cli", "wall", 0.95)
+        ratio_row(f"big context {big}, client CPU (vs docker CLI)", "big/ecrbuild", "big/cli", "cpu", 0.50)
+        ratio_row(f"big context {big}, wall (ecrbuild vs tar-pipe floor)", "big/ecrbuild", "big/floor", "wall", None)
+        ratio_row(f"big context {big}, wall (docker CLI vs tar-pipe floor)", "big/cli", "big/floor", "wall", None)
+        ratio_row(f"big context {big}, daemon CPU (ecrbuild's build vs floor's)", "big/ecrbuild", "big/floor",
+                  "daemon_cpu", None)
+        ratio_row(f"big context {big}, daemon CPU (CLI's build vs floor's)", "big/cli", "big/floor",
+                  "daemon_cpu", None)
+        ratio_row(f"big context {big}, cold page cache, wall (vs docker CLI)", "bigcold/ecrbuild", "bigcold/cli",
+                  "wall", None)
+        ratio_row(f"big context {big}, cold page cache, wall (vs floor)", "bigcold/ecrbuild", "bigcold/floor",
+                  "wall", None)
+
+        rss = {}
+        for tree in RSS_TREES:
+            key = human_size(tree[0])
+            a, b = self.median(f"rss/ecrbuild/{key}", "rss_kib"), self.median(f"rss/cli/{key}", "rss_kib")
+            if a is None:
+                continue
+            rss[key] = a
+            rows.append((f"peak RSS, {key} context (vs docker CLI)", f"{a / 1024:.1f} MiB",
+                         "" if b is None else f"{b / 1024:.1f} MiB", "" if b is None else f"{a / b:.2f}x",
+                         "<= 24 MiB", "met" if a <= 24 * 1024 else "MISSED"))
+        if len(rss) >= 2:
+            values = list(rss.values())
+            base = values[0]
+            spread = max(abs(v - base) / base for v in values)
+            rows.append((f"peak RSS spread, {' / '.join(rss)} (vs smallest)", f"{spread * 100:.1f} %", "", "",
+                         "<= 10 %", "met" if spread <= 0.10 else "MISSED"))
+        size = machine["binary_bytes"]
+        rows.append(("release binary size (stripped)", f"{size / MIB:.2f} MiB", "", "", "<= 10 MiB",
+                     "met" if size <= 10 * MIB else "MISSED"))
+
+        headers = ("figure (medians)", "ecrbuild", "baseline", "ratio", "target", "")
+        widths = [max(len(str(r[i])) for r in rows + [headers]) for i in range(len(headers))]
+        line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+        out = [line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        out += [line(r) for r in rows]
+        return "\n".join(out)
+
+    def details(self):
+        lines = []
+        for name in sorted(self.runs):
+            runs = self.runs[name]
+            walls = " ".join(f"{r['wall']:.2f}" for r in runs)
+            lines.append(f"{name:24} n={len(runs)}  wall[s] {walls}  | median wall {self.median(name):.2f}s "
+                         f"cpu {self.median(name, 'cpu'):.2f}s (user {self.median(name, 'user'):.2f} "
+                         f"sys {self.median(name, 'sys'):.2f})  rss {self.median(name, 'rss_kib') / 1024:.1f} MiB  "
+                         f"daemon cpu {self.median(name, 'daemon_cpu'):.2f}s")
+        phases = {}
+        for name in ("warm/ecrbuild", "cold/ecrbuild", "skip/ecrbuild", "big/ecrbuild"):
+            for r in self.runs.get(name, []):
+                timings = r.get("summary", {}).get("timings", {})
+                for key, value in timings.items():
+                    phases.setdefault(name, {}).setdefault(key, []).append(value)
+        for name in ("warm/shell", "cold/shell", "skip/shell"):
+            for r in self.runs.get(name, []):
+                for key, value in r.get("phases", {}).items():
+                    phases.setdefault(name, {}).setdefault(key, []).append(value)
+        for name, keys in phases.items():
+            parts = ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in keys.items()
+                              if isinstance(v[0], (int, float)))
+            lines.append(f"{name:24} phases (median s): {parts}")
+        if "big" in self.extra:
+            e = self.extra["big"]
+            lines.append(f"big context: tree {human_size(e['tree_bytes'])} / {e['tree_files']} files; sent "
+                         f"{e['sent_entries']} entries, {e['sent_bytes'] / MIB:.0f} MiB of file data "
+                         f"(floor tar {e['tar_bytes'] / MIB:.0f} MiB)")
+            for name in ("big/ecrbuild", "big/cli", "big/floor", "bigcold/ecrbuild", "bigcold/cli", "bigcold/floor"):
+                m = self.median(name)
+                if m:
+                    lines.append(f"  {name:12} {e['tar_bytes'] / MIB / m:.0f} MiB/s of context")
+        return "\n".join(lines)
+
+    def run(self):
+        started = time.monotonic()
+        machine_start = open("/proc/loadavg").read().split()[:3]
+        try:
+            if ONLY & {"warm", "skip", "labels", "cold"}:
+                self.prepare_api()
+                try:
+                    if "warm" in ONLY:
+                        self.scenario_warm()
+                    if "skip" in ONLY:
+                        self.scenario_skip()
+                    if "labels" in ONLY:
+                        self.scenario_labels()
+                    if "cold" in ONLY:
+                        self.scenario_cold()
+                finally:
+                    self.cleanup_api()
+            if "big" in ONLY:
+                self.scenario_big()
+            if "rss" in ONLY:
+                self.scenario_rss()
+            if "bigcold" in ONLY:
+                self.scenario_big(hot=False)
+        finally:
+            rmi(*docker_tags(f"{ANON}/bench/big"), "bench/big:cli", "bench/big:floor")
+            self.cleanup_created()
+        machine = self.machine()
+        machine["loadavg_start"] = machine_start
+        elapsed = time.monotonic() - started
+        report = [
+            f"ecrbuild benchmark, {machine['date']}; {'BENCH_QUICK, ' if QUICK else ''}N={N} "
+            f"(cold {N_COLD}, rss {N_RSS}); {elapsed / 60:.1f} min",
+            f"machine: {machine['nproc']} CPUs, {machine['memory']} RAM, kernel {machine['kernel']}, "
+            f"docker engine {machine['docker_server']} / CLI {machine['docker_cli']}; "
+            f"load average {' '.join(machine['loadavg_start'])} at start, {' '.join(machine['loadavg_end'])} at end",
+            f"binary: {ECRBUILD} ({machine['ecrbuild']}, {machine['binary_bytes']} bytes)",
+            "",
+            self.table(machine),
+            "",
+            self.details(),
+        ]
+        text = "\n".join(report)
+        print(text)
+        results = os.path.join(CACHE, "results")
+        os.makedirs(results, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        with open(os.path.join(results, f"{stamp}.txt"), "w") as f:
+            f.write(text + "\n")
+        with open(os.path.join(results, f"{stamp}.json"), "w") as f:
+            json.dump({"machine": machine, "runs": self.runs, "extra": self.extra, "quick": QUICK, "n": N},
+                      f, indent=1, default=str)
+        log(f"results saved in {results}/{stamp}.{{txt,json}}; run log {self.logfile}")
+
+
+def main():
+    bench = Bench()
+    try:
+        bench.run()
+    except Failed as failure:
+        log(f"FAILED: {failure}")
+        sys.exit(1)
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)
+    # The work dir holds only the log and the api checkout; keep the log, drop the rest.
+    shutil.rmtree(os.path.join(bench.work, "api-context"), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
