@@ -6,10 +6,12 @@ because the machine has 2 cores and other work runs at the same time. Each comma
 os.wait4 and GNU time: wall time, user+sys CPU of the process and everything it waited for, peak
 RSS (GNU time's %M), and the CPU time the Docker daemon spent meanwhile.
 
-Scenarios (BENCH_ONLY=warm,skip,labels,cold,big,rss[,bigcold] selects some; the default is all but bigcold):
+Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss[,bigcold] selects some; default: all but bigcold):
   warm     api/ image, new commit, unchanged sources: ecrbuild vs the shell pipeline
   skip     re-run of an already published SHA: ecrbuild (skips) vs the shell pipeline (re-runs)
-  labels   daemon cost of per-build labels: cached CLI build without / with three unique labels
+  labels   daemon cost of per-build labels (why ecrbuild writes its provenance labels in the registry):
+           cached CLI build without / with three unique labels
+  tags     ecrbuild warm re-runs in a repository holding 0 and 100 SHA tags of commits git does not know
   cold     the same as warm with --no-cache on both sides
   big      ~1 GiB / ~50k files, half excluded, FROM scratch + COPY, --no-push --no-cache: ecrbuild vs
            `docker build` (CLI, classic builder) vs a pre-made tar piped into `docker build -` (the
@@ -18,6 +20,7 @@ Scenarios (BENCH_ONLY=warm,skip,labels,cold,big,rss[,bigcold] selects some; the 
   bigcold  big, with our inputs evicted from the page cache before each run (disk-bound)
 """
 
+import base64
 import json
 import os
 import platform
@@ -29,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from datetime import datetime, timezone
 
 MIB = 1 << 20
@@ -46,10 +50,11 @@ N = env_int("BENCH_N", 1 if QUICK else 5)
 N_COLD = env_int("BENCH_N_COLD", N)
 N_RSS = env_int("BENCH_N_RSS", 1 if QUICK else min(N, 3))
 N_BIGCOLD = env_int("BENCH_N_BIGCOLD", 1 if QUICK else min(N, 3))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "warm,skip,labels,cold,big,rss").split(",")))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "warm,skip,labels,tags,cold,big,rss").split(",")))
 CACHE = os.environ.get("BENCH_CACHE", "/var/lib/ecrbuild-rig/bench-cache")
 ECRBUILD = os.path.abspath(os.environ.get("ECRBUILD", os.path.join(REPO_ROOT, "target/release/ecrbuild")))
 TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
+REGISTRY_LOG = "/var/lib/ecrbuild-rig/logs/registry-ecr.log"
 AWS = os.environ.get("BENCH_AWS", "/var/lib/ecrbuild-rig/bench-venv/bin/aws")
 GO_IMAGE = os.environ.get("ECRBUILD_RIG_GO_IMAGE", "local/golang:bookworm")
 ECR = os.environ.get("ECRBUILD_RIG_ECR_REGISTRY", "127.0.0.1:5002")
@@ -214,8 +219,8 @@ class Bench:
         quiet(self.git + ["commit", "-q", "--allow-empty", "-m", f"bench {self.sha_counter}"], check=True)
         return quiet(self.git + ["rev-parse", "HEAD"], check=True).stdout.strip()
 
-    def ecrbuild_api(self, sha, *flags):
-        repository = self.ecr_repository
+    def ecrbuild_api(self, sha, *flags, repository=None):
+        repository = repository or self.ecr_repository
         argv = [ECRBUILD, "--sha", sha, "--repository", repository, "--registry", ECR, "--auth", "ecr",
                 "--create-repository", "--build-arg", f"GO_IMAGE={GO_IMAGE}", "--output", "json", *flags]
         out = os.path.join(self.work, "ecrbuild.json")
@@ -286,6 +291,45 @@ mark push_latest
             if not a["summary"].get("skipped"):
                 raise Failed("ecrbuild did not take the skip path for an already published SHA")
             log(f"  skip {i + 1}/{N}: ecrbuild {a['wall']:.2f}s  shell {b['wall']:.2f}s")
+
+    def registry(self, method, path, body=None, headers=None):
+        request = urllib.request.Request(f"http://{ECR}{path}", data=body, method=method, headers=headers or {})
+        password = os.environ.get("ECRBUILD_RIG_ECR_PASSWORD", "")
+        token = base64.b64encode(f"AWS:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+        with urllib.request.urlopen(request) as response:
+            return response.read(), response.headers
+
+    def registry_requests(self, repository):
+        """How many requests the registry has logged for `repository` so far."""
+        try:
+            with open(REGISTRY_LOG, errors="replace") as f:
+                return sum(1 for line in f if " - - [" in line and f" /v2/{repository}/" in line)
+        except OSError:
+            return 0
+
+    def scenario_tags(self):
+        """ecrbuild's `latest` bookkeeping against the number of SHA tags already in the repository. Each
+        repository gets `count` extra SHA tags for commits git does not know (as in a shallow CI clone),
+        copied registry-side from the first image; then warm runs with new commits."""
+        counts = (0, 10) if QUICK else (0, 100)
+        media = "application/vnd.docker.distribution.manifest.v2+json"
+        for count in counts:
+            repository = f"{self.ecr_repository}-tags{count}"
+            first = self.new_commit()
+            self.ecrbuild_api(first, repository=repository)
+            manifest, _ = self.registry("GET", f"/v2/{repository}/manifests/{first}", headers={"Accept": media})
+            for _ in range(count):
+                self.registry("PUT", f"/v2/{repository}/manifests/{os.urandom(20).hex()}", body=manifest,
+                              headers={"Content-Type": media})
+            log(f"tags: {count} unknown SHA tags in the repository, {N} warm runs")
+            for i in range(N):
+                before = self.registry_requests(repository)
+                result = self.record(f"tags/{count}", self.ecrbuild_api(self.new_commit(), repository=repository))
+                result["registry_requests"] = self.registry_requests(repository) - before
+                log(f"  tags {count} {i + 1}/{N}: {result['wall']:.2f}s, push phase "
+                    f"{result['summary']['timings']['push_secs']:.2f}s, {result['registry_requests']} registry requests")
+            rmi(*docker_tags(f"{ECR}/{repository}"))
 
     def scenario_cold(self):
         log(f"cold: {N_COLD} interleaved pairs with --no-cache")
@@ -414,6 +458,7 @@ mark push_latest
         return result
 
     def floor_big(self, root, tar, hot=True):
+        """The daemon's own cost: a pre-made tar of exactly what ecrbuild sends, piped into `docker build -`."""
         self.cache_inputs(root, tar, hot)
         argv = ["docker", "build", "-q", "--no-cache", "-t", "bench/big:floor", "-"]
         result = measure(argv, cwd=self.work, env=self.env, logfile=self.logfile, stdin_path=tar)
@@ -428,14 +473,14 @@ mark push_latest
         prefix = "big" if hot else "bigcold"
         n = N if hot else N_BIGCOLD
         log(f"{prefix}: {human_size(BIG[0])} / {BIG[1]} files, sending {entries} entries / {data / MIB:.0f} MiB, "
-            f"{'hot' if hot else 'cold'} page cache; {'warm-up, then ' if hot else ''}{n} interleaved triples")
+            f"{'hot' if hot else 'cold'} page cache; {'warm-up, then ' if hot else ''}{n} interleaved rounds")
         if hot:
             self.ecrbuild_big(root, tar), self.cli_big(root, tar), self.floor_big(root, tar)
         for i in range(n):
             r = self.interleaved(i, [(f"{prefix}/ecrbuild", lambda: self.ecrbuild_big(root, tar, hot)),
                                      (f"{prefix}/cli", lambda: self.cli_big(root, tar, hot)),
                                      (f"{prefix}/floor", lambda: self.floor_big(root, tar, hot))])
-            a, b, c = r[f"{prefix}/ecrbuild"], r[f"{prefix}/cli"], r[f"{prefix}/floor"]
+            a, b, c = (r[f"{prefix}/{k}"] for k in ("ecrbuild", "cli", "floor"))
             log(f"  {prefix} {i + 1}/{n}: ecrbuild {a['wall']:.2f}s cpu {a['cpu']:.2f}s | cli {b['wall']:.2f}s "
                 f"cpu {b['cpu']:.2f}s | floor {c['wall']:.2f}s")
         if hot:
@@ -497,6 +542,11 @@ mark push_latest
         ratio_row("published SHA re-run, wall (vs shell pipeline)", "skip/ecrbuild", "skip/shell", "wall", None)
         ratio_row("warm re-run, client CPU (vs shell pipeline)", "warm/ecrbuild", "warm/shell", "cpu", None)
         ratio_row("cached CLI build with 3 labels (vs none)", "labels/three", "labels/plain", "wall", None)
+        tag_counts = sorted(int(k.split("/")[1]) for k in self.runs if k.startswith("tags/"))
+        if len(tag_counts) == 2:
+            few, many = (f"tags/{c}" for c in tag_counts)
+            ratio_row(f"warm re-run, wall, {tag_counts[1]} vs {tag_counts[0]} unknown SHA tags in the repository",
+                      many, few, "wall", None)
         big = human_size(BIG[0])
         ratio_row(f"big context {big}, wall (vs docker CLI)", "big/ecrbuild", "big/cli", "wall", 0.95)
         ratio_row(f"big context {big}, client CPU (vs docker CLI)", "big/ecrbuild", "big/cli", "cpu", 0.50)
@@ -547,6 +597,10 @@ mark push_latest
                          f"cpu {self.median(name, 'cpu'):.2f}s (user {self.median(name, 'user'):.2f} "
                          f"sys {self.median(name, 'sys'):.2f})  rss {self.median(name, 'rss_kib') / 1024:.1f} MiB  "
                          f"daemon cpu {self.median(name, 'daemon_cpu'):.2f}s")
+        for name in sorted(k for k in self.runs if k.startswith("tags/")):
+            requests = statistics.median(r.get("registry_requests", 0) for r in self.runs[name])
+            pushes = statistics.median(r["summary"]["timings"]["push_secs"] for r in self.runs[name])
+            lines.append(f"{name:24} median {requests:.0f} registry requests per run, push phase {pushes:.2f}s")
         phases = {}
         for name in ("warm/ecrbuild", "cold/ecrbuild", "skip/ecrbuild", "big/ecrbuild"):
             for r in self.runs.get(name, []):
@@ -569,14 +623,14 @@ mark push_latest
             for name in ("big/ecrbuild", "big/cli", "big/floor", "bigcold/ecrbuild", "bigcold/cli", "bigcold/floor"):
                 m = self.median(name)
                 if m:
-                    lines.append(f"  {name:12} {e['tar_bytes'] / MIB / m:.0f} MiB/s of context")
+                    lines.append(f"  {name:20} {e['tar_bytes'] / MIB / m:.0f} MiB/s of context")
         return "\n".join(lines)
 
     def run(self):
         started = time.monotonic()
         machine_start = open("/proc/loadavg").read().split()[:3]
         try:
-            if ONLY & {"warm", "skip", "labels", "cold"}:
+            if ONLY & {"warm", "skip", "labels", "tags", "cold"}:
                 self.prepare_api()
                 try:
                     if "warm" in ONLY:
@@ -585,6 +639,8 @@ mark push_latest
                         self.scenario_skip()
                     if "labels" in ONLY:
                         self.scenario_labels()
+                    if "tags" in ONLY:
+                        self.scenario_tags()
                     if "cold" in ONLY:
                         self.scenario_cold()
                 finally:

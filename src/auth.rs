@@ -63,6 +63,9 @@ impl Credentials {
     }
 }
 
+/// How long ECR authorization tokens are valid.
+const ECR_TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+
 /// An ECR authorization token, decoded.
 #[derive(Debug, Clone)]
 pub struct EcrToken {
@@ -115,6 +118,7 @@ pub async fn ecr_token(config: &aws_config::SdkConfig) -> Result<EcrToken> {
         ));
     }
     let client = aws_sdk_ecr::Client::new(config);
+    let requested_at = SystemTime::now();
     let response = tokio::time::timeout(
         Duration::from_secs(60),
         client.get_authorization_token().send(),
@@ -148,9 +152,13 @@ pub async fn ecr_token(config: &aws_config::SdkConfig) -> Result<EcrToken> {
     let proxy_endpoint = data
         .proxy_endpoint()
         .and_then(|endpoint| Registry::parse("proxyEndpoint", endpoint).ok());
+    // An expiry that is already past when the token arrives comes from a skewed clock or an ECR
+    // stand-in; assume ECR's documented 12-hour lifetime (a refused token is still refreshed once).
     let expires_at = data
         .expires_at()
-        .and_then(|t| SystemTime::try_from(*t).ok());
+        .and_then(|t| SystemTime::try_from(*t).ok())
+        .filter(|at| *at > requested_at)
+        .or_else(|| requested_at.checked_add(ECR_TOKEN_LIFETIME));
     Ok(EcrToken {
         credentials,
         proxy_endpoint,

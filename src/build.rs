@@ -3,7 +3,7 @@
 //! This module is the only place a [`BuiltImage`] can be made, and only from a build the daemon reported as
 //! successful. `push` accepts nothing else, so no code path can push after a failed build.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use bollard::query_parameters::{BuildImageOptionsBuilder, TagImageOptionsBuilder};
@@ -25,6 +25,7 @@ pub struct BuiltImage {
     repository: Repository,
     tags: Vec<Tag>,
     revision: Revision,
+    provenance: BTreeMap<String, String>,
 }
 
 impl BuiltImage {
@@ -71,18 +72,30 @@ impl BuiltImage {
     pub fn revision(&self) -> &Revision {
         &self.revision
     }
+
+    /// The per-commit labels the published image gets on top of the build's own (see
+    /// [`provenance_labels`]).
+    pub fn provenance(&self) -> &BTreeMap<String, String> {
+        &self.provenance
+    }
 }
 
-/// The labels every image gets, so the registry can tell which commit a tag holds. Labels the user
-/// passes with --label win.
-pub fn image_labels(plan: &Plan, revision: &Revision, created: &str) -> HashMap<String, String> {
-    let mut labels = HashMap::new();
+/// The labels that tell which commit an image holds: revision, build time and commit time. They are
+/// different for every commit, so they are not given to the daemon: a LABEL step that changes every
+/// build would be the one uncached step of an unchanged build (and give every commit a new image).
+/// The push writes them into the published image's config instead. Labels passed with --label win.
+pub fn provenance_labels(
+    plan: &Plan,
+    revision: &Revision,
+    created: &str,
+) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
     labels.insert(REVISION_LABEL.to_string(), revision.sha.clone());
     labels.insert(CREATED_LABEL.to_string(), created.to_string());
     if let Some(time) = revision.commit_time {
         labels.insert(COMMIT_TIME_LABEL.to_string(), time.to_string());
     }
-    labels.extend(plan.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels.retain(|key, _| !plan.labels.contains_key(key));
     labels
 }
 
@@ -176,11 +189,14 @@ pub async fn build(
                 .into_iter()
                 .collect::<HashMap<_, _>>(),
         )
-        .labels(&image_labels(
-            plan,
-            revision,
-            &crate::report::utc_timestamp(std::time::SystemTime::now(), "rfc3339"),
-        ));
+        // Only labels that stay the same from commit to commit: unchanged sources stay fully cached.
+        .labels(
+            &plan
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        );
     if plan.pull {
         options = options.pull("1");
     }
@@ -253,6 +269,11 @@ pub async fn build(
         repository: plan.repository.clone(),
         tags: plan.tags.clone(),
         revision: revision.clone(),
+        provenance: provenance_labels(
+            plan,
+            revision,
+            &crate::report::utc_timestamp(std::time::SystemTime::now(), "rfc3339"),
+        ),
     };
     tag_all(docker, &image).await?;
     Ok(image)

@@ -64,6 +64,74 @@ impl History {
         }
     }
 
+    /// Which of `shas` descend from `ancestor`: `Some(true)` or `Some(false)`, or `None` for a commit git
+    /// does not have (a shallow clone, another checkout). Two git processes however many are asked about,
+    /// where [`History::is_ancestor`] would take one each.
+    pub fn descend_from(&self, ancestor: &str, shas: &[&str]) -> Vec<Option<bool>> {
+        let unknown = || vec![None; shas.len()];
+        let mut query = String::with_capacity(41 * (shas.len() + 1));
+        for sha in std::iter::once(&ancestor).chain(shas) {
+            query.push_str(sha);
+            query.push('\n');
+        }
+        let mut revisions = format!("^{ancestor}\n");
+        for sha in shas {
+            revisions.push_str(sha);
+            revisions.push('\n');
+        }
+        // Both at once: which commits git has, and which of those descend from `ancestor`
+        // (--ignore-missing skips the ones it lacks).
+        let (types, listed) = std::thread::scope(|scope| {
+            let listed = scope.spawn(|| {
+                self.git_with_input(
+                    &["rev-list", "--ancestry-path", "--ignore-missing", "--stdin"],
+                    &revisions,
+                )
+            });
+            let types = self.git_with_input(&["cat-file", "--batch-check=%(objecttype)"], &query);
+            (types, listed.join().ok().flatten())
+        });
+        let Some(types) = types else {
+            return unknown();
+        };
+        let mut is_commit = types.lines().map(|t| t == "commit");
+        if is_commit.next() != Some(true) {
+            return unknown();
+        }
+        let known: Vec<bool> = is_commit.collect();
+        let Some(listed) = listed.filter(|_| known.len() == shas.len()) else {
+            return unknown();
+        };
+        let descendants: std::collections::HashSet<&str> = listed.lines().collect();
+        shas.iter()
+            .zip(known)
+            .map(|(sha, known)| known.then(|| descendants.contains(sha)))
+            .collect()
+    }
+
+    /// Run git with `input` on stdin; its stdout when it succeeds.
+    fn git_with_input(&self, args: &[&str], input: &str) -> Option<String> {
+        use std::io::Write;
+        let mut child = Command::new("git")
+            .arg("-C")
+            .arg(&self.dir)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut stdin = child.stdin.take()?;
+        let input = input.to_string();
+        // Written from another thread: git may fill its stdout pipe before it has read all of stdin.
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output().ok()?;
+        writer.join().ok()?.ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Committer time of a commit, in seconds since the epoch.
     pub fn commit_time(&self, sha: &str) -> Option<i64> {
         let out = self.git(&["show", "-s", "--format=%ct", sha, "--"])?;
@@ -71,5 +139,54 @@ impl History {
             return None;
         }
         String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    #[test]
+    fn descendants_are_found_in_one_pass() {
+        let dir = std::env::temp_dir().join(format!("ecrbuild-git-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q", "-b", "main"]);
+        let commit = |message: &str| {
+            git(&dir, &["commit", "-q", "--allow-empty", "-m", message]);
+            git(&dir, &["rev-parse", "HEAD"])
+        };
+        // a ← b ← c on main; d branches off a.
+        let a = commit("a");
+        let b = commit("b");
+        let c = commit("c");
+        git(&dir, &["checkout", "-q", "-b", "side", &a]);
+        let d = commit("d");
+        let unknown = "f".repeat(40);
+        let history = History::at(&dir);
+        assert_eq!(
+            history.descend_from(&b, &[&a, &c, &d, &unknown]),
+            vec![Some(false), Some(true), Some(false), None]
+        );
+        assert_eq!(
+            history.descend_from(&a, &[&b, &d]),
+            vec![Some(true), Some(true)]
+        );
+        // An ancestor git does not have: nothing can be said.
+        assert_eq!(history.descend_from(&unknown, &[&a]), vec![None]);
+        assert_eq!(history.descend_from(&c, &[]), Vec::<Option<bool>>::new());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

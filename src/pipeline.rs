@@ -1,7 +1,7 @@
 //! Runs the phases in order. Each phase hands the next the value only it can produce: a scanned context,
 //! a [`BuiltImage`](crate::build::BuiltImage) from a successful build, a [`PushedImage`](crate::push::PushedImage).
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::auth::{self, Credentials, RepositoryState};
 use crate::build;
@@ -85,87 +85,103 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
         scan: None,
         timings,
     };
-    let mut credentials: Option<Credentials> = None;
-
-    // Preflight: fail in seconds on bad credentials or a missing repository, not after a long build;
-    // and skip the build when this commit is already published.
-    if plan.push && plan.preflight {
-        let phase = Instant::now();
-        if let Some(config) = &aws {
-            if auth::ensure_repository(config, plan.repository.as_str(), plan.create_repository)
-                .await?
-                == RepositoryState::Created
-            {
-                reporter.step(format!("created repository {}", plan.repository.as_str()));
-            }
-        } else if plan.create_repository {
-            reporter.warn("--create-repository applies to ECR only (--auth ecr); ignored");
-        }
-        let preflight_credentials = registry_credentials(aws.as_ref(), &registry).await?;
-        let api = RegistryApi::new(&registry, &plan.repository, &preflight_credentials);
-        let sha_tag = plan.sha_tag();
-        let existing = retry(&plan.retry, "preflight", reporter, || async {
-            match api.manifest_digest(&sha_tag).await {
-                Ok(found) => Ok(found),
-                Err(RegistryApiError::RepositoryNotFound) => Ok(None),
-                Err(e) => Err(preflight_error(&published, &sha_tag, e)),
-            }
-        })
-        .await?;
-        summary.timings.auth_secs = secs(phase.elapsed());
-        if let Some(digest) = existing.filter(|_| !plan.force) {
-            reporter.step(format!(
-                "{} is already published ({digest}); not rebuilding (use --force to rebuild)",
-                published.reference(&sha_tag)
-            ));
-            let target = Target {
-                docker: &docker,
-                credentials: &preflight_credentials,
-                api: &api,
-                history: &history,
-            };
-            let (references, latest) = push::promote_published(
-                &target,
-                &published,
-                &digest,
-                plan.follow_up_tags(),
-                &push_options,
-                reporter,
-            )
-            .await?;
-            summary.pushed_references = std::iter::once(published.reference(&sha_tag))
-                .chain(references)
-                .collect();
-            summary.digest = Some(digest);
-            summary.skipped = true;
-            summary.latest = Some(describe_latest(&latest));
-            return finish(&plan, aws.as_ref(), summary, started, reporter).await;
-        }
-        credentials = Some(preflight_credentials);
+    let gzip = plan
+        .compress
+        .unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host()));
+    let preflight_wanted = plan.push && plan.preflight;
+    if preflight_wanted && aws.is_none() && plan.create_repository {
+        reporter.warn("--create-repository applies to ECR only (--auth ecr); ignored");
     }
 
+    // Cache sources are pulled with the preflight's credentials, so then the preflight comes first.
+    let mut checked: Option<Checked> = None;
+    if preflight_wanted && !plan.cache_from.is_empty() {
+        let phase = Instant::now();
+        let result = preflight(&plan, aws.as_ref(), &registry, &published, reporter).await?;
+        summary.timings.auth_secs = secs(phase.elapsed());
+        checked = Some(result);
+    }
+    if let Some(Checked::Published { digest, api }) = checked {
+        return skip(
+            &plan,
+            aws.as_ref(),
+            &docker,
+            &history,
+            &published,
+            &push_options,
+            (digest, api),
+            summary,
+            started,
+            reporter,
+        )
+        .await;
+    }
     let cache_from = if plan.cache_from.is_empty() {
         Vec::new()
     } else {
-        let cache_credentials = match credentials.take() {
-            Some(c) => c,
-            None => registry_credentials(aws.as_ref(), &registry).await?,
+        let fetched;
+        let cache_credentials = match &checked {
+            Some(Checked::Ready { credentials, .. }) => credentials,
+            _ => {
+                fetched = registry_credentials(aws.as_ref(), &registry).await?.0;
+                &fetched
+            }
         };
-        build::pull_cache_sources(&docker, &plan, &registry, &cache_credentials, reporter).await
+        build::pull_cache_sources(&docker, &plan, &registry, cache_credentials, reporter).await
     };
 
     let phase = Instant::now();
     reporter.step(format!("building {}", published.reference(&plan.sha_tag())));
-    let gzip = plan
-        .compress
-        .unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host()));
     let setup = build::BuildSetup {
         registry: &registry,
         revision: &revision,
         cache_from: &cache_from,
         gzip,
     };
-    let image = build::build(&docker, &plan, &setup, context, reporter).await?;
+    let building = build::build(&docker, &plan, &setup, context, reporter);
+    tokio::pin!(building);
+    let mut built = None;
+    if preflight_wanted && checked.is_none() {
+        // The preflight runs while the daemon builds: it costs no time, and a failure (bad credentials,
+        // no repository) still stops the build within seconds. An already published commit cancels
+        // the build (dropping it closes the connection) and is not pushed again.
+        let started_preflight = Instant::now();
+        let checking = preflight(&plan, aws.as_ref(), &registry, &published, reporter);
+        tokio::pin!(checking);
+        let result = tokio::select! {
+            result = &mut checking => result,
+            result = &mut building => {
+                built = Some(result);
+                checking.await
+            }
+        };
+        summary.timings.auth_secs = secs(started_preflight.elapsed());
+        match result? {
+            Checked::Published { digest, api } => {
+                if built.is_none() {
+                    reporter.step("build cancelled: this commit is already published");
+                }
+                return skip(
+                    &plan,
+                    aws.as_ref(),
+                    &docker,
+                    &history,
+                    &published,
+                    &push_options,
+                    (digest, api),
+                    summary,
+                    started,
+                    reporter,
+                )
+                .await;
+            }
+            ready => checked = Some(ready),
+        }
+    }
+    let image = match built {
+        Some(result) => result?,
+        None => building.await?,
+    };
     summary.timings.build_secs = secs(phase.elapsed());
     summary.image_id = image.id().to_string();
     reporter.step(format!(
@@ -184,13 +200,22 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
         return Ok(summary);
     }
 
-    // The token is fetched again right before the push, so a long build cannot outlive it.
+    // The token from before the build is used only while it has a safe margin left (ECR tokens last
+    // 12 hours); otherwise a fresh one is fetched right before the push.
     let phase = Instant::now();
-    let mut credentials = registry_credentials(aws.as_ref(), &registry).await?;
+    let (mut credentials, reused_api) = match checked {
+        Some(Checked::Ready {
+            credentials,
+            expires_at,
+            api,
+        }) if still_valid(expires_at) => (credentials, Some(api)),
+        _ => (registry_credentials(aws.as_ref(), &registry).await?.0, None),
+    };
     summary.timings.auth_secs += secs(phase.elapsed());
 
     let phase = Instant::now();
-    let mut api = RegistryApi::new(&registry, &plan.repository, &credentials);
+    let mut api =
+        reused_api.unwrap_or_else(|| RegistryApi::new(&registry, &plan.repository, &credentials));
     let target = Target {
         docker: &docker,
         credentials: &credentials,
@@ -204,7 +229,7 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
             reporter.warn(format!(
                 "the registry refused the token ({detail}); fetching a new one"
             ));
-            credentials = registry_credentials(aws.as_ref(), &registry).await?;
+            credentials = registry_credentials(aws.as_ref(), &registry).await?.0;
             api = RegistryApi::new(&registry, &plan.repository, &credentials);
             let target = Target {
                 docker: &docker,
@@ -240,6 +265,139 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
         ));
     }
     finish(&plan, aws.as_ref(), summary, started, reporter).await
+}
+
+/// What the preflight found.
+enum Checked {
+    /// The SHA tag is in the registry with its labels: nothing to build.
+    Published { digest: String, api: RegistryApi },
+    /// Ready to push, with credentials that work and a client that has used them.
+    Ready {
+        credentials: Credentials,
+        expires_at: Option<SystemTime>,
+        api: RegistryApi,
+    },
+}
+
+/// Fail in seconds on bad credentials or a missing repository, not after a long build; and find out
+/// whether this commit is already published.
+async fn preflight(
+    plan: &Plan,
+    aws: Option<&aws_config::SdkConfig>,
+    registry: &Registry,
+    published: &Published,
+    reporter: &Reporter,
+) -> Result<Checked> {
+    // Two independent ECR calls: asked at the same time.
+    let (repository, fetched) = tokio::join!(
+        async {
+            match aws {
+                Some(config) => auth::ensure_repository(
+                    config,
+                    plan.repository.as_str(),
+                    plan.create_repository,
+                )
+                .await
+                .map(Some),
+                None => Ok(None),
+            }
+        },
+        registry_credentials(aws, registry)
+    );
+    if repository? == Some(RepositoryState::Created) {
+        reporter.step(format!("created repository {}", plan.repository.as_str()));
+    }
+    let (credentials, expires_at) = fetched?;
+    let api = RegistryApi::new(registry, &plan.repository, &credentials);
+    let sha_tag = plan.sha_tag();
+    let existing = retry(&plan.retry, "preflight", reporter, || async {
+        match api.manifest_digest(&sha_tag).await {
+            Ok(found) => Ok(found),
+            Err(RegistryApiError::RepositoryNotFound) => Ok(None),
+            Err(e) => Err(preflight_error(published, &sha_tag, e)),
+        }
+    })
+    .await?;
+    let Some(digest) = existing.filter(|_| !plan.force) else {
+        return Ok(Checked::Ready {
+            credentials,
+            expires_at,
+            api,
+        });
+    };
+    // A SHA tag without its revision label was left by a run stopped between the daemon's push and the
+    // labelled config (or pushed by another tool): build again to finish it.
+    let expected = plan
+        .labels
+        .get(crate::push::latest::REVISION_LABEL)
+        .map_or(plan.sha.as_str(), String::as_str);
+    let labels = retry(&plan.retry, "preflight", reporter, || async {
+        api.labels(&sha_tag)
+            .await
+            .map_err(|e| preflight_error(published, &sha_tag, e))
+    })
+    .await?;
+    if labels
+        .as_ref()
+        .and_then(Revision::from_labels)
+        .is_some_and(|r| r.sha == expected)
+    {
+        return Ok(Checked::Published { digest, api });
+    }
+    reporter.warn(format!(
+        "{} exists but does not carry its revision label (an interrupted run or another tool); building it again",
+        published.reference(&sha_tag)
+    ));
+    Ok(Checked::Ready {
+        credentials,
+        expires_at,
+        api,
+    })
+}
+
+/// The commit is already published: point `latest` and the extra tags at it, build nothing.
+#[allow(clippy::too_many_arguments)]
+async fn skip(
+    plan: &Plan,
+    aws: Option<&aws_config::SdkConfig>,
+    docker: &bollard::Docker,
+    history: &History,
+    published: &Published,
+    push_options: &PushOptions,
+    (digest, api): (String, RegistryApi),
+    mut summary: Summary,
+    started: Instant,
+    reporter: &Reporter,
+) -> Result<Summary> {
+    let sha_tag = plan.sha_tag();
+    reporter.step(format!(
+        "{} is already published ({digest}); not rebuilding (use --force to rebuild)",
+        published.reference(&sha_tag)
+    ));
+    // Registry-side only: the daemon is not asked to push, so no credentials go to it.
+    let credentials = Credentials::Anonymous;
+    let target = Target {
+        docker,
+        credentials: &credentials,
+        api: &api,
+        history,
+    };
+    let (references, latest) = push::promote_published(
+        &target,
+        published,
+        &digest,
+        plan.follow_up_tags(),
+        push_options,
+        reporter,
+    )
+    .await?;
+    summary.pushed_references = std::iter::once(published.reference(&sha_tag))
+        .chain(references)
+        .collect();
+    summary.digest = Some(digest);
+    summary.skipped = true;
+    summary.latest = Some(describe_latest(&latest));
+    finish(plan, aws, summary, started, reporter).await
 }
 
 /// After the image is in the registry: wait for the scan if asked, write the output files.
@@ -298,10 +456,12 @@ fn preflight_error(published: &Published, tag: &Tag, error: RegistryApiError) ->
             repository: published.repository.as_str().to_string(),
             registry: published.registry.to_string(),
         },
-        RegistryApiError::Other(detail) => Error::PushFailed {
-            reference: published.reference(tag),
-            detail: format!("registry check before the build failed: {detail}"),
-        },
+        RegistryApiError::Transient(detail) | RegistryApiError::Other(detail) => {
+            Error::PushFailed {
+                reference: published.reference(tag),
+                detail: format!("registry check before the build failed: {detail}"),
+            }
+        }
     }
 }
 
@@ -332,12 +492,20 @@ async fn scan_context(plan: &Plan) -> Result<BuildContext> {
         .map_err(Error::from)
 }
 
+/// How long a token must still be valid to be used for a push instead of fetching a new one.
+const TOKEN_MARGIN: Duration = Duration::from_secs(30 * 60);
+
+fn still_valid(expires_at: Option<SystemTime>) -> bool {
+    expires_at.is_none_or(|at| at > SystemTime::now() + TOKEN_MARGIN)
+}
+
+/// Credentials for `registry` and when they expire (`None`: they do not).
 async fn registry_credentials(
     aws: Option<&aws_config::SdkConfig>,
     registry: &Registry,
-) -> Result<Credentials> {
+) -> Result<(Credentials, Option<SystemTime>)> {
     match aws {
-        None => Ok(Credentials::Anonymous),
+        None => Ok((Credentials::Anonymous, None)),
         Some(config) => {
             let token = auth::ecr_token(config).await?;
             if let Some(endpoint) = &token.proxy_endpoint {
@@ -345,7 +513,7 @@ async fn registry_credentials(
                     tracing::debug!(%endpoint, %registry, "using the ECR token for a registry other than its endpoint");
                 }
             }
-            Ok(token.credentials)
+            Ok((token.credentials, token.expires_at))
         }
     }
 }

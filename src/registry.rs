@@ -1,5 +1,6 @@
-//! Read-only access to the registry's HTTP API (OCI distribution), through `oci-client`: it already speaks
-//! the token and Basic auth flows of ECR and other registries. Used to prove what was pushed.
+//! The registry's HTTP API (OCI distribution), through `oci-client`: it already speaks the token and Basic
+//! auth flows of ECR and other registries. Used to prove what was pushed, to copy tags inside the
+//! registry, and to publish an image's config with its provenance labels.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +19,9 @@ pub enum RegistryApiError {
     Unauthorized,
     #[error("the repository does not exist")]
     RepositoryNotFound,
+    /// A state of the registry that passes: worth another attempt.
+    #[error("{0} (a transient registry state; retried)")]
+    Transient(String),
     #[error("{0}")]
     Other(String),
 }
@@ -42,6 +46,8 @@ impl RegistryApi {
         let config = ClientConfig {
             protocol,
             connect_timeout: Some(std::time::Duration::from_secs(10)),
+            // The only blob written here is an image config of a few KiB: one request, not three.
+            use_monolithic_push: true,
             read_timeout: Some(std::time::Duration::from_secs(60)),
             ..Default::default()
         };
@@ -59,6 +65,14 @@ impl RegistryApi {
         }
     }
 
+    fn by_digest(&self, digest: &str) -> Reference {
+        Reference::with_digest(
+            self.registry.host().to_string(),
+            self.repository.as_str().to_string(),
+            digest.to_string(),
+        )
+    }
+
     fn reference(&self, tag: &Tag) -> Reference {
         Reference::with_tag(
             self.registry.host().to_string(),
@@ -69,17 +83,149 @@ impl RegistryApi {
 
     /// The manifest digest a tag resolves to, or `None` when the tag is absent.
     pub async fn manifest_digest(&self, tag: &Tag) -> Result<Option<String>, RegistryApiError> {
+        // One GET: the client's HEAD falls back to a GET whenever the tag is absent, which is the common
+        // case for a new commit's SHA tag; a manifest is a few hundred bytes.
         match self
             .client
-            .fetch_manifest_digest(&self.reference(tag), &self.auth)
+            .pull_manifest_raw(&self.reference(tag), &self.auth, ANY_MANIFEST_TYPES)
             .await
         {
-            Ok(digest) => Ok(Some(digest)),
+            Ok((_, digest)) => Ok(Some(digest)),
             Err(e) => match classify(e) {
                 Classified::ManifestUnknown => Ok(None),
                 Classified::Error(e) => Err(e),
             },
         }
+    }
+
+    /// Whether the repository holds the manifest `digest` (tagged or not).
+    pub async fn has_manifest(&self, digest: &str) -> Result<bool, RegistryApiError> {
+        match self
+            .client
+            .fetch_manifest_digest(&self.by_digest(digest), &self.auth)
+            .await
+        {
+            Ok(found) => Ok(found == digest),
+            Err(e) => match classify(e) {
+                Classified::ManifestUnknown
+                | Classified::Error(RegistryApiError::RepositoryNotFound) => Ok(false),
+                Classified::Error(e) => Err(e),
+            },
+        }
+    }
+
+    /// Publish under `to` the image `base` (a manifest digest in this repository) with `labels` added to
+    /// its config. Only the config blob and the manifest are new; the layers are the base's. Returns the
+    /// new manifest's digest.
+    pub async fn put_with_labels(
+        &self,
+        base: &str,
+        labels: &BTreeMap<String, String>,
+        to: &Tag,
+    ) -> Result<String, RegistryApiError> {
+        let base_reference = self.by_digest(base);
+        let (manifest, _) = self
+            .client
+            .pull_manifest_raw(&base_reference, &self.auth, IMAGE_MANIFEST_TYPES)
+            .await
+            .map_err(|e| match classify(e) {
+                Classified::Error(e) => e,
+                Classified::ManifestUnknown => RegistryApiError::Other(format!(
+                    "the pushed manifest {base} is not in the registry"
+                )),
+            })?;
+        let mut manifest: serde_json::Value = serde_json::from_slice(&manifest)
+            .map_err(|e| RegistryApiError::Other(format!("manifest {base} is not JSON: {e}")))?;
+        let config_digest = manifest["config"]["digest"]
+            .as_str()
+            .ok_or_else(|| {
+                RegistryApiError::Other(format!("manifest {base} has no config (a manifest list?)"))
+            })?
+            .to_string();
+        let mut config = Vec::new();
+        self.client
+            .pull_blob(&base_reference, config_digest.as_str(), &mut config)
+            .await
+            .map_err(|e| match classify(e) {
+                Classified::Error(e) => e,
+                Classified::ManifestUnknown => {
+                    RegistryApiError::Other(format!("config blob {config_digest} is missing"))
+                }
+            })?;
+        let mut config: serde_json::Value = serde_json::from_slice(&config).map_err(|e| {
+            RegistryApiError::Other(format!("config {config_digest} is not JSON: {e}"))
+        })?;
+        let image_config = config
+            .get_mut("config")
+            .and_then(serde_json::Value::as_object_mut)
+            .ok_or_else(|| {
+                RegistryApiError::Other(format!("config {config_digest} has no \"config\" object"))
+            })?;
+        let existing = image_config
+            .entry("Labels")
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if !existing.is_object() {
+            *existing = serde_json::Value::Object(Default::default());
+        }
+        if let Some(existing) = existing.as_object_mut() {
+            for (key, value) in labels {
+                existing.insert(key.clone(), serde_json::Value::String(value.clone()));
+            }
+        }
+        let config = serde_json::to_vec(&config)
+            .map_err(|e| RegistryApiError::Other(format!("cannot encode the config: {e}")))?;
+        let labelled_config = sha256_digest(&config);
+        let config_size = config.len();
+        self.client
+            .push_blob(&self.reference(to), config, &labelled_config)
+            .await
+            .map_err(|e| match classify(e) {
+                Classified::Error(e) => e,
+                Classified::ManifestUnknown => {
+                    RegistryApiError::Other("the registry refused the config blob".to_string())
+                }
+            })?;
+        manifest["config"]["digest"] = serde_json::Value::String(labelled_config);
+        manifest["config"]["size"] = serde_json::Value::from(config_size);
+        let media_type = manifest["mediaType"]
+            .as_str()
+            .unwrap_or(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE)
+            .to_string();
+        let manifest = serde_json::to_vec(&manifest)
+            .map_err(|e| RegistryApiError::Other(format!("cannot encode the manifest: {e}")))?;
+        let digest = sha256_digest(&manifest);
+        self.put_manifest(to, manifest, &media_type).await?;
+        Ok(digest)
+    }
+
+    async fn put_manifest(
+        &self,
+        to: &Tag,
+        manifest: Vec<u8>,
+        media_type: &str,
+    ) -> Result<(), RegistryApiError> {
+        let content_type = media_type
+            .parse()
+            .map_err(|_| RegistryApiError::Other(format!("bad media type {media_type:?}")))?;
+        self.client
+            .push_manifest_raw(&self.reference(to), manifest, content_type)
+            .await
+            .map_err(|e| match classify(e) {
+                // Only manifests whose blobs are in the repository are written here (a copy of a tag,
+                // or the daemon's accepted manifest with a new config), so an unknown or unreadable
+                // blob is the registry mid-update: its filesystem store rewrites a blob's link file when
+                // a concurrent push of the same layer links it again.
+                Classified::Error(RegistryApiError::Other(m))
+                    if m.contains("blob unknown") || m.contains("digest invalid") =>
+                {
+                    RegistryApiError::Transient(m)
+                }
+                Classified::Error(e) => e,
+                Classified::ManifestUnknown => {
+                    RegistryApiError::Other(format!("the registry rejected {to}"))
+                }
+            })?;
+        Ok(())
     }
 
     /// Every tag in the repository (paginated); an unknown repository has none.
@@ -114,8 +260,17 @@ impl RegistryApi {
         &self,
         tag: &Tag,
     ) -> Result<Option<BTreeMap<String, String>>, RegistryApiError> {
+        Ok(self.digest_and_labels(tag).await?.map(|(_, labels)| labels))
+    }
+
+    /// The manifest digest a tag resolves to and the labels of that image, or `None` when the tag is
+    /// absent.
+    pub async fn digest_and_labels(
+        &self,
+        tag: &Tag,
+    ) -> Result<Option<(String, BTreeMap<String, String>)>, RegistryApiError> {
         let reference = self.reference(tag);
-        let (manifest, _digest) = match self
+        let (manifest, digest) = match self
             .client
             .pull_manifest_raw(&reference, &self.auth, IMAGE_MANIFEST_TYPES)
             .await
@@ -155,7 +310,7 @@ impl RegistryApi {
                     .collect()
             })
             .unwrap_or_default();
-        Ok(Some(labels))
+        Ok(Some((digest, labels)))
     }
 
     /// Point `to` at the manifest `from` points at, inside the registry (a manifest copy: no blobs move).
@@ -175,25 +330,35 @@ impl RegistryApi {
             .ok()
             .and_then(|m| m["mediaType"].as_str().map(str::to_string))
             .unwrap_or_else(|| oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE.to_string());
-        let content_type = media_type
-            .parse()
-            .map_err(|_| RegistryApiError::Other(format!("bad media type {media_type:?}")))?;
-        self.client
-            .push_manifest_raw(&self.reference(to), manifest, content_type)
-            .await
-            .map_err(|e| match classify(e) {
-                Classified::Error(e) => e,
-                Classified::ManifestUnknown => {
-                    RegistryApiError::Other(format!("the registry rejected {to}"))
-                }
-            })?;
+        self.put_manifest(to, manifest.to_vec(), &media_type)
+            .await?;
         Ok(digest)
     }
+}
+
+/// `sha256:<hex>` of `bytes`, the content address of a blob or manifest.
+fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(bytes);
+    let mut hex = String::with_capacity(71);
+    hex.push_str("sha256:");
+    for byte in hash.iter() {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
 }
 
 const IMAGE_MANIFEST_TYPES: &[&str] = &[
     oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
     oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+];
+
+/// Image manifests and multi-platform indexes: what a tag may point at.
+const ANY_MANIFEST_TYPES: &[&str] = &[
+    oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
+    oci_client::manifest::OCI_IMAGE_MEDIA_TYPE,
+    oci_client::manifest::IMAGE_MANIFEST_LIST_MEDIA_TYPE,
+    oci_client::manifest::OCI_IMAGE_INDEX_MEDIA_TYPE,
 ];
 
 enum Classified {

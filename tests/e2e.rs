@@ -426,3 +426,103 @@ fn extra_tags_follow_the_sha_tag_to_the_same_digest() {
         result.stdout
     );
 }
+
+/// The provenance labels are written in the registry, so an unchanged build is fully cached, the local
+/// image is the same for every commit, and the second push uploads no layer: only a config and manifests.
+#[test]
+fn unchanged_sources_reuse_the_image_and_upload_nothing() {
+    let rig = Rig::get();
+    let repo = unique_repo("unchanged");
+    let dir = scratch_context("unchanged", &format!("unchanged {}", unique_sha()));
+    let (first, second) = (unique_sha(), unique_sha());
+    let summary = |result: &Run| -> serde_json::Value {
+        serde_json::from_str(result.stdout.trim()).expect("json on stdout")
+    };
+    // Random SHAs git cannot order: --latest force lets the second take `latest`.
+    let flags = ["--output", "json", "--latest", "force"];
+    let one = run(build_cmd(&dir, rig.registry(), &repo, &first, Auth::None).args(flags));
+    one.assert_code(0);
+    let two = run(build_cmd(&dir, rig.registry(), &repo, &second, Auth::None).args(flags));
+    two.assert_code(0)
+        .assert_stderr_contains("nothing to upload")
+        .assert_stderr_contains("Using cache");
+    let (one, two) = (summary(&one), summary(&two));
+    assert_eq!(
+        one["image_id"], two["image_id"],
+        "the same sources gave another image"
+    );
+
+    let registry = RegistryHttp::anonymous(rig.registry());
+    let layers = |tag: &str| {
+        let manifest: serde_json::Value =
+            serde_json::from_str(&registry.manifest_text(&repo, tag)).unwrap();
+        manifest["layers"].clone()
+    };
+    assert_eq!(layers(&first), layers(&second));
+    // Each commit's published image names its own commit; `latest` is the second.
+    for sha in [&first, &second] {
+        let labels = &registry.config(&repo, sha)["config"]["Labels"];
+        assert_eq!(labels["org.opencontainers.image.revision"], sha.as_str());
+        assert!(labels["org.opencontainers.image.created"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')));
+    }
+    let second_digest = registry.digest(&repo, &second).expect("second SHA tag");
+    assert_ne!(registry.digest(&repo, &first), Some(second_digest.clone()));
+    assert_eq!(two["digest"], second_digest.as_str());
+    assert_eq!(registry.digest(&repo, "latest"), Some(second_digest));
+    // The local image is the daemon's build, without the per-commit labels.
+    let local = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .Config.Labels}}",
+        one["image_id"].as_str().unwrap(),
+    ]);
+    assert!(
+        !local.contains("org.opencontainers.image.revision"),
+        "{local}"
+    );
+}
+
+/// A SHA tag without its revision label (a run stopped between the layer upload and the labelled config,
+/// or another tool) is not taken as published: the next run builds and finishes it.
+#[test]
+fn a_sha_tag_without_its_labels_is_finished_not_skipped() {
+    let rig = Rig::get();
+    let repo = unique_repo("unlabelled");
+    let sha = unique_sha();
+    let dir = scratch_context("unlabelled", &format!("unlabelled {sha}"));
+    let reference = format!("{}/{repo}:{sha}", rig.registry());
+    docker(&["build", "-q", "-t", &reference, path_str(&dir)]);
+    docker(&["push", &reference]);
+    let registry = RegistryHttp::anonymous(rig.registry());
+    let unlabelled = registry.digest(&repo, &sha).expect("pushed by the CLI");
+
+    run(&mut build_cmd(
+        &dir,
+        rig.registry(),
+        &repo,
+        &sha,
+        Auth::None,
+    ))
+    .assert_code(0)
+    .assert_stderr_contains("does not carry its revision label");
+    let finished = registry.digest(&repo, &sha).expect("SHA tag");
+    assert_ne!(finished, unlabelled);
+    assert_eq!(
+        registry.config(&repo, &sha)["config"]["Labels"]["org.opencontainers.image.revision"],
+        sha.as_str()
+    );
+    assert_eq!(registry.digest(&repo, "latest"), Some(finished));
+    // Now it is published: the next run skips.
+    run(&mut build_cmd(
+        &dir,
+        rig.registry(),
+        &repo,
+        &sha,
+        Auth::None,
+    ))
+    .assert_code(0)
+    .assert_stderr_contains("is already published");
+}

@@ -96,24 +96,52 @@ fn persistent_5xx_fails_the_push_and_leaves_latest_alone() {
 
 #[test]
 fn registry_down_before_push_fails_fast_with_the_push_code() {
+    let rig = Rig::get();
     // A port nothing listens on: the registry is down from the start.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = listener.local_addr().unwrap().to_string();
     drop(listener);
     let repo = unique_repo("down");
-    let context = scratch_context("down", "down");
+    // A build of two minutes: the preflight runs beside it, and its failure must cancel it.
+    let marker = format!("ecrbuild-down-{}", unique_sha());
+    let dir = std::env::temp_dir().join(&marker);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!("ARG GO_IMAGE\nFROM ${{GO_IMAGE}}\nRUN sleep 120 || echo {marker}\n"),
+    )
+    .unwrap();
     let started = Instant::now();
-    let result = run(ecrbuild_at(&context, &dead, &repo, &unique_sha()).args(["--retries", "2"]));
+    let result = run(ecrbuild_at(&dir, &dead, &repo, &unique_sha()).args([
+        "--retries",
+        "2",
+        "--build-arg",
+        &format!("GO_IMAGE={}", rig.go_image()),
+    ]));
     result
         .assert_code(7)
         .assert_stderr_contains("registry check before the build failed")
         .assert_stderr_contains(&dead);
-    assert!(started.elapsed() < Duration::from_secs(60));
-    // The preflight stopped it before the build: nothing was built.
     assert!(
-        !result.stderr.contains("Step 1/"),
-        "built despite the registry being down"
+        started.elapsed() < Duration::from_secs(60),
+        "the preflight failure did not stop the build"
     );
+    assert!(!result.stderr.contains("Successfully built"));
+    // The cancelled build leaves no container behind (forcerm).
+    let leftovers = || {
+        docker(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"])
+            .lines()
+            .filter(|l| l.contains(&marker))
+            .count()
+    };
+    let stopped = Instant::now();
+    while leftovers() > 0 {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(30),
+            "the cancelled build left its container"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

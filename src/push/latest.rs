@@ -66,13 +66,12 @@ pub fn compare(candidate: &Revision, current: &Revision, history: &dyn Ancestry)
     if candidate.sha == current.sha {
         return Order::Same;
     }
-    match (
-        history.is_ancestor(&current.sha, &candidate.sha),
-        history.is_ancestor(&candidate.sha, &current.sha),
-    ) {
-        (Some(true), _) => return Order::Newer("it descends from the current latest"),
-        (_, Some(true)) => return Order::Older("the current latest descends from it"),
-        _ => {}
+    // Asked one at a time: moving forward, the common case, needs only the first answer.
+    if history.is_ancestor(&current.sha, &candidate.sha) == Some(true) {
+        return Order::Newer("it descends from the current latest");
+    }
+    if history.is_ancestor(&candidate.sha, &current.sha) == Some(true) {
+        return Order::Older("the current latest descends from it");
     }
     let time = |r: &Revision| r.commit_time.or_else(|| history.commit_time(&r.sha));
     match (time(candidate), time(current)) {

@@ -1,5 +1,11 @@
 //! Push phase: the SHA tag first; `latest` and the extra tags only after the SHA tag is in the registry.
 //! `latest` moves only forward (see [`latest`]); transient registry failures are retried (see [`retry`]).
+//!
+//! The daemon uploads the built image's layers; the image published under the SHA tag is that image with
+//! the provenance labels added to its config (see [`crate::build::provenance_labels`]), written through
+//! the registry API. When the daemon has pushed this very image to the repository before (a build of
+//! unchanged sources), nothing is uploaded at all: the labelled config and the manifest are the only
+//! new objects.
 
 pub mod latest;
 pub mod retry;
@@ -90,26 +96,44 @@ pub async fn push(
         .ok_or_else(|| Error::Internal("no tags to push".to_string()))?;
 
     let sha_reference = image.reference(sha_tag);
+    let published = image.published();
+    let base = match already_in_registry(target, image).await {
+        Some(digest) => {
+            reporter.step(format!(
+                "{} is already in the registry as {digest}: nothing to upload",
+                image.id()
+            ));
+            digest
+        }
+        None => {
+            retry(
+                &options.retry,
+                &format!("push {sha_reference}"),
+                reporter,
+                || push_tag(target, image, sha_tag),
+            )
+            .await?
+        }
+    };
     let digest = retry(
         &options.retry,
-        &format!("push {sha_reference}"),
+        &format!("label {sha_reference}"),
         reporter,
-        || push_tag(target, image, sha_tag),
+        || async {
+            target
+                .api
+                .put_with_labels(&base, image.provenance(), sha_tag)
+                .await
+                .map_err(|e| api_error(&published, sha_tag, e))
+        },
     )
     .await?;
     reporter.step(format!("pushed {sha_reference} ({digest})"));
 
     // The other tags are manifest copies inside the registry, not daemon pushes: a local tag such as
     // `latest` can be moved by a concurrent run on the same daemon between our tag and our push.
-    let (references, latest) = promote_published(
-        target,
-        &image.published(),
-        &digest,
-        follow_up,
-        options,
-        reporter,
-    )
-    .await?;
+    let (references, latest) =
+        promote_published(target, &published, &digest, follow_up, options, reporter).await?;
     Ok(PushedImage {
         digest,
         references: std::iter::once(sha_reference).chain(references).collect(),
@@ -133,7 +157,8 @@ pub async fn promote_published(
     let latest = Tag::latest();
     for tag in extra {
         if *tag == latest {
-            let current = read_revision(target, published, &latest, options, reporter).await?;
+            let (current_digest, current) =
+                read_digest_and_revision(target, published, &latest, options, reporter).await?;
             let order = match (&current, options.latest) {
                 (_, LatestMode::Never) => continue,
                 (None, _) | (_, LatestMode::Force) => Order::Newer("forced or absent"),
@@ -142,14 +167,6 @@ pub async fn promote_published(
                 }
             };
             report_order(&order, current.as_ref(), &published.revision, reporter);
-            let current_digest = retry(&options.retry, "read latest", reporter, || async {
-                target
-                    .api
-                    .manifest_digest(&latest)
-                    .await
-                    .map_err(|e| api_error(published, &latest, e))
-            })
-            .await?;
             match order {
                 Order::Newer(_) | Order::Same if current_digest.as_deref() != Some(digest) => {
                     retag(target, published, &sha_tag, &latest, options, reporter).await?;
@@ -242,6 +259,33 @@ async fn retag(
     Ok(())
 }
 
+/// The digest behind `tag` (`None`: absent) and its revision (`None`: absent or no revision label).
+async fn read_digest_and_revision(
+    target: &Target<'_>,
+    image: &Published,
+    tag: &Tag,
+    options: &PushOptions,
+    reporter: &Reporter,
+) -> Result<(Option<String>, Option<Revision>)> {
+    let found = retry(
+        &options.retry,
+        &format!("read {}", image.reference(tag)),
+        reporter,
+        || async {
+            target
+                .api
+                .digest_and_labels(tag)
+                .await
+                .map_err(|e| api_error(image, tag, e))
+        },
+    )
+    .await?;
+    Ok(match found {
+        Some((digest, labels)) => (Some(digest), Revision::from_labels(&labels)),
+        None => (None, None),
+    })
+}
+
 /// The revision behind `tag` in the registry; `None` when the tag is absent or carries no revision label.
 async fn read_revision(
     target: &Target<'_>,
@@ -288,11 +332,17 @@ async fn settle_latest(
         })
         .await?;
         let mut candidates = vec![mine.clone()];
-        for tag in tags.iter().filter(|t| is_sha_tag(t) && **t != mine.sha) {
-            // Only commits on our line of history can replace us; git answers that without the network.
-            match target.history.is_ancestor(&mine.sha, tag) {
+        let others: Vec<&str> = tags
+            .iter()
+            .map(String::as_str)
+            .filter(|t| is_sha_tag(t) && *t != mine.sha)
+            .collect();
+        // Only commits on our line of history can replace us; git answers that without the network.
+        let descend = target.history.descend_from(&mine.sha, &others);
+        for (tag, descends) in others.iter().zip(descend) {
+            match descends {
                 Some(true) => candidates.push(Revision {
-                    sha: tag.clone(),
+                    sha: tag.to_string(),
                     commit_time: target.history.commit_time(tag),
                 }),
                 Some(false) => {}
@@ -310,6 +360,11 @@ async fn settle_latest(
         let Some(newest) = newest(&candidates, target.history).cloned() else {
             break;
         };
+        // We are the newest and have just written `latest`: a run that overwrote it since is older than
+        // us and repairs it itself, in its own check.
+        if newest.sha == mine.sha {
+            break;
+        }
         let Some(current) = read_revision(target, image, &latest, options, reporter).await? else {
             break;
         };
@@ -360,11 +415,38 @@ fn api_error(image: &Published, tag: &Tag, error: RegistryApiError) -> Error {
             repository: image.repository.as_str().to_string(),
             registry: image.registry.to_string(),
         },
+        RegistryApiError::Transient(detail) => Error::PushFailed {
+            reference: image.reference(tag),
+            detail: format!("{detail} (a transient registry state)"),
+        },
         RegistryApiError::Other(detail) => Error::PushFailed {
             reference: image.reference(tag),
             detail,
         },
     }
+}
+
+/// The manifest digest under which the daemon pushed this image to this repository before, if the
+/// registry still has it (a lifecycle policy may have expired it). The daemon records it per image.
+async fn already_in_registry(target: &Target<'_>, image: &BuiltImage) -> Option<String> {
+    let inspected = target.docker.inspect_image(image.id()).await.ok()?;
+    let prefix = format!("{}@", image.name());
+    for digest in inspected
+        .repo_digests
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|d| d.strip_prefix(&prefix))
+    {
+        match target.api.has_manifest(digest).await {
+            Ok(true) => return Some(digest.to_string()),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(%digest, error = %e, "cannot check a previous push; pushing again");
+                return None;
+            }
+        }
+    }
+    None
 }
 
 /// Push one tag and return the digest the daemon reports for it.

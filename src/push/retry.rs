@@ -67,7 +67,11 @@ pub fn is_transient(error: &Error) -> bool {
 
 pub fn is_transient_message(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    const TRANSIENT: [&str; 26] = [
+    const TRANSIENT: [&str; 28] = [
+        "a transient registry state",
+        // A manifest refused for a blob pushed a moment ago: the registry's filesystem store rewrites a
+        // blob's link file while a concurrent push of the same layer links it again.
+        "manifest blob unknown",
         "code: 500",
         "code: 502",
         "code: 503",
@@ -173,6 +177,9 @@ mod tests {
             "dial tcp 127.0.0.1:5000: connect: connection refused"
         )));
         assert!(is_transient(&push_failed("unexpected EOF")));
+        assert!(is_transient(&push_failed(
+            "errors:\ndigest invalid\nmanifest blob unknown: blob unknown to registry"
+        )));
         assert!(!is_transient(&push_failed("manifest invalid")));
         assert!(!is_transient(&Error::AuthFailed {
             target: "r".into(),
