@@ -214,7 +214,7 @@ fn cache_from_latest_reuses_layers_after_the_local_images_are_gone() {
         "{{.Id}}",
         &format!("{}/{repo}:{first}", rig.registry()),
     ]);
-    docker(&["rmi", "-f", id.trim()]);
+    remove_images(&[id.trim()]);
 
     let second = unique_sha();
     let result = run(build(&dir, &repo, &second).args(["--cache-from", "latest"]));

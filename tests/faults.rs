@@ -418,6 +418,48 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
     }
 }
 
+/// After moving `latest`, a run looks at the SHA tags git does not know (a commit pushed after its
+/// checkout, a shallow clone) through their labels: a newer one gets `latest` back.
+#[test]
+fn a_newer_commit_unknown_to_git_takes_latest_back_after_the_move() {
+    let rig = Rig::get();
+    let registry = RegistryHttp::anonymous(rig.registry());
+    let repo = unique_repo("unknownnewer");
+    let (dir, shas) = linear_history(1);
+    let outside = scratch_context("unknownnewer", &format!("outside {}", unique_sha()));
+    // `latest` on an old commit git does not know (committed at the epoch's first second) ...
+    let old = unique_sha();
+    run(ecrbuild_at(&outside, rig.registry(), &repo, &old).args([
+        "--latest",
+        "force",
+        "--label",
+        "io.ecrbuild.commit-time=1",
+    ]))
+    .assert_code(0);
+    // ... and, under its SHA only, a commit from the year 2100 git does not know either.
+    let newer = unique_sha();
+    run(ecrbuild_at(&outside, rig.registry(), &repo, &newer).args([
+        "--latest",
+        "never",
+        "--label",
+        "io.ecrbuild.commit-time=4102444800",
+    ]))
+    .assert_code(0);
+    assert_eq!(
+        registry.digest(&repo, "latest"),
+        registry.digest(&repo, &old)
+    );
+    // Ours is newer than `latest` (moves it), older than `newer` (which then takes it back).
+    run(&mut ecrbuild_at(&dir, rig.registry(), &repo, &shas[0]))
+        .assert_code(0)
+        .assert_stderr_contains("it was committed later")
+        .assert_stderr_contains(&format!("put it on {} again", &newer[..12]));
+    assert_eq!(
+        registry.digest(&repo, "latest"),
+        registry.digest(&repo, &newer)
+    );
+}
+
 #[test]
 fn an_older_commit_does_not_move_latest_back() {
     let rig = Rig::get();

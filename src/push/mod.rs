@@ -12,6 +12,8 @@ pub mod retry;
 
 use bollard::query_parameters::PushImageOptionsBuilder;
 use bollard::Docker;
+use std::collections::HashMap;
+
 use futures_util::StreamExt;
 
 use crate::auth::Credentials;
@@ -310,6 +312,9 @@ async fn read_revision(
     Ok(labels.as_ref().and_then(Revision::from_labels))
 }
 
+/// Registry reads in flight at once when reading the labels of many SHA tags.
+const LABEL_READS_IN_FLIGHT: usize = 8;
+
 /// Two runs can read `latest` at the same time and the older can write last. After writing, look at the
 /// SHA tags in the registry: if one is a newer commit than what `latest` holds, point `latest` at it.
 /// Every run that writes `latest` does this after its write, so the last writer always repairs.
@@ -322,6 +327,8 @@ async fn settle_latest(
     let latest = Tag::latest();
     let mine = image.revision.clone();
     let mut outcome = LatestOutcome::Moved;
+    // A SHA tag's labels never change: read each at most once per run.
+    let mut labelled: HashMap<String, Option<Revision>> = HashMap::new();
     for _round in 0..3 {
         let tags = retry(&options.retry, "list tags", reporter, || async {
             target
@@ -339,6 +346,7 @@ async fn settle_latest(
             .collect();
         // Only commits on our line of history can replace us; git answers that without the network.
         let descend = target.history.descend_from(&mine.sha, &others);
+        let mut unknown = Vec::new();
         for (tag, descends) in others.iter().zip(descend) {
             match descends {
                 Some(true) => candidates.push(Revision {
@@ -346,17 +354,28 @@ async fn settle_latest(
                     commit_time: target.history.commit_time(tag),
                 }),
                 Some(false) => {}
-                None => {
-                    // Unknown to git (shallow clone): order by the commit time in its labels.
-                    let tag = Tag::parse("registry tag", tag)?;
-                    if let Some(revision) =
-                        read_revision(target, image, &tag, options, reporter).await?
-                    {
-                        candidates.push(revision);
-                    }
-                }
+                None if labelled.contains_key(*tag) => {}
+                None => unknown.push(Tag::parse("registry tag", tag)?),
             }
         }
+        // Unknown to git (a shallow clone, a commit pushed after our checkout): ordered by the commit
+        // time in their labels, read a few at a time.
+        let read: Vec<(Tag, Result<Option<Revision>>)> = futures_util::stream::iter(unknown)
+            .map(|tag| async move {
+                let revision = read_revision(target, image, &tag, options, reporter).await;
+                (tag, revision)
+            })
+            .buffered(LABEL_READS_IN_FLIGHT)
+            .collect()
+            .await;
+        for (tag, revision) in read {
+            labelled.insert(tag.as_str().to_string(), revision?);
+        }
+        candidates.extend(
+            others
+                .iter()
+                .filter_map(|tag| labelled.get(*tag).cloned().flatten()),
+        );
         let Some(newest) = newest(&candidates, target.history).cloned() else {
             break;
         };

@@ -250,7 +250,21 @@ pub fn scratch_context(name: &str, content: &str) -> PathBuf {
 }
 
 pub fn run(cmd: &mut Command) -> Run {
+    let _building = DAEMON_IMAGES.read().unwrap_or_else(|e| e.into_inner());
     Run::from(cmd.output().expect("ecrbuild runs"))
+}
+
+/// Held for reading by every run, for writing while images are deleted. The classic builder's cache probe
+/// for a `FROM scratch` step reads every image in the store, and fails the build ("unable to find image")
+/// when one is deleted under it; tests that delete images must not race builds in the same binary.
+static DAEMON_IMAGES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// `docker rmi -f` of `images`, with no build of this test binary running.
+pub fn remove_images(images: &[&str]) {
+    let _exclusive = DAEMON_IMAGES.write().unwrap_or_else(|e| e.into_inner());
+    let mut args = vec!["rmi", "-f"];
+    args.extend_from_slice(images);
+    docker(&args);
 }
 
 /// The registry's HTTP API, over plain HTTP on loopback.
