@@ -5,6 +5,7 @@
 //! `cli/command/image/build/context.go` and `dockerignore.go` (docker/cli), moby/patternmatcher, and
 //! moby's tar archiver (`TarWithOptions`, now moby/go-archive).
 
+mod entries;
 mod go_regexp;
 mod gostr;
 pub mod ignore;
@@ -84,6 +85,22 @@ impl EntryKind {
         })
     }
 
+    /// One byte per kind, for the compact entry list.
+    fn code(self) -> u8 {
+        self as u8
+    }
+
+    fn from_code(code: u8) -> EntryKind {
+        [
+            EntryKind::Directory,
+            EntryKind::File,
+            EntryKind::Symlink,
+            EntryKind::Fifo,
+            EntryKind::CharDevice,
+            EntryKind::BlockDevice,
+        ][usize::from(code)]
+    }
+
     fn describe(self) -> &'static str {
         match self {
             EntryKind::Directory => "a directory",
@@ -154,23 +171,25 @@ impl BuildContext {
 
     /// Entries in the order they are sent, with their kind. A Dockerfile from outside the context
     /// (and a `.dockerignore` created to hide it) come last, as regular files.
-    pub fn entries(&self) -> impl Iterator<Item = (&Path, EntryKind)> + '_ {
+    pub fn entries(&self) -> impl Iterator<Item = (PathBuf, EntryKind)> + '_ {
         let plan = &self.plan;
-        let walked = plan.entries.iter().map(|e| (e.path.as_path(), e.kind));
+        let walked = plan.sent().map(|e| (e.path, e.kind));
         let generated = plan.external_dockerfile.iter().flat_map(move |external| {
-            let dockerignore = plan
-                .dockerignore_index
-                .is_none()
-                .then_some((Path::new(".dockerignore"), EntryKind::File));
-            std::iter::once((Path::new(external.name.as_str()), EntryKind::File))
-                .chain(dockerignore)
+            let dockerignore = (!plan.dockerignore_sent)
+                .then(|| (PathBuf::from(".dockerignore"), EntryKind::File));
+            std::iter::once((PathBuf::from(&external.name), EntryKind::File)).chain(dockerignore)
         });
         walked.chain(generated)
     }
 
     /// Number of entries (files, directories, links) that will be sent.
     pub fn entry_count(&self) -> usize {
-        self.entries().count()
+        let generated = self
+            .plan
+            .external_dockerfile
+            .as_ref()
+            .map_or(0, |_| 1 + usize::from(!self.plan.dockerignore_sent));
+        self.plan.entries.len() + self.plan.forced.len() + generated
     }
 
     /// Sum of the sizes of the regular files that will be sent.

@@ -21,6 +21,7 @@ use futures_util::Stream;
 use tar::{Builder, EntryType, Header};
 use tokio::sync::mpsc;
 
+use super::entries::EntryList;
 use super::{ContextError, Entry, EntryKind, ExternalDockerfile};
 
 /// Bytes per message on the channel, and messages in flight: about 1 MiB buffered in total.
@@ -33,9 +34,26 @@ const NAME_FIELD: usize = 100;
 #[derive(Debug)]
 pub(crate) struct TarPlan {
     pub(crate) root: PathBuf,
-    pub(crate) entries: Vec<Entry>,
-    pub(crate) dockerignore_index: Option<usize>,
+    /// What the walk found, in walk order.
+    pub(crate) entries: EntryList,
+    /// The `.dockerignore` and Dockerfile when the rules left them out (sent anyway), sorted.
+    pub(crate) forced: Vec<Entry>,
+    /// Whether a regular `.dockerignore` is among the entries.
+    pub(crate) dockerignore_sent: bool,
     pub(crate) external_dockerfile: Option<ExternalDockerfile>,
+}
+
+impl TarPlan {
+    /// The entries to send, in order: the walked ones with the forced ones merged in at their places.
+    pub(crate) fn sent(&self) -> impl Iterator<Item = Entry> + '_ {
+        let mut walked = self.entries.iter().peekable();
+        let mut forced = self.forced.iter().cloned().peekable();
+        std::iter::from_fn(move || match (walked.peek(), forced.peek()) {
+            (Some(w), Some(f)) if f.path < w.path => forced.next(),
+            (Some(_), _) => walked.next(),
+            (None, _) => forced.next(),
+        })
+    }
 }
 
 /// Start the writer and return the stream of chunks it produces.
@@ -119,7 +137,7 @@ fn append_all<W: Write>(plan: &TarPlan, builder: &mut Builder<W>) -> io::Result<
         .as_ref()
         .map(|external| format!("\n{}\n", external.name).into_bytes());
 
-    for (index, entry) in plan.entries.iter().enumerate() {
+    for entry in plan.sent() {
         let source = plan.root.join(&entry.path);
         let meta = fs::symlink_metadata(&source).map_err(|err| vanished(&entry.path, err))?;
         match EntryKind::of(&meta.file_type()) {
@@ -142,8 +160,9 @@ fn append_all<W: Write>(plan: &TarPlan, builder: &mut Builder<W>) -> io::Result<
         header.set_gid(0);
         header.set_mtime(u64::try_from(meta.mtime()).unwrap_or(0));
 
-        let rewrites_dockerignore =
-            Some(index) == plan.dockerignore_index && suffix_for_dockerignore.is_some();
+        let rewrites_dockerignore = suffix_for_dockerignore.is_some()
+            && entry.kind == EntryKind::File
+            && entry.path.as_os_str().as_bytes() == b".dockerignore";
         if entry.kind != EntryKind::Directory && meta.nlink() > 1 && !rewrites_dockerignore {
             match first_names.entry((meta.dev(), meta.ino())) {
                 MapEntry::Occupied(first) => {
@@ -233,7 +252,7 @@ fn append_all<W: Write>(plan: &TarPlan, builder: &mut Builder<W>) -> io::Result<
         // docker/cli AddDockerfileToBuildContext: mode 0600, mtime now, appended at the end, and
         // listed in .dockerignore (created if missing) so the daemon removes it from the context.
         append_generated(builder, external.name.as_bytes(), &external.contents)?;
-        if plan.dockerignore_index.is_none() {
+        if !plan.dockerignore_sent {
             let contents = format!(".dockerignore\n{}\n", external.name);
             append_generated(builder, b".dockerignore", contents.as_bytes())?;
         }

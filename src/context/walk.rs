@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use super::entries::EntryList;
 use super::gostr::{clean, rel};
 use super::ignore::{IgnoreRules, MatchState};
 use super::tar_stream::TarPlan;
@@ -46,7 +47,13 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
     let mut walker = Walker {
         root: &context_dir,
         rules: &rules,
-        entries: Vec::new(),
+        entries: EntryList::default(),
+        forced: Vec::new(),
+        watched: vec![
+            (DOCKERIGNORE.to_vec(), false),
+            (dockerfile_rel.clone(), false),
+        ],
+        dockerignore_size: None,
         content_bytes: 0,
         tar_bytes: END_OF_ARCHIVE,
     };
@@ -60,19 +67,13 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
     }
     let Walker {
         mut entries,
+        mut forced,
+        dockerignore_size,
         mut content_bytes,
         mut tar_bytes,
         ..
     } = walker;
-    let dockerignore_index = entries
-        .binary_search_by(|entry| {
-            entry
-                .path
-                .as_path()
-                .cmp(Path::new(OsStr::from_bytes(DOCKERIGNORE)))
-        })
-        .ok()
-        .filter(|&index| entries[index].kind == EntryKind::File);
+    forced.sort_by(|a, b| a.path.cmp(&b.path));
 
     let in_tar_name = if inside {
         String::from_utf8(dockerfile_rel.clone()).ok()
@@ -93,9 +94,8 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
             let added = (name.len() + 2) as u64;
             content_bytes += contents.len() as u64 + added;
             tar_bytes += entry_tar_bytes(name.len(), 0, contents.len() as u64);
-            match dockerignore_index {
-                Some(index) => {
-                    let size = entries[index].size;
+            match dockerignore_size {
+                Some(size) => {
                     tar_bytes += padded(size + added) - padded(size);
                 }
                 None => {
@@ -113,7 +113,8 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
         plan: TarPlan {
             root: context_dir,
             entries,
-            dockerignore_index,
+            forced,
+            dockerignore_sent: dockerignore_size.is_some(),
             external_dockerfile,
         },
         dockerfile_in_tar,
@@ -217,7 +218,12 @@ fn generated_dockerfile_name() -> String {
 struct Walker<'a> {
     root: &'a Path,
     rules: &'a IgnoreRules,
-    entries: Vec<Entry>,
+    entries: EntryList,
+    forced: Vec<Entry>,
+    /// Paths `ensure_sent` may have to add (`.dockerignore`, the Dockerfile), and whether the walk sent them.
+    watched: Vec<(Vec<u8>, bool)>,
+    /// Size of the `.dockerignore` when it is sent as a regular file.
+    dockerignore_size: Option<u64>,
     content_bytes: u64,
     tar_bytes: u64,
 }
@@ -282,8 +288,12 @@ impl Walker<'_> {
 
     /// Record an entry; a regular file must open now, as the CLI checks before contacting the daemon.
     fn add(&mut self, path: Vec<u8>, kind: EntryKind) -> Result<(), ContextError> {
+        for (watched, seen) in &mut self.watched {
+            *seen |= *watched == path;
+        }
         let entry = self.checked_entry(path, kind)?;
-        self.entries.push(entry);
+        self.entries
+            .push(entry.path.as_os_str().as_bytes(), entry.kind, entry.size);
         Ok(())
     }
 
@@ -311,6 +321,9 @@ impl Walker<'_> {
         }
         let name_len = path.len() + usize::from(kind == EntryKind::Directory);
         self.tar_bytes += entry_tar_bytes(name_len, link_len, size);
+        if kind == EntryKind::File && path == DOCKERIGNORE {
+            self.dockerignore_size = Some(size);
+        }
         Ok(Entry {
             path: PathBuf::from(OsString::from_vec(path)),
             kind,
@@ -320,13 +333,17 @@ impl Walker<'_> {
 
     /// Insert `rel_path` at its walk-order position if the rules left it out.
     fn ensure_sent(&mut self, rel_path: &[u8], is_dockerfile: bool) -> Result<(), ContextError> {
-        let target = Path::new(OsStr::from_bytes(rel_path));
-        let Err(position) = self
-            .entries
-            .binary_search_by(|entry| entry.path.as_path().cmp(target))
-        else {
+        let sent = self
+            .watched
+            .iter()
+            .any(|(watched, seen)| *seen && watched == rel_path)
+            || self
+                .forced
+                .iter()
+                .any(|entry| entry.path.as_os_str().as_bytes() == rel_path);
+        if sent {
             return Ok(());
-        };
+        }
         let meta = match fs::symlink_metadata(self.absolute(rel_path)) {
             Ok(meta) => meta,
             Err(err) if err.kind() == io::ErrorKind::NotFound && !is_dockerfile => return Ok(()),
@@ -345,7 +362,7 @@ impl Walker<'_> {
             String::from_utf8_lossy(rel_path)
         );
         let entry = self.checked_entry(rel_path.to_vec(), kind)?;
-        self.entries.insert(position, entry);
+        self.forced.push(entry);
         Ok(())
     }
 }
