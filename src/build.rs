@@ -26,6 +26,8 @@ pub struct BuiltImage {
     tags: Vec<Tag>,
     revision: Revision,
     provenance: BTreeMap<String, String>,
+    /// `registry/repository@digest` names under which the daemon has pushed this image before.
+    pushed_as: Vec<String>,
 }
 
 impl BuiltImage {
@@ -71,6 +73,15 @@ impl BuiltImage {
     /// The commit the image was built from, as recorded in its labels.
     pub fn revision(&self) -> &Revision {
         &self.revision
+    }
+
+    /// Manifest digests under which the daemon has pushed this very image to this repository before
+    /// (a build of unchanged sources yields the same image).
+    pub fn pushed_as(&self) -> impl Iterator<Item = &str> {
+        let prefix = format!("{}@", self.name());
+        self.pushed_as
+            .iter()
+            .filter_map(move |name| name.strip_prefix(&prefix))
     }
 
     /// The per-commit labels the published image gets on top of the build's own (see
@@ -263,7 +274,7 @@ pub async fn build(
         message: "the daemon finished without reporting an image id".to_string(),
     })?;
 
-    let image = BuiltImage {
+    let mut image = BuiltImage {
         id,
         registry: registry.clone(),
         repository: plan.repository.clone(),
@@ -274,29 +285,40 @@ pub async fn build(
             revision,
             &crate::report::utc_timestamp(std::time::SystemTime::now(), "rfc3339"),
         ),
+        pushed_as: Vec::new(),
     };
-    tag_all(docker, &image).await?;
+    // Independent daemon calls, made at the same time. Not knowing earlier pushes only costs an upload.
+    let (tagged, inspected) =
+        tokio::join!(tag_all(docker, &image), docker.inspect_image(&image.id));
+    tagged?;
+    image.pushed_as = inspected
+        .ok()
+        .and_then(|i| i.repo_digests)
+        .unwrap_or_default();
     Ok(image)
 }
 
 async fn tag_all(docker: &Docker, image: &BuiltImage) -> Result<()> {
     let name = image.name();
-    for tag in image.tags() {
+    futures_util::future::try_join_all(image.tags().iter().map(|tag| {
         let options = TagImageOptionsBuilder::new()
             .repo(&name)
             .tag(tag.as_str())
             .build();
-        docker
-            .tag_image(image.id(), Some(options))
-            .await
-            .map_err(|e| {
-                Error::Internal(format!(
-                    "tagging {} as {}: {e}",
-                    image.id(),
-                    image.reference(tag)
-                ))
-            })?;
-    }
+        async move {
+            docker
+                .tag_image(image.id(), Some(options))
+                .await
+                .map_err(|e| {
+                    Error::Internal(format!(
+                        "tagging {} as {}: {e}",
+                        image.id(),
+                        image.reference(tag)
+                    ))
+                })
+        }
+    }))
+    .await?;
     Ok(())
 }
 

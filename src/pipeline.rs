@@ -14,7 +14,7 @@ use crate::plan::{LatestMode, Plan, Registry, RegistrySource, Tag};
 use crate::push::latest::Revision;
 use crate::push::retry::retry;
 use crate::push::{self, LatestOutcome, Published, PushOptions, Target};
-use crate::registry::{RegistryApi, RegistryApiError};
+use crate::registry::{RegistryApi, RegistryApiError, StoredManifest};
 use crate::report::{self, secs, Reporter, Summary, Timings};
 use crate::scan;
 use crate::verify;
@@ -101,7 +101,7 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
         summary.timings.auth_secs = secs(phase.elapsed());
         checked = Some(result);
     }
-    if let Some(Checked::Published { digest, api }) = checked {
+    if let Some(Checked::Published { manifest, api }) = checked {
         return skip(
             &plan,
             aws.as_ref(),
@@ -109,7 +109,7 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
             &history,
             &published,
             &push_options,
-            (digest, api),
+            (manifest, api),
             summary,
             started,
             reporter,
@@ -157,7 +157,7 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
         };
         summary.timings.auth_secs = secs(started_preflight.elapsed());
         match result? {
-            Checked::Published { digest, api } => {
+            Checked::Published { manifest, api } => {
                 if built.is_none() {
                     reporter.step("build cancelled: this commit is already published");
                 }
@@ -168,7 +168,7 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
                     &history,
                     &published,
                     &push_options,
-                    (digest, api),
+                    (manifest, api),
                     summary,
                     started,
                     reporter,
@@ -270,7 +270,10 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
 /// What the preflight found.
 enum Checked {
     /// The SHA tag is in the registry with its labels: nothing to build.
-    Published { digest: String, api: RegistryApi },
+    Published {
+        manifest: StoredManifest,
+        api: RegistryApi,
+    },
     /// Ready to push, with credentials that work and a client that has used them.
     Ready {
         credentials: Credentials,
@@ -311,14 +314,14 @@ async fn preflight(
     let api = RegistryApi::new(registry, &plan.repository, &credentials);
     let sha_tag = plan.sha_tag();
     let existing = retry(&plan.retry, "preflight", reporter, || async {
-        match api.manifest_digest(&sha_tag).await {
+        match api.manifest(&sha_tag).await {
             Ok(found) => Ok(found),
             Err(RegistryApiError::RepositoryNotFound) => Ok(None),
             Err(e) => Err(preflight_error(published, &sha_tag, e)),
         }
     })
     .await?;
-    let Some(digest) = existing.filter(|_| !plan.force) else {
+    let Some(manifest) = existing.filter(|_| !plan.force) else {
         return Ok(Checked::Ready {
             credentials,
             expires_at,
@@ -332,17 +335,13 @@ async fn preflight(
         .get(crate::push::latest::REVISION_LABEL)
         .map_or(plan.sha.as_str(), String::as_str);
     let labels = retry(&plan.retry, "preflight", reporter, || async {
-        api.labels(&sha_tag)
+        api.labels_of(&manifest)
             .await
             .map_err(|e| preflight_error(published, &sha_tag, e))
     })
     .await?;
-    if labels
-        .as_ref()
-        .and_then(Revision::from_labels)
-        .is_some_and(|r| r.sha == expected)
-    {
-        return Ok(Checked::Published { digest, api });
+    if Revision::from_labels(&labels).is_some_and(|r| r.sha == expected) {
+        return Ok(Checked::Published { manifest, api });
     }
     reporter.warn(format!(
         "{} exists but does not carry its revision label (an interrupted run or another tool); building it again",
@@ -364,15 +363,16 @@ async fn skip(
     history: &History,
     published: &Published,
     push_options: &PushOptions,
-    (digest, api): (String, RegistryApi),
+    (manifest, api): (StoredManifest, RegistryApi),
     mut summary: Summary,
     started: Instant,
     reporter: &Reporter,
 ) -> Result<Summary> {
     let sha_tag = plan.sha_tag();
     reporter.step(format!(
-        "{} is already published ({digest}); not rebuilding (use --force to rebuild)",
-        published.reference(&sha_tag)
+        "{} is already published ({}); not rebuilding (use --force to rebuild)",
+        published.reference(&sha_tag),
+        manifest.digest()
     ));
     // Registry-side only: the daemon is not asked to push, so no credentials go to it.
     let credentials = Credentials::Anonymous;
@@ -385,8 +385,9 @@ async fn skip(
     let (references, latest) = push::promote_published(
         &target,
         published,
-        &digest,
+        &manifest,
         plan.follow_up_tags(),
+        None,
         push_options,
         reporter,
     )
@@ -394,7 +395,7 @@ async fn skip(
     summary.pushed_references = std::iter::once(published.reference(&sha_tag))
         .chain(references)
         .collect();
-    summary.digest = Some(digest);
+    summary.digest = Some(manifest.digest().to_string());
     summary.skipped = true;
     summary.latest = Some(describe_latest(&latest));
     finish(plan, aws, summary, started, reporter).await

@@ -26,6 +26,43 @@ pub enum RegistryApiError {
     Other(String),
 }
 
+/// A manifest exactly as the registry holds it. Writing these bytes under another tag is a copy with the
+/// same digest, so a caller that has one needs no second read to retag.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    digest: String,
+    bytes: Vec<u8>,
+    media_type: String,
+}
+
+impl StoredManifest {
+    fn new(bytes: Vec<u8>, digest: String) -> Self {
+        let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|m| m["mediaType"].as_str().map(str::to_string))
+            .unwrap_or_else(|| oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE.to_string());
+        StoredManifest {
+            digest,
+            bytes,
+            media_type,
+        }
+    }
+
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The digest of the image config blob; `None` for a manifest list or index.
+    fn config_digest(&self) -> Option<String> {
+        serde_json::from_slice::<serde_json::Value>(&self.bytes)
+            .ok()?
+            .get("config")?
+            .get("digest")?
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
 /// One repository in one registry, with the credentials to read it.
 pub struct RegistryApi {
     client: Client,
@@ -81,16 +118,46 @@ impl RegistryApi {
         )
     }
 
-    /// The manifest digest a tag resolves to, or `None` when the tag is absent.
-    pub async fn manifest_digest(&self, tag: &Tag) -> Result<Option<String>, RegistryApiError> {
+    /// The manifest a tag resolves to (an image manifest or a multi-platform index), or `None` when the
+    /// tag is absent.
+    pub async fn manifest(&self, tag: &Tag) -> Result<Option<StoredManifest>, RegistryApiError> {
         // One GET: the client's HEAD falls back to a GET whenever the tag is absent, which is the common
         // case for a new commit's SHA tag; a manifest is a few hundred bytes.
+        self.read_manifest(&self.reference(tag), ANY_MANIFEST_TYPES)
+            .await
+    }
+
+    /// The manifest digest a tag resolves to, or `None` when the tag is absent.
+    pub async fn manifest_digest(&self, tag: &Tag) -> Result<Option<String>, RegistryApiError> {
+        Ok(self.manifest(tag).await?.map(|m| m.digest))
+    }
+
+    /// The image manifest `digest` in this repository (tagged or not), or `None` when the repository does
+    /// not hold it.
+    pub async fn image_manifest(
+        &self,
+        digest: &str,
+    ) -> Result<Option<StoredManifest>, RegistryApiError> {
         match self
-            .client
-            .pull_manifest_raw(&self.reference(tag), &self.auth, ANY_MANIFEST_TYPES)
+            .read_manifest(&self.by_digest(digest), IMAGE_MANIFEST_TYPES)
             .await
         {
-            Ok((_, digest)) => Ok(Some(digest)),
+            Err(RegistryApiError::RepositoryNotFound) => Ok(None),
+            other => other,
+        }
+    }
+
+    async fn read_manifest(
+        &self,
+        reference: &Reference,
+        media_types: &[&str],
+    ) -> Result<Option<StoredManifest>, RegistryApiError> {
+        match self
+            .client
+            .pull_manifest_raw(reference, &self.auth, media_types)
+            .await
+        {
+            Ok((bytes, digest)) => Ok(Some(StoredManifest::new(bytes.to_vec(), digest))),
             Err(e) => match classify(e) {
                 Classified::ManifestUnknown => Ok(None),
                 Classified::Error(e) => Err(e),
@@ -98,63 +165,27 @@ impl RegistryApi {
         }
     }
 
-    /// Whether the repository holds the manifest `digest` (tagged or not).
-    pub async fn has_manifest(&self, digest: &str) -> Result<bool, RegistryApiError> {
-        match self
-            .client
-            .fetch_manifest_digest(&self.by_digest(digest), &self.auth)
-            .await
-        {
-            Ok(found) => Ok(found == digest),
-            Err(e) => match classify(e) {
-                Classified::ManifestUnknown
-                | Classified::Error(RegistryApiError::RepositoryNotFound) => Ok(false),
-                Classified::Error(e) => Err(e),
-            },
-        }
-    }
-
-    /// Publish under `to` the image `base` (a manifest digest in this repository) with `labels` added to
-    /// its config. Only the config blob and the manifest are new; the layers are the base's. Returns the
-    /// new manifest's digest.
+    /// Publish under `to` the image `base` (a manifest in this repository) with `labels` added to its
+    /// config. Only the config blob and the manifest are new; the layers are the base's. Returns the new
+    /// manifest as written.
     pub async fn put_with_labels(
         &self,
-        base: &str,
+        base: &StoredManifest,
         labels: &BTreeMap<String, String>,
         to: &Tag,
-    ) -> Result<String, RegistryApiError> {
-        let base_reference = self.by_digest(base);
-        let (manifest, _) = self
-            .client
-            .pull_manifest_raw(&base_reference, &self.auth, IMAGE_MANIFEST_TYPES)
-            .await
-            .map_err(|e| match classify(e) {
-                Classified::Error(e) => e,
-                Classified::ManifestUnknown => RegistryApiError::Other(format!(
-                    "the pushed manifest {base} is not in the registry"
-                )),
-            })?;
-        let mut manifest: serde_json::Value = serde_json::from_slice(&manifest)
-            .map_err(|e| RegistryApiError::Other(format!("manifest {base} is not JSON: {e}")))?;
-        let config_digest = manifest["config"]["digest"]
-            .as_str()
-            .ok_or_else(|| {
-                RegistryApiError::Other(format!("manifest {base} has no config (a manifest list?)"))
-            })?
-            .to_string();
-        let mut config = Vec::new();
-        self.client
-            .pull_blob(&base_reference, config_digest.as_str(), &mut config)
-            .await
-            .map_err(|e| match classify(e) {
-                Classified::Error(e) => e,
-                Classified::ManifestUnknown => {
-                    RegistryApiError::Other(format!("config blob {config_digest} is missing"))
-                }
-            })?;
-        let mut config: serde_json::Value = serde_json::from_slice(&config).map_err(|e| {
-            RegistryApiError::Other(format!("config {config_digest} is not JSON: {e}"))
+    ) -> Result<StoredManifest, RegistryApiError> {
+        let name = &base.digest;
+        let mut manifest: serde_json::Value = serde_json::from_slice(&base.bytes)
+            .map_err(|e| RegistryApiError::Other(format!("manifest {name} is not JSON: {e}")))?;
+        let config_digest = base.config_digest().ok_or_else(|| {
+            RegistryApiError::Other(format!("manifest {name} has no config (a manifest list?)"))
         })?;
+        let mut config: serde_json::Value = serde_json::from_slice(
+            &self
+                .config_blob(&self.by_digest(name), &config_digest)
+                .await?,
+        )
+        .map_err(|e| RegistryApiError::Other(format!("config {config_digest} is not JSON: {e}")))?;
         let image_config = config
             .get_mut("config")
             .and_then(serde_json::Value::as_object_mut)
@@ -187,15 +218,44 @@ impl RegistryApi {
             })?;
         manifest["config"]["digest"] = serde_json::Value::String(labelled_config);
         manifest["config"]["size"] = serde_json::Value::from(config_size);
-        let media_type = manifest["mediaType"]
-            .as_str()
-            .unwrap_or(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE)
-            .to_string();
-        let manifest = serde_json::to_vec(&manifest)
+        let bytes = serde_json::to_vec(&manifest)
             .map_err(|e| RegistryApiError::Other(format!("cannot encode the manifest: {e}")))?;
-        let digest = sha256_digest(&manifest);
-        self.put_manifest(to, manifest, &media_type).await?;
-        Ok(digest)
+        let labelled = StoredManifest {
+            digest: sha256_digest(&bytes),
+            bytes,
+            media_type: base.media_type.clone(),
+        };
+        self.put_copy(&labelled, to).await?;
+        Ok(labelled)
+    }
+
+    /// Write `manifest` under `to`, byte for byte: `to` then resolves to the same digest.
+    pub async fn put_copy(
+        &self,
+        manifest: &StoredManifest,
+        to: &Tag,
+    ) -> Result<(), RegistryApiError> {
+        self.put_manifest(to, manifest.bytes.clone(), &manifest.media_type)
+            .await
+    }
+
+    /// The image config blob `digest`, read through `reference`'s repository.
+    async fn config_blob(
+        &self,
+        reference: &Reference,
+        digest: &str,
+    ) -> Result<Vec<u8>, RegistryApiError> {
+        let mut config = Vec::new();
+        self.client
+            .pull_blob(reference, digest, &mut config)
+            .await
+            .map_err(|e| match classify(e) {
+                Classified::Error(e) => e,
+                Classified::ManifestUnknown => {
+                    RegistryApiError::Other(format!("config blob {digest} is missing"))
+                }
+            })?;
+        Ok(config)
     }
 
     async fn put_manifest(
@@ -269,70 +329,50 @@ impl RegistryApi {
         &self,
         tag: &Tag,
     ) -> Result<Option<(String, BTreeMap<String, String>)>, RegistryApiError> {
-        let reference = self.reference(tag);
-        let (manifest, digest) = match self
-            .client
-            .pull_manifest_raw(&reference, &self.auth, IMAGE_MANIFEST_TYPES)
-            .await
-        {
-            Ok(found) => found,
-            Err(e) => {
-                return match classify(e) {
-                    Classified::ManifestUnknown => Ok(None),
-                    Classified::Error(e) => Err(e),
-                }
-            }
+        let Some(manifest) = self
+            .read_manifest(&self.reference(tag), IMAGE_MANIFEST_TYPES)
+            .await?
+        else {
+            return Ok(None);
         };
-        let manifest: serde_json::Value = serde_json::from_slice(&manifest)
-            .map_err(|e| RegistryApiError::Other(format!("manifest of {tag} is not JSON: {e}")))?;
-        let config_digest = manifest["config"]["digest"].as_str().ok_or_else(|| {
-            RegistryApiError::Other(format!(
-                "manifest of {tag} has no config (a manifest list?)"
-            ))
+        let labels = self.labels_of(&manifest).await?;
+        Ok(Some((manifest.digest, labels)))
+    }
+
+    /// The labels in the config of the image `manifest` describes.
+    pub async fn labels_of(
+        &self,
+        manifest: &StoredManifest,
+    ) -> Result<BTreeMap<String, String>, RegistryApiError> {
+        let name = &manifest.digest;
+        let config_digest = manifest.config_digest().ok_or_else(|| {
+            RegistryApiError::Other(format!("manifest {name} has no config (a manifest list?)"))
         })?;
-        let mut config = Vec::new();
-        self.client
-            .pull_blob(&reference, config_digest, &mut config)
-            .await
-            .map_err(|e| match classify(e) {
-                Classified::Error(e) => e,
-                Classified::ManifestUnknown => {
-                    RegistryApiError::Other(format!("config blob of {tag} is missing"))
-                }
-            })?;
-        let config: serde_json::Value = serde_json::from_slice(&config)
-            .map_err(|e| RegistryApiError::Other(format!("config of {tag} is not JSON: {e}")))?;
-        let labels = config["config"]["Labels"]
+        let config = self
+            .config_blob(&self.by_digest(name), &config_digest)
+            .await?;
+        let config: serde_json::Value = serde_json::from_slice(&config).map_err(|e| {
+            RegistryApiError::Other(format!("config {config_digest} is not JSON: {e}"))
+        })?;
+        Ok(config["config"]["Labels"]
             .as_object()
             .map(|m| {
                 m.iter()
                     .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
                     .collect()
             })
-            .unwrap_or_default();
-        Ok(Some((digest, labels)))
+            .unwrap_or_default())
     }
 
     /// Point `to` at the manifest `from` points at, inside the registry (a manifest copy: no blobs move).
     /// Returns the digest now behind `to`.
     pub async fn retag(&self, from: &Tag, to: &Tag) -> Result<String, RegistryApiError> {
-        let (manifest, digest) = self
-            .client
-            .pull_manifest_raw(&self.reference(from), &self.auth, IMAGE_MANIFEST_TYPES)
-            .await
-            .map_err(|e| match classify(e) {
-                Classified::Error(e) => e,
-                Classified::ManifestUnknown => {
-                    RegistryApiError::Other(format!("{from} is not in the registry"))
-                }
-            })?;
-        let media_type = serde_json::from_slice::<serde_json::Value>(&manifest)
-            .ok()
-            .and_then(|m| m["mediaType"].as_str().map(str::to_string))
-            .unwrap_or_else(|| oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE.to_string());
-        self.put_manifest(to, manifest.to_vec(), &media_type)
-            .await?;
-        Ok(digest)
+        let manifest = self
+            .read_manifest(&self.reference(from), IMAGE_MANIFEST_TYPES)
+            .await?
+            .ok_or_else(|| RegistryApiError::Other(format!("{from} is not in the registry")))?;
+        self.put_copy(&manifest, to).await?;
+        Ok(manifest.digest)
     }
 }
 

@@ -1,5 +1,7 @@
 //! Verify phase: ask the registry, not the daemon, that every pushed tag resolves to the pushed digest.
 
+use futures_util::future::join_all;
+
 use crate::build::BuiltImage;
 use crate::error::{Error, Result};
 use crate::git::History;
@@ -19,16 +21,23 @@ pub async fn verify(
     history: &History,
     latest_settled: bool,
 ) -> Result<()> {
-    for tag in image.tags() {
+    let checked: Vec<&Tag> = image
+        .tags()
+        .iter()
+        .filter(|tag| {
+            pushed.references.contains(&image.reference(tag))
+                && !(latest_settled && **tag == Tag::latest())
+        })
+        .collect();
+    // Independent reads: asked at the same time, judged in push order.
+    let found = join_all(checked.iter().map(|tag| api.manifest_digest(tag))).await;
+    for (tag, found) in checked.into_iter().zip(found) {
         let reference = image.reference(tag);
-        if !pushed.references.contains(&reference) || (latest_settled && *tag == Tag::latest()) {
-            continue;
-        }
         let failed = |detail: String| Error::VerifyFailed {
             reference: reference.clone(),
             detail,
         };
-        match api.manifest_digest(tag).await {
+        match found {
             Ok(Some(actual)) if actual == pushed.digest => {}
             Ok(Some(actual)) => {
                 if *tag == Tag::latest() && moved_on(api, image.revision(), history).await {

@@ -201,6 +201,83 @@ fn sha_pushed_but_latest_failing_keeps_the_sha_and_the_old_latest() {
     assert_eq!(registry.digest(&repo, "latest"), Some(latest_before));
 }
 
+/// A new commit with unchanged sources: the daemon uploads nothing, and the registry sees each object
+/// read or written once, apart from the two tags read again by the verification (the SHA tag was also
+/// read, absent, by the preflight; `latest` before it moved). Only the labelled config and two manifests
+/// are written.
+#[test]
+fn warm_rerun_touches_each_registry_object_once() {
+    let rig = Rig::get();
+    let repo = unique_repo("warmreq");
+    let context = scratch_context("warmreq", &format!("warm {}", unique_sha()));
+    // Both runs through the proxy: the daemon remembers a push per registry host.
+    let proxy = FaultProxy::start(rig.registry(), |_| Fault::Pass);
+    let (first, second) = (unique_sha(), unique_sha());
+    // Random SHAs git cannot order: --latest force lets the second take `latest`.
+    run(ecrbuild_at(&context, &proxy.host(), &repo, &first).args(["--latest", "force"]))
+        .assert_code(0);
+    proxy.log.lock().unwrap().clear();
+    run(ecrbuild_at(&context, &proxy.host(), &repo, &second).args(["--latest", "force"]))
+        .assert_code(0)
+        .assert_stderr_contains("nothing to upload");
+
+    let requests: Vec<String> = proxy
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|line| {
+            // "METHOD /path?query -> Pass": the method and the path, without upload session state.
+            let request = line.split(" -> ").next().unwrap();
+            request.split('?').next().unwrap().to_string()
+        })
+        // The registry client's auth discovery, which it repeats for a registry without auth.
+        .filter(|r| r != "GET /v2/")
+        .collect();
+    let count = |wanted: &str| requests.iter().filter(|r| r.as_str() == wanted).count();
+    let read_twice = [
+        format!("GET /v2/{repo}/manifests/{second}"),
+        format!("GET /v2/{repo}/manifests/latest"),
+    ];
+    for request in &read_twice {
+        assert_eq!(count(request), 2, "{request} in {requests:#?}");
+    }
+    let mut seen = std::collections::HashSet::new();
+    let repeated: Vec<&String> = requests
+        .iter()
+        .filter(|r| !read_twice.contains(r) && !r.starts_with("PUT /v2/") && !seen.insert(*r))
+        .collect();
+    assert!(
+        repeated.is_empty(),
+        "asked twice: {repeated:?} in {requests:#?}"
+    );
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with("HEAD ") || r.starts_with("PATCH ")),
+        "{requests:#?}"
+    );
+    let uploads = requests
+        .iter()
+        .filter(|r| r.starts_with("POST ") && r.contains("/blobs/uploads"))
+        .count();
+    assert_eq!(uploads, 1, "only the labelled config is new: {requests:#?}");
+    let manifest_puts: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.starts_with("PUT ") && r.contains("/manifests/"))
+        .collect();
+    assert_eq!(
+        manifest_puts,
+        vec![
+            &format!("PUT /v2/{repo}/manifests/{second}"),
+            &format!("PUT /v2/{repo}/manifests/latest")
+        ]
+    );
+    let registry = RegistryHttp::anonymous(rig.registry());
+    let digest = registry.digest(&repo, &second).expect("second SHA tag");
+    assert_eq!(registry.digest(&repo, "latest"), Some(digest));
+}
+
 #[test]
 fn rerun_of_a_published_sha_is_skipped_without_a_new_push() {
     let rig = Rig::get();

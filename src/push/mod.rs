@@ -21,7 +21,7 @@ use crate::build::BuiltImage;
 use crate::error::{Error, Result};
 use crate::git::History;
 use crate::plan::{reference, LatestMode, Registry, Repository, Tag};
-use crate::registry::{RegistryApi, RegistryApiError};
+use crate::registry::{RegistryApi, RegistryApiError, StoredManifest};
 use crate::report::Reporter;
 use latest::{compare, is_sha_tag, newest, Order, Revision};
 use retry::{retry, RetryPolicy};
@@ -71,10 +71,6 @@ impl Published {
     pub fn reference(&self, tag: &Tag) -> String {
         reference(&self.registry, &self.repository, tag)
     }
-
-    fn sha_tag(&self) -> Result<Tag> {
-        Tag::parse("revision", &self.revision.sha)
-    }
 }
 
 /// The registry side of a push: the daemon pushes, the registry API answers questions.
@@ -100,78 +96,129 @@ pub async fn push(
     let sha_reference = image.reference(sha_tag);
     let published = image.published();
     let base = match already_in_registry(target, image).await {
-        Some(digest) => {
+        Some(manifest) => {
             reporter.step(format!(
-                "{} is already in the registry as {digest}: nothing to upload",
-                image.id()
+                "{} is already in the registry as {}: nothing to upload",
+                image.id(),
+                manifest.digest()
             ));
-            digest
+            manifest
         }
         None => {
-            retry(
+            let digest = retry(
                 &options.retry,
                 &format!("push {sha_reference}"),
                 reporter,
                 || push_tag(target, image, sha_tag),
             )
+            .await?;
+            retry(
+                &options.retry,
+                &format!("read {sha_reference}"),
+                reporter,
+                || async {
+                    match target.api.image_manifest(&digest).await {
+                        Ok(Some(manifest)) => Ok(manifest),
+                        Ok(None) => Err(Error::PushFailed {
+                            reference: sha_reference.clone(),
+                            detail: format!(
+                                "the daemon reported {digest}, but the registry does not have it"
+                            ),
+                        }),
+                        Err(e) => Err(api_error(&published, sha_tag, e)),
+                    }
+                },
+            )
             .await?
         }
     };
-    let digest = retry(
-        &options.retry,
-        &format!("label {sha_reference}"),
-        reporter,
-        || async {
+    // Where `latest` stands does not depend on this write, so it is read meanwhile. A concurrent run can
+    // move `latest` after this read as after any other; `settle_latest` repairs that.
+    let latest_wanted =
+        options.latest != LatestMode::Never && follow_up.iter().any(|t| *t == Tag::latest());
+    let label_step = format!("label {sha_reference}");
+    let (labelled, latest_before) = tokio::join!(
+        retry(&options.retry, &label_step, reporter, || async {
             target
                 .api
                 .put_with_labels(&base, image.provenance(), sha_tag)
                 .await
                 .map_err(|e| api_error(&published, sha_tag, e))
-        },
-    )
-    .await?;
-    reporter.step(format!("pushed {sha_reference} ({digest})"));
+        },),
+        async {
+            if latest_wanted {
+                Some(look_at_latest(target, &published, options, reporter).await)
+            } else {
+                None
+            }
+        }
+    );
+    let manifest = labelled?;
+    let latest_before = latest_before.transpose()?;
+    reporter.step(format!("pushed {sha_reference} ({})", manifest.digest()));
 
     // The other tags are manifest copies inside the registry, not daemon pushes: a local tag such as
     // `latest` can be moved by a concurrent run on the same daemon between our tag and our push.
-    let (references, latest) =
-        promote_published(target, &published, &digest, follow_up, options, reporter).await?;
+    let (references, latest) = promote_published(
+        target,
+        &published,
+        &manifest,
+        follow_up,
+        latest_before,
+        options,
+        reporter,
+    )
+    .await?;
     Ok(PushedImage {
-        digest,
+        digest: manifest.digest().to_string(),
         references: std::iter::once(sha_reference).chain(references).collect(),
         latest,
     })
 }
 
+/// Where `latest` stood when it was read, and how this build's commit relates to it.
+#[derive(Debug, Clone)]
+pub struct LatestSeen {
+    /// `None`: no `latest` tag yet.
+    digest: Option<String>,
+    /// `None`: absent, or an image without a revision label.
+    current: Option<Revision>,
+    order: Order,
+}
+
 /// For an image already in the registry: point `latest` (as `mode` allows) and `extra` tags at it
-/// through the registry API, without the daemon. Returns the references that now point at it.
+/// through the registry API, without the daemon. `latest_seen` is where `latest` stood if the caller
+/// has looked already. Returns the references that now point at it.
 pub async fn promote_published(
     target: &Target<'_>,
     published: &Published,
-    digest: &str,
+    manifest: &StoredManifest,
     extra: &[Tag],
+    mut latest_seen: Option<LatestSeen>,
     options: &PushOptions,
     reporter: &Reporter,
 ) -> Result<(Vec<String>, LatestOutcome)> {
-    let sha_tag = published.sha_tag()?;
+    let digest = manifest.digest();
     let mut references = Vec::new();
     let mut outcome = LatestOutcome::NotRequested;
     let latest = Tag::latest();
     for tag in extra {
         if *tag == latest {
-            let (current_digest, current) =
-                read_digest_and_revision(target, published, &latest, options, reporter).await?;
-            let order = match (&current, options.latest) {
-                (_, LatestMode::Never) => continue,
-                (None, _) | (_, LatestMode::Force) => Order::Newer("forced or absent"),
-                (Some(current), LatestMode::Auto) => {
-                    compare(&published.revision, current, target.history)
-                }
+            if options.latest == LatestMode::Never {
+                continue;
+            }
+            let LatestSeen {
+                digest: current_digest,
+                current,
+                order,
+            } = match latest_seen.take() {
+                Some(seen) => seen,
+                None => look_at_latest(target, published, options, reporter).await?,
             };
             report_order(&order, current.as_ref(), &published.revision, reporter);
             match order {
                 Order::Newer(_) | Order::Same if current_digest.as_deref() != Some(digest) => {
-                    retag(target, published, &sha_tag, &latest, options, reporter).await?;
+                    copy_to(target, published, manifest, &latest, options, reporter).await?;
                     outcome = if options.latest == LatestMode::Auto {
                         settle_latest(target, published, options, reporter).await?
                     } else {
@@ -206,7 +253,7 @@ pub async fn promote_published(
         })
         .await?;
         if current.as_deref() != Some(digest) {
-            retag(target, published, &sha_tag, tag, options, reporter).await?;
+            copy_to(target, published, manifest, tag, options, reporter).await?;
         }
         references.push(published.reference(tag));
     }
@@ -233,10 +280,11 @@ fn report_order(order: &Order, current: Option<&Revision>, mine: &Revision, repo
     }
 }
 
-async fn retag(
+/// Write `manifest` under `to`: a manifest copy inside the registry, no blobs move.
+async fn copy_to(
     target: &Target<'_>,
     published: &Published,
-    from: &Tag,
+    manifest: &StoredManifest,
     to: &Tag,
     options: &PushOptions,
     reporter: &Reporter,
@@ -248,7 +296,7 @@ async fn retag(
         || async {
             target
                 .api
-                .retag(from, to)
+                .put_copy(manifest, to)
                 .await
                 .map_err(|e| api_error(published, to, e))
         },
@@ -259,6 +307,37 @@ async fn retag(
         published.reference(to)
     ));
     Ok(())
+}
+
+/// Read where `latest` stands and order this build's commit against it.
+async fn look_at_latest(
+    target: &Target<'_>,
+    published: &Published,
+    options: &PushOptions,
+    reporter: &Reporter,
+) -> Result<LatestSeen> {
+    let (digest, current) =
+        read_digest_and_revision(target, published, &Tag::latest(), options, reporter).await?;
+    let order = match (&current, options.latest) {
+        (Some(current), LatestMode::Auto) => {
+            // git runs as a child process: on a blocking thread, so the registry writes this read
+            // overlaps keep going.
+            let (mine, current, history) = (
+                published.revision.clone(),
+                current.clone(),
+                target.history.clone(),
+            );
+            tokio::task::spawn_blocking(move || compare(&mine, &current, &history))
+                .await
+                .map_err(|e| Error::Internal(format!("commit comparison stopped: {e}")))?
+        }
+        _ => Order::Newer("forced or absent"),
+    };
+    Ok(LatestSeen {
+        digest,
+        current,
+        order,
+    })
 }
 
 /// The digest behind `tag` (`None`: absent) and its revision (`None`: absent or no revision label).
@@ -445,20 +524,13 @@ fn api_error(image: &Published, tag: &Tag, error: RegistryApiError) -> Error {
     }
 }
 
-/// The manifest digest under which the daemon pushed this image to this repository before, if the
-/// registry still has it (a lifecycle policy may have expired it). The daemon records it per image.
-async fn already_in_registry(target: &Target<'_>, image: &BuiltImage) -> Option<String> {
-    let inspected = target.docker.inspect_image(image.id()).await.ok()?;
-    let prefix = format!("{}@", image.name());
-    for digest in inspected
-        .repo_digests
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|d| d.strip_prefix(&prefix))
-    {
-        match target.api.has_manifest(digest).await {
-            Ok(true) => return Some(digest.to_string()),
-            Ok(false) => {}
+/// The manifest under which the daemon pushed this image to this repository before, if the registry
+/// still has it (a lifecycle policy may have expired it).
+async fn already_in_registry(target: &Target<'_>, image: &BuiltImage) -> Option<StoredManifest> {
+    for digest in image.pushed_as() {
+        match target.api.image_manifest(digest).await {
+            Ok(Some(manifest)) if manifest.digest() == digest => return Some(manifest),
+            Ok(_) => {}
             Err(e) => {
                 tracing::debug!(%digest, error = %e, "cannot check a previous push; pushing again");
                 return None;
