@@ -13,7 +13,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use crate::context::{BuildContext, ContextError};
 use crate::error::{Error, Result};
 use crate::plan::{reference, Plan, Registry, Repository, Tag};
-use crate::push::latest::{Revision, COMMIT_TIME_LABEL, CREATED_LABEL, REVISION_LABEL};
+use crate::push::latest::{
+    Revision, COMMIT_TIME_LABEL, CREATED_LABEL, LATEST_CANDIDATE_LABEL, REVISION_LABEL,
+};
 use crate::report::Reporter;
 
 /// An image the daemon built successfully and that carries every planned tag locally.
@@ -91,7 +93,8 @@ impl BuiltImage {
     }
 }
 
-/// The labels that tell which commit an image holds: revision, build time and commit time. They are
+/// The labels that tell which commit an image holds: revision, build time and commit time, and whether
+/// the run was to move `latest`. They are
 /// different for every commit, so they are not given to the daemon: a LABEL step that changes every
 /// build would be the one uncached step of an unchanged build (and give every commit a new image).
 /// The push writes them into the published image's config instead. Labels passed with --label win.
@@ -105,6 +108,9 @@ pub fn provenance_labels(
     labels.insert(CREATED_LABEL.to_string(), created.to_string());
     if let Some(time) = revision.commit_time {
         labels.insert(COMMIT_TIME_LABEL.to_string(), time.to_string());
+    }
+    if plan.tags.contains(&Tag::latest()) {
+        labels.insert(LATEST_CANDIDATE_LABEL.to_string(), "true".to_string());
     }
     labels.retain(|key, _| !plan.labels.contains_key(key));
     labels

@@ -513,13 +513,17 @@ fn a_newer_commit_unknown_to_git_takes_latest_back_after_the_move() {
         "io.ecrbuild.commit-time=1",
     ]))
     .assert_code(0);
-    // ... and, under its SHA only, a commit from the year 2100 git does not know either.
+    // ... and, under its SHA only, a commit from the year 2100 git does not know either: a concurrent
+    // default-branch run that has pushed its SHA tag and not yet moved `latest` (its candidate label
+    // says it is to move it).
     let newer = unique_sha();
     run(ecrbuild_at(&outside, rig.registry(), &repo, &newer).args([
         "--latest",
         "never",
         "--label",
         "io.ecrbuild.commit-time=4102444800",
+        "--label",
+        "io.ecrbuild.latest-candidate=true",
     ]))
     .assert_code(0);
     assert_eq!(
@@ -535,6 +539,51 @@ fn a_newer_commit_unknown_to_git_takes_latest_back_after_the_move() {
         registry.digest(&repo, "latest"),
         registry.digest(&repo, &newer)
     );
+}
+
+/// A branch build of a newer commit is pushed under its SHA only, and a later run for the default branch
+/// never hands it `latest`: not when git knows it descends from that run's commit, and not when git does
+/// not know it (a shallow clone) and only its commit time is later.
+#[test]
+fn a_branch_build_of_a_newer_commit_never_takes_latest() {
+    let rig = Rig::get();
+    let registry = RegistryHttp::anonymous(rig.registry());
+    let repo = unique_repo("branchnewer");
+    let (dir, shas) = linear_history(2);
+    let outside = scratch_context("branchnewer", &format!("outside {}", unique_sha()));
+    run(ecrbuild_at(&dir, rig.registry(), &repo, &shas[1]).args(["--branch", "feature"]))
+        .assert_code(0)
+        .assert_stderr_contains("latest stays where it is");
+    let unknown = unique_sha();
+    run(
+        ecrbuild_at(&outside, rig.registry(), &repo, &unknown).args([
+            "--branch",
+            "feature",
+            "--label",
+            "io.ecrbuild.commit-time=4102444800",
+        ]),
+    )
+    .assert_code(0);
+    assert_eq!(registry.digest(&repo, "latest"), None);
+
+    let result =
+        run(ecrbuild_at(&dir, rig.registry(), &repo, &shas[0]).args(["--branch", "master"]));
+    result.assert_code(0);
+    assert!(
+        !result.stderr.contains("again"),
+        "latest was handed to a branch build: {}",
+        result.stderr
+    );
+    assert_eq!(
+        registry.digest(&repo, "latest"),
+        registry.digest(&repo, &shas[0])
+    );
+    let candidate = |sha: &str| {
+        registry.config(&repo, sha)["config"]["Labels"]["io.ecrbuild.latest-candidate"].clone()
+    };
+    assert_eq!(candidate(&shas[0]), "true");
+    assert_eq!(candidate(&shas[1]), serde_json::Value::Null);
+    assert_eq!(candidate(&unknown), serde_json::Value::Null);
 }
 
 #[test]

@@ -13,6 +13,10 @@ pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 pub const CREATED_LABEL: &str = "org.opencontainers.image.created";
 /// Committer time of the revision, seconds since the epoch: orders commits when git history is absent.
 pub const COMMIT_TIME_LABEL: &str = "io.ecrbuild.commit-time";
+/// `true` on images whose run was to move `latest` (the default branch, or `--latest force`). Only those
+/// are candidates when a run repairs `latest` after a concurrent one: a branch build of a newer commit
+/// is pushed under its SHA but must never become `latest`.
+pub const LATEST_CANDIDATE_LABEL: &str = "io.ecrbuild.latest-candidate";
 
 /// A commit, with its time when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,6 +36,15 @@ impl Revision {
             .get(COMMIT_TIME_LABEL)
             .and_then(|t| t.trim().parse().ok());
         Some(Revision { sha, commit_time })
+    }
+
+    /// The revision of an image whose run was to move `latest`; `None` for any other image.
+    pub fn candidate_from_labels(labels: &BTreeMap<String, String>) -> Option<Revision> {
+        labels
+            .get(LATEST_CANDIDATE_LABEL)
+            .is_some_and(|v| v.trim() == "true")
+            .then(|| Revision::from_labels(labels))
+            .flatten()
     }
 }
 
@@ -212,6 +225,24 @@ mod tests {
                 commit_time: Some(1_700_000_000)
             })
         );
+    }
+
+    #[test]
+    fn only_images_marked_for_latest_are_candidates() {
+        let mut labels = BTreeMap::new();
+        labels.insert(REVISION_LABEL.to_string(), "abc".to_string());
+        // A branch build: a revision, but never a candidate for `latest`.
+        assert_eq!(Revision::candidate_from_labels(&labels), None);
+        labels.insert(LATEST_CANDIDATE_LABEL.to_string(), "false".to_string());
+        assert_eq!(Revision::candidate_from_labels(&labels), None);
+        labels.insert(LATEST_CANDIDATE_LABEL.to_string(), "true".to_string());
+        assert_eq!(
+            Revision::candidate_from_labels(&labels).map(|r| r.sha),
+            Some("abc".to_string())
+        );
+        // Marked, but without a revision: nothing to order it by.
+        labels.remove(REVISION_LABEL);
+        assert_eq!(Revision::candidate_from_labels(&labels), None);
     }
 
     #[test]

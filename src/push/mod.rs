@@ -12,7 +12,7 @@ pub mod retry;
 
 use bollard::query_parameters::PushImageOptionsBuilder;
 use bollard::Docker;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use futures_util::StreamExt;
 
@@ -367,15 +367,15 @@ async fn read_digest_and_revision(
     })
 }
 
-/// The revision behind `tag` in the registry; `None` when the tag is absent or carries no revision label.
-async fn read_revision(
+/// The labels of the image behind `tag` in the registry; `None` when the tag is absent.
+async fn read_labels(
     target: &Target<'_>,
     image: &Published,
     tag: &Tag,
     options: &PushOptions,
     reporter: &Reporter,
-) -> Result<Option<Revision>> {
-    let labels = retry(
+) -> Result<Option<BTreeMap<String, String>>> {
+    retry(
         &options.retry,
         &format!("read {}", image.reference(tag)),
         reporter,
@@ -387,8 +387,7 @@ async fn read_revision(
                 .map_err(|e| api_error(image, tag, e))
         },
     )
-    .await?;
-    Ok(labels.as_ref().and_then(Revision::from_labels))
+    .await
 }
 
 /// Registry reads in flight at once when reading the labels of many SHA tags.
@@ -406,7 +405,7 @@ async fn settle_latest(
     let latest = Tag::latest();
     let mine = image.revision.clone();
     let mut outcome = LatestOutcome::Moved;
-    // A SHA tag's labels never change: read each at most once per run.
+    // A SHA tag's labels never change: read each at most once per run. `None`: not a candidate.
     let mut labelled: HashMap<String, Option<Revision>> = HashMap::new();
     for _round in 0..3 {
         let tags = retry(&options.retry, "list tags", reporter, || async {
@@ -423,26 +422,29 @@ async fn settle_latest(
             .map(String::as_str)
             .filter(|t| is_sha_tag(t) && *t != mine.sha)
             .collect();
-        // Only commits on our line of history can replace us; git answers that without the network.
+        // Only commits on our line of history can replace us; git rules out the others without the
+        // network. The rest are read (a few at a time, each once per run): a descendant, or a commit git
+        // does not know (a shallow clone, a commit pushed after our checkout), counts only if its run was
+        // to move `latest`, so a newer branch build never takes it.
         let descend = target.history.descend_from(&mine.sha, &others);
-        let mut unknown = Vec::new();
-        for (tag, descends) in others.iter().zip(descend) {
-            match descends {
-                Some(true) => candidates.push(Revision {
-                    sha: tag.to_string(),
-                    commit_time: target.history.commit_time(tag),
-                }),
-                Some(false) => {}
-                None if labelled.contains_key(*tag) => {}
-                None => unknown.push(Tag::parse("registry tag", tag)?),
+        let on_our_line: Vec<&str> = others
+            .iter()
+            .zip(descend)
+            .filter(|(_, descends)| *descends != Some(false))
+            .map(|(tag, _)| *tag)
+            .collect();
+        let mut unread = Vec::new();
+        for tag in &on_our_line {
+            if !labelled.contains_key(*tag) {
+                unread.push(Tag::parse("registry tag", tag)?);
             }
         }
-        // Unknown to git (a shallow clone, a commit pushed after our checkout): ordered by the commit
-        // time in their labels, read a few at a time.
-        let read: Vec<(Tag, Result<Option<Revision>>)> = futures_util::stream::iter(unknown)
+        let read: Vec<(Tag, Result<Option<Revision>>)> = futures_util::stream::iter(unread)
             .map(|tag| async move {
-                let revision = read_revision(target, image, &tag, options, reporter).await;
-                (tag, revision)
+                let labels = read_labels(target, image, &tag, options, reporter).await;
+                let candidate =
+                    labels.map(|l| l.as_ref().and_then(Revision::candidate_from_labels));
+                (tag, candidate)
             })
             .buffered(LABEL_READS_IN_FLIGHT)
             .collect()
@@ -451,7 +453,7 @@ async fn settle_latest(
             labelled.insert(tag.as_str().to_string(), revision?);
         }
         candidates.extend(
-            others
+            on_our_line
                 .iter()
                 .filter_map(|tag| labelled.get(*tag).cloned().flatten()),
         );
@@ -463,7 +465,11 @@ async fn settle_latest(
         if newest.sha == mine.sha {
             break;
         }
-        let Some(current) = read_revision(target, image, &latest, options, reporter).await? else {
+        let Some(current) = read_labels(target, image, &latest, options, reporter)
+            .await?
+            .as_ref()
+            .and_then(Revision::from_labels)
+        else {
             break;
         };
         if current.sha == newest.sha
