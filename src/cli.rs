@@ -244,4 +244,9 @@ pub struct BuildArgs {
     /// Compress the context with gzip. Default: only for tcp:// daemons, never over a local socket.
     #[arg(long)]
     pub compress: bool,
+
+    /// Send the whole context. Default: only what the Dockerfile's COPY/ADD read (the daemon gets the
+    /// same files either way; ecrbuild falls back to the whole context when it cannot tell).
+    #[arg(long)]
+    pub full_context: bool,
 }

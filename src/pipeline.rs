@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::auth::{self, Credentials, RepositoryState};
 use crate::build;
 use crate::cli::AuthMode;
-use crate::context::BuildContext;
+use crate::context::{context_needs, BuildContext, ContextNeeds, SourceRoot};
 use crate::daemon;
 use crate::error::{Error, Result, Signal};
 use crate::git::History;
@@ -51,6 +51,13 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
     timings.context_secs = secs(phase.elapsed());
 
     let docker = daemon::connect(Duration::from_secs(plan.daemon_timeout_secs)).await?;
+    let phase = Instant::now();
+    let context = if plan.full_context {
+        context
+    } else {
+        select_context(&docker, &plan, context, reporter).await?
+    };
+    timings.context_secs += secs(phase.elapsed());
     let aws = match plan.auth {
         AuthMode::Ecr => Some(auth::aws_config(plan.region.as_deref(), plan.retry.attempts).await),
         AuthMode::None => None,
@@ -483,6 +490,81 @@ async fn resolve_registry(plan: &Plan, aws: Option<&aws_config::SdkConfig>) -> R
             "no registry: pass --registry HOST[:PORT] or set ECR_REGISTRY",
         )),
     }
+}
+
+/// Send only what the Dockerfile's COPY/ADD read when the daemon provably reads the same from it as from
+/// the whole context; otherwise the whole context, and the run says why.
+async fn select_context(
+    docker: &bollard::Docker,
+    plan: &Plan,
+    mut context: BuildContext,
+    reporter: &Reporter,
+) -> Result<BuildContext> {
+    let (all_entries, all_bytes) = (context.entry_count(), context.content_bytes());
+    let refused = match needed_subtrees(docker, plan).await {
+        Ok(roots) => {
+            let (selected, back) = tokio::task::spawn_blocking(move || {
+                let selected = context.select(&roots).map(|()| roots);
+                (selected, context)
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("context selection stopped: {e}")))?;
+            context = back;
+            match selected {
+                Ok(roots) => {
+                    let named: Vec<&str> = roots.iter().map(|r| r.path.as_str()).collect();
+                    reporter.step(format!(
+                        "sending {} of {all_entries} entries ({} of {}): what COPY/ADD read ({}); --full-context sends all",
+                        context.entry_count(),
+                        human_bytes(context.content_bytes()),
+                        human_bytes(all_bytes),
+                        named.join(", ")
+                    ));
+                    return Ok(context);
+                }
+                Err(reason) => reason,
+            }
+        }
+        Err(reason) => reason,
+    };
+    reporter.step(format!("sending the whole context: {refused}"));
+    Ok(context)
+}
+
+/// The subtrees the build reads, or why it may read anything.
+async fn needed_subtrees(
+    docker: &bollard::Docker,
+    plan: &Plan,
+) -> std::result::Result<Vec<SourceRoot>, String> {
+    if plan.pull {
+        return Err("--pull may bring base images with ONBUILD triggers".to_string());
+    }
+    let dockerfile = std::fs::read(&plan.dockerfile)
+        .map_err(|e| format!("{} could not be read again: {e}", plan.dockerfile.display()))?;
+    let (roots, base_images) = match context_needs(&dockerfile, &plan.build_args) {
+        ContextNeeds::Everything(reason) => return Err(reason),
+        ContextNeeds::Subtrees { roots, base_images } => (roots, base_images),
+    };
+    // A base image's ONBUILD triggers run COPY/ADD of this build, reading the context.
+    for image in &base_images {
+        match docker.inspect_image(image).await {
+            Ok(found) => {
+                if found
+                    .config
+                    .and_then(|c| c.on_build)
+                    .is_some_and(|triggers| !triggers.is_empty())
+                {
+                    return Err(format!("base image {image} has ONBUILD triggers"));
+                }
+            }
+            Err(_) => {
+                return Err(format!(
+                "base image {image} is not on the daemon yet, so its ONBUILD triggers are unknown"
+            ))
+            }
+        }
+    }
+    Ok(roots)
 }
 
 async fn scan_context(plan: &Plan) -> Result<BuildContext> {

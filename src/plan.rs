@@ -248,6 +248,8 @@ pub struct Plan {
     pub target: Option<String>,
     pub no_cache: bool,
     pub pull: bool,
+    /// Send the whole context, not only what COPY/ADD read.
+    pub full_context: bool,
     pub push: bool,
     pub verify: bool,
     pub latest: LatestMode,
@@ -511,6 +513,7 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
         target: args.target.clone().filter(|t| !t.is_empty()),
         no_cache: args.no_cache,
         pull: args.pull,
+        full_context: args.full_context,
         cache_from: args.cache_from.clone(),
         push,
         verify: !args.no_verify,

@@ -5,14 +5,17 @@
 //! `cli/command/image/build/context.go` and `dockerignore.go` (docker/cli), moby/patternmatcher, and
 //! moby's tar archiver (`TarWithOptions`, now moby/go-archive).
 
+pub mod dockerfile;
 mod entries;
 mod go_regexp;
 mod gostr;
 pub mod ignore;
+mod selection;
 mod tar_stream;
 mod walk;
 
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::Stream;
 
+pub use dockerfile::{context_needs, ContextNeeds, SourceRoot};
 pub use ignore::{IgnoreRules, ParseError, PatternError};
 
 /// Errors of the context phase. Every variant names the path or line that failed.
@@ -189,7 +193,58 @@ impl BuildContext {
             .external_dockerfile
             .as_ref()
             .map_or(0, |_| 1 + usize::from(!self.plan.dockerignore_sent));
-        self.plan.entries.len() + self.plan.forced.len() + generated
+        let walked = match &self.plan.selection {
+            Some(_) => self.plan.sent().count(),
+            None => self.plan.entries.len() + self.plan.forced.len(),
+        };
+        walked + generated
+    }
+
+    /// Send only `roots` (the subtrees a Dockerfile's `COPY`/`ADD` read, see [`context_needs`]), the
+    /// directories above them, the Dockerfile and `.dockerignore`. The daemon then reads the same files
+    /// with the same tar headers as from the whole context. Refused, with the reason, where that cannot
+    /// be promised: a symlink on the way to a source, a symlink a wildcard may match, a hard-linked file.
+    /// Reads the metadata of the selected entries (call it off the async runtime for big contexts).
+    pub fn select(&mut self, roots: &[SourceRoot]) -> Result<(), String> {
+        if self.plan.external_dockerfile.is_some() {
+            return Err("the Dockerfile is outside the context".to_string());
+        }
+        let root_dir = self.plan.root.clone();
+        if let Some(reason) = selection::symlink_on_the_way(&root_dir, roots) {
+            return Err(reason);
+        }
+        let always: [&[u8]; 2] = [b".dockerignore", self.dockerfile_in_tar.as_bytes()];
+        let selection = selection::Selection::new(roots, &always);
+        let wildcard_roots: Vec<&SourceRoot> = roots.iter().filter(|r| r.wildcard).collect();
+        let (mut content_bytes, mut tar_bytes) = (0, walk::END_OF_ARCHIVE);
+        for entry in self.plan.sent() {
+            let path = entry.path.as_os_str().as_bytes();
+            if !selection.keeps(path, entry.kind) {
+                continue;
+            }
+            if let Some(reason) =
+                selection::entry_needs_everything(&root_dir, path, entry.kind, &wildcard_roots)
+            {
+                return Err(reason);
+            }
+            let link_len = match entry.kind {
+                EntryKind::Symlink => std::fs::read_link(root_dir.join(&entry.path))
+                    .map_or(0, |target| target.as_os_str().len()),
+                _ => 0,
+            };
+            let name_len = path.len() + usize::from(entry.kind == EntryKind::Directory);
+            content_bytes += entry.size;
+            tar_bytes += walk::entry_tar_bytes(name_len, link_len, entry.size);
+        }
+        self.plan.selection = Some(selection);
+        self.content_bytes = content_bytes;
+        self.tar_bytes = tar_bytes;
+        Ok(())
+    }
+
+    /// Whether only part of the context is sent (see [`select`](Self::select)).
+    pub fn is_selected(&self) -> bool {
+        self.plan.selection.is_some()
     }
 
     /// Sum of the sizes of the regular files that will be sent.

@@ -22,6 +22,7 @@ use tar::{Builder, EntryType, Header};
 use tokio::sync::mpsc;
 
 use super::entries::EntryList;
+use super::selection::Selection;
 use super::{ContextError, Entry, EntryKind, ExternalDockerfile};
 
 /// Bytes per message on the channel, and messages in flight: about 1 MiB buffered in total.
@@ -41,6 +42,8 @@ pub(crate) struct TarPlan {
     /// Whether a regular `.dockerignore` is among the entries.
     pub(crate) dockerignore_sent: bool,
     pub(crate) external_dockerfile: Option<ExternalDockerfile>,
+    /// Only part of the walked entries is sent (see [`Selection`]).
+    pub(crate) selection: Option<Selection>,
 }
 
 impl TarPlan {
@@ -52,6 +55,11 @@ impl TarPlan {
             (Some(w), Some(f)) if f.path < w.path => forced.next(),
             (Some(_), _) => walked.next(),
             (None, _) => forced.next(),
+        })
+        .filter(move |entry| {
+            self.selection.as_ref().is_none_or(|selection| {
+                selection.keeps(entry.path.as_os_str().as_bytes(), entry.kind)
+            })
         })
     }
 }

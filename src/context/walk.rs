@@ -116,6 +116,7 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
             forced,
             dockerignore_sent: dockerignore_size.is_some(),
             external_dockerfile,
+            selection: None,
         },
         dockerfile_in_tar,
         content_bytes,
@@ -125,14 +126,14 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
 }
 
 const BLOCK: u64 = 512;
-const END_OF_ARCHIVE: u64 = 2 * BLOCK;
+pub(crate) const END_OF_ARCHIVE: u64 = 2 * BLOCK;
 
 fn padded(len: u64) -> u64 {
     len.div_ceil(BLOCK) * BLOCK
 }
 
 /// Bytes one entry takes in the tar: header, GNU long name/link records, padded data.
-fn entry_tar_bytes(name_len: usize, link_len: usize, size: u64) -> u64 {
+pub(crate) fn entry_tar_bytes(name_len: usize, link_len: usize, size: u64) -> u64 {
     let long_record = |len: usize| {
         if len >= 100 {
             BLOCK + padded(len as u64 + 1)

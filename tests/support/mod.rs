@@ -259,6 +259,11 @@ pub fn run(cmd: &mut Command) -> Run {
 /// when one is deleted under it; tests that delete images must not race builds in the same binary.
 static DAEMON_IMAGES: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
+/// Held while a test builds with the docker CLI, like [`run`] holds it for ecrbuild.
+pub fn daemon_images_read() -> std::sync::RwLockReadGuard<'static, ()> {
+    DAEMON_IMAGES.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// `docker rmi -f` of `images`, with no build of this test binary running.
 pub fn remove_images(images: &[&str]) {
     let _exclusive = DAEMON_IMAGES.write().unwrap_or_else(|e| e.into_inner());
