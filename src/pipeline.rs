@@ -262,6 +262,8 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
             &pushed,
             &history,
             plan.latest == LatestMode::Auto,
+            &plan.retry,
+            reporter,
         )
         .await?;
         summary.timings.verify_secs = secs(phase.elapsed());

@@ -7,8 +7,10 @@ use crate::error::{Error, Result};
 use crate::git::History;
 use crate::plan::Tag;
 use crate::push::latest::{compare, Order, Revision};
+use crate::push::retry::{retry, RetryPolicy};
 use crate::push::PushedImage;
 use crate::registry::{RegistryApi, RegistryApiError};
+use crate::report::Reporter;
 
 /// Check each pushed tag with a manifest HEAD against the registry. With `latest_settled`, `latest` was
 /// already checked by the push phase against concurrent runs, which may move it on (or, briefly, back
@@ -20,6 +22,8 @@ pub async fn verify(
     pushed: &PushedImage,
     history: &History,
     latest_settled: bool,
+    policy: &RetryPolicy,
+    reporter: &Reporter,
 ) -> Result<()> {
     let checked: Vec<&Tag> = image
         .tags()
@@ -30,16 +34,17 @@ pub async fn verify(
         })
         .collect();
     // Independent reads: asked at the same time, judged in push order.
-    let found = join_all(checked.iter().map(|tag| api.manifest_digest(tag))).await;
+    let found = join_all(
+        checked
+            .iter()
+            .map(|tag| read_back(api, image, tag, policy, reporter)),
+    )
+    .await;
     for (tag, found) in checked.into_iter().zip(found) {
         let reference = image.reference(tag);
-        let failed = |detail: String| Error::VerifyFailed {
-            reference: reference.clone(),
-            detail,
-        };
-        match found {
-            Ok(Some(actual)) if actual == pushed.digest => {}
-            Ok(Some(actual)) => {
+        match found? {
+            Some(actual) if actual == pushed.digest => {}
+            Some(actual) => {
                 if *tag == Tag::latest() && moved_on(api, image.revision(), history).await {
                     continue;
                 }
@@ -49,16 +54,38 @@ pub async fn verify(
                     actual,
                 });
             }
-            Ok(None) => return Err(failed("the registry does not have this tag right after the push".to_string())),
-            Err(RegistryApiError::Unauthorized) => {
-                return Err(failed(
-                    "the registry refused to let the pushed tag be read back; the role needs ecr:BatchGetImage on the repository (or pass --no-verify)".to_string(),
-                ))
+            None => {
+                return Err(Error::VerifyFailed {
+                    reference,
+                    detail: "the registry does not have this tag right after the push".to_string(),
+                })
             }
-            Err(e) => return Err(failed(e.to_string())),
         }
     }
     Ok(())
+}
+
+/// The digest behind `tag`, read back from the registry. A registry under concurrent writes can fail a
+/// read for a moment (Debian's registry answers 500 while another push relinks a shared blob): such
+/// failures are retried like any other registry call.
+async fn read_back(
+    api: &RegistryApi,
+    image: &BuiltImage,
+    tag: &Tag,
+    policy: &RetryPolicy,
+    reporter: &Reporter,
+) -> Result<Option<String>> {
+    let reference = image.reference(tag);
+    retry(policy, &format!("verify {reference}"), reporter, || async {
+        api.manifest_digest(tag).await.map_err(|e| Error::VerifyFailed {
+            reference: reference.clone(),
+            detail: match e {
+                RegistryApiError::Unauthorized => "the registry refused to let the pushed tag be read back; the role needs ecr:BatchGetImage on the repository (or pass --no-verify)".to_string(),
+                other => other.to_string(),
+            },
+        })
+    })
+    .await
 }
 
 /// Whether `latest` now holds a commit newer than ours.

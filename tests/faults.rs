@@ -170,6 +170,41 @@ fn registry_killed_during_push_fails_and_moves_nothing() {
     assert_eq!(registry.digest(&repo, "latest"), Some(latest_before));
 }
 
+/// Reading the pushed tag back can fail for a moment while other pushes write into the repository
+/// (Debian's registry answers 500 while it relinks a shared blob): the verification retries it.
+#[test]
+fn a_transient_error_reading_the_push_back_is_retried() {
+    let rig = Rig::get();
+    let repo = unique_repo("verifyretry");
+    let sha = unique_sha();
+    // The SHA tag is read twice: absent, by the preflight; then back, by the verification.
+    let reads = std::sync::atomic::AtomicUsize::new(0);
+    let sha_manifest = format!("/manifests/{sha}");
+    let proxy = FaultProxy::start(rig.registry(), move |s| {
+        if s.method == "GET"
+            && s.path.ends_with(&sha_manifest)
+            && reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+        {
+            Fault::Status(500)
+        } else {
+            Fault::Pass
+        }
+    });
+    let context = scratch_context("verifyretry", &format!("verify {sha}"));
+    let result = run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--retries", "3"]));
+    result
+        .assert_code(0)
+        .assert_stderr_contains(&format!(
+            "verify {}/{repo}:{sha}: attempt 1 of 3 failed",
+            proxy.host()
+        ))
+        .assert_stderr_contains("verified: 2 tag(s)");
+    assert_eq!(proxy.faults(), 1);
+    assert!(RegistryHttp::anonymous(rig.registry())
+        .digest(&repo, &sha)
+        .is_some());
+}
+
 #[test]
 fn sha_pushed_but_latest_failing_keeps_the_sha_and_the_old_latest() {
     let rig = Rig::get();
