@@ -48,9 +48,8 @@ fn tree(name: &str) -> PathBuf {
     dir
 }
 
-fn with_dockerfile(dir: &Path, dockerfile: &str) -> PathBuf {
+fn with_dockerfile(dir: &Path, dockerfile: &str) {
     std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
-    dir.to_path_buf()
 }
 
 /// The CLI's build of the whole context: its image id.

@@ -242,11 +242,6 @@ impl BuildContext {
         Ok(())
     }
 
-    /// Whether only part of the context is sent (see [`select`](Self::select)).
-    pub fn is_selected(&self) -> bool {
-        self.plan.selection.is_some()
-    }
-
     /// Sum of the sizes of the regular files that will be sent.
     pub fn content_bytes(&self) -> u64 {
         self.content_bytes

@@ -32,17 +32,16 @@ impl Selection {
     /// Whether `path` (relative, `/`-separated) is sent: under a root, an always-sent file, or a
     /// directory above either.
     pub(crate) fn keeps(&self, path: &[u8], kind: EntryKind) -> bool {
-        let under = |root: &[u8]| {
-            path == root || (path.starts_with(root) && path.get(root.len()) == Some(&b'/'))
-        };
-        let above = |root: &[u8]| {
-            kind == EntryKind::Directory
-                && root.starts_with(path)
-                && root.get(path.len()) == Some(&b'/')
-        };
+        let under = |root: &[u8]| path == root || is_below(path, root);
+        let above = |root: &[u8]| kind == EntryKind::Directory && is_below(root, path);
         self.roots.iter().any(|r| under(r) || above(r))
             || self.always.iter().any(|a| path == a.as_slice() || above(a))
     }
+}
+
+/// Whether `path` lies inside the directory `dir` (both relative, `/`-separated).
+fn is_below(path: &[u8], dir: &[u8]) -> bool {
+    path.starts_with(dir) && path.get(dir.len()) == Some(&b'/')
 }
 
 /// Why the subtrees cannot be sent alone, checked on the paths that lead to them: the builder follows a
@@ -81,10 +80,9 @@ pub(crate) fn entry_needs_everything(
     let shown = || String::from_utf8_lossy(path).into_owned();
     match kind {
         EntryKind::Symlink
-            if wildcard_roots.iter().any(|r| {
-                let root = r.path.as_bytes();
-                path.starts_with(root) && path.get(root.len()) == Some(&b'/')
-            }) =>
+            if wildcard_roots
+                .iter()
+                .any(|r| is_below(path, r.path.as_bytes())) =>
         {
             Some(format!(
                 "{} is a symlink a wildcard COPY/ADD source may match",

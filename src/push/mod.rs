@@ -144,7 +144,7 @@ pub async fn push(
                 .put_with_labels(&base, image.provenance(), sha_tag)
                 .await
                 .map_err(|e| api_error(&published, sha_tag, e))
-        },),
+        }),
         async {
             if latest_wanted {
                 Some(look_at_latest(target, &published, options, reporter).await)
@@ -317,7 +317,10 @@ async fn look_at_latest(
     reporter: &Reporter,
 ) -> Result<LatestSeen> {
     let (digest, current) =
-        read_digest_and_revision(target, published, &Tag::latest(), options, reporter).await?;
+        match read_tag(target, published, &Tag::latest(), options, reporter).await? {
+            Some((digest, labels)) => (Some(digest), Revision::from_labels(&labels)),
+            None => (None, None),
+        };
     let order = match (&current, options.latest) {
         (Some(current), LatestMode::Auto) => {
             // git runs as a child process: on a blocking thread, so the registry writes this read
@@ -340,41 +343,15 @@ async fn look_at_latest(
     })
 }
 
-/// The digest behind `tag` (`None`: absent) and its revision (`None`: absent or no revision label).
-async fn read_digest_and_revision(
+/// The manifest digest behind `tag` in the registry and its image's labels; `None` when the tag is
+/// absent.
+async fn read_tag(
     target: &Target<'_>,
     image: &Published,
     tag: &Tag,
     options: &PushOptions,
     reporter: &Reporter,
-) -> Result<(Option<String>, Option<Revision>)> {
-    let found = retry(
-        &options.retry,
-        &format!("read {}", image.reference(tag)),
-        reporter,
-        || async {
-            target
-                .api
-                .digest_and_labels(tag)
-                .await
-                .map_err(|e| api_error(image, tag, e))
-        },
-    )
-    .await?;
-    Ok(match found {
-        Some((digest, labels)) => (Some(digest), Revision::from_labels(&labels)),
-        None => (None, None),
-    })
-}
-
-/// The labels of the image behind `tag` in the registry; `None` when the tag is absent.
-async fn read_labels(
-    target: &Target<'_>,
-    image: &Published,
-    tag: &Tag,
-    options: &PushOptions,
-    reporter: &Reporter,
-) -> Result<Option<BTreeMap<String, String>>> {
+) -> Result<Option<(String, BTreeMap<String, String>)>> {
     retry(
         &options.retry,
         &format!("read {}", image.reference(tag)),
@@ -382,7 +359,7 @@ async fn read_labels(
         || async {
             target
                 .api
-                .labels(tag)
+                .digest_and_labels(tag)
                 .await
                 .map_err(|e| api_error(image, tag, e))
         },
@@ -441,9 +418,10 @@ async fn settle_latest(
         }
         let read: Vec<(Tag, Result<Option<Revision>>)> = futures_util::stream::iter(unread)
             .map(|tag| async move {
-                let labels = read_labels(target, image, &tag, options, reporter).await;
-                let candidate =
-                    labels.map(|l| l.as_ref().and_then(Revision::candidate_from_labels));
+                let found = read_tag(target, image, &tag, options, reporter).await;
+                let candidate = found.map(|found| {
+                    found.and_then(|(_, labels)| Revision::candidate_from_labels(&labels))
+                });
                 (tag, candidate)
             })
             .buffered(LABEL_READS_IN_FLIGHT)
@@ -465,10 +443,9 @@ async fn settle_latest(
         if newest.sha == mine.sha {
             break;
         }
-        let Some(current) = read_labels(target, image, &latest, options, reporter)
+        let Some(current) = read_tag(target, image, &latest, options, reporter)
             .await?
-            .as_ref()
-            .and_then(Revision::from_labels)
+            .and_then(|(_, labels)| Revision::from_labels(&labels))
         else {
             break;
         };
