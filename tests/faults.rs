@@ -334,7 +334,9 @@ fn rerun_of_a_published_sha_is_skipped_without_a_new_push() {
     assert_eq!(summary["skipped"], true);
     assert_eq!(summary["pushed"], false);
     assert_eq!(summary["digest"], digest.as_str());
-    assert!(!result.stderr.contains("Step 1/"), "it rebuilt");
+    // The build starts beside the preflight and is dropped when the SHA turns out published; how far
+    // the daemon got first depends on timing, but no build result is ever used or pushed.
+    assert_eq!(summary["image_id"], "", "a rebuilt image was used");
     let uploads: Vec<String> = proxy
         .log
         .lock()
