@@ -4,29 +4,51 @@
 //! successful. `push` accepts nothing else, so no code path can push after a failed build.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bollard::query_parameters::{BuildImageOptionsBuilder, TagImageOptionsBuilder};
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 
+use crate::auth::Credentials;
 use crate::context::{BuildContext, ContextError};
 use crate::error::{Error, Result};
-use crate::plan::{reference, Plan, Registry, Repository, Tag};
-use crate::push::latest::{
-    Revision, COMMIT_TIME_LABEL, CREATED_LABEL, LATEST_CANDIDATE_LABEL, REVISION_LABEL,
+use crate::identity::{
+    reference, Published, Registry, Repository, Revision, Tag, COMMIT_TIME_LABEL, CREATED_LABEL,
+    LATEST_CANDIDATE_LABEL, REVISION_LABEL,
 };
-use crate::report::Reporter;
+use crate::report::{utc_timestamp, Reporter, TimeLayout};
+
+/// What to build and how: the build's part of the plan.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub context_dir: PathBuf,
+    pub dockerfile: PathBuf,
+    pub build_args: BTreeMap<String, String>,
+    /// Labels that stay the same from commit to commit (the user's and the CI's).
+    pub labels: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub pull: bool,
+    /// Send the whole context, not only what COPY/ADD read.
+    pub full_context: bool,
+    /// `--cache-from` images; `latest` means this repository's `latest`.
+    pub cache_from: Vec<String>,
+    /// How long the daemon may take to accept the context and answer.
+    pub daemon_timeout: Duration,
+    /// Compress the context: `None` decides by the daemon's address.
+    pub compress: Option<bool>,
+}
 
 /// An image the daemon built successfully and that carries every planned tag locally.
 /// It has no public constructor: holding one is proof that the build succeeded.
 #[derive(Debug, Clone)]
 pub struct BuiltImage {
     id: String,
-    registry: Registry,
-    repository: Repository,
+    published: Published,
     tags: Vec<Tag>,
-    revision: Revision,
     provenance: BTreeMap<String, String>,
     /// `registry/repository@digest` names under which the daemon has pushed this image before.
     pushed_as: Vec<String>,
@@ -38,11 +60,11 @@ impl BuiltImage {
     }
 
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        &self.published.registry
     }
 
     pub fn repository(&self) -> &Repository {
-        &self.repository
+        &self.published.repository
     }
 
     /// Tags in push order (the SHA tag first).
@@ -52,11 +74,11 @@ impl BuiltImage {
 
     /// `registry/repository` without a tag.
     pub fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository.as_str())
+        format!("{}/{}", self.registry(), self.repository().as_str())
     }
 
     pub fn reference(&self, tag: &Tag) -> String {
-        reference(&self.registry, &self.repository, tag)
+        self.published.reference(tag)
     }
 
     pub fn references(&self) -> Vec<String> {
@@ -64,17 +86,13 @@ impl BuiltImage {
     }
 
     /// The name and commit, for registry-side operations.
-    pub fn published(&self) -> crate::push::Published {
-        crate::push::Published {
-            registry: self.registry.clone(),
-            repository: self.repository.clone(),
-            revision: self.revision.clone(),
-        }
+    pub fn published(&self) -> &Published {
+        &self.published
     }
 
     /// The commit the image was built from, as recorded in its labels.
     pub fn revision(&self) -> &Revision {
-        &self.revision
+        &self.published.revision
     }
 
     /// Manifest digests under which the daemon has pushed this very image to this repository before
@@ -99,8 +117,9 @@ impl BuiltImage {
 /// build would be the one uncached step of an unchanged build (and give every commit a new image).
 /// The push writes them into the published image's config instead. Labels passed with --label win.
 pub fn provenance_labels(
-    plan: &Plan,
     revision: &Revision,
+    latest_candidate: bool,
+    user_labels: &BTreeMap<String, String>,
     created: &str,
 ) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::new();
@@ -109,10 +128,10 @@ pub fn provenance_labels(
     if let Some(time) = revision.commit_time {
         labels.insert(COMMIT_TIME_LABEL.to_string(), time.to_string());
     }
-    if plan.tags.contains(&Tag::latest()) {
+    if latest_candidate {
         labels.insert(LATEST_CANDIDATE_LABEL.to_string(), "true".to_string());
     }
-    labels.retain(|key, _| !plan.labels.contains_key(key));
+    labels.retain(|key, _| !user_labels.contains_key(key));
     labels
 }
 
@@ -121,15 +140,16 @@ pub fn provenance_labels(
 /// the first build of a repository has nothing to reuse.
 pub async fn pull_cache_sources(
     docker: &Docker,
-    plan: &Plan,
-    registry: &Registry,
-    credentials: &crate::auth::Credentials,
+    sources: &[String],
+    name: &Published,
+    credentials: &Credentials,
     reporter: &Reporter,
 ) -> Vec<String> {
+    let registry = &name.registry;
     let mut present = Vec::new();
-    for source in &plan.cache_from {
+    for source in sources {
         let reference = if source == "latest" {
-            reference(registry, &plan.repository, &Tag::latest())
+            reference(registry, &name.repository, &Tag::latest())
         } else {
             source.clone()
         };
@@ -168,13 +188,17 @@ pub async fn pull_cache_sources(
     present
 }
 
-/// What the build needs besides the plan, resolved by the phases before it.
-#[derive(Debug, Clone, Copy)]
-pub struct BuildSetup<'a> {
-    pub registry: &'a Registry,
-    pub revision: &'a Revision,
+/// What the built image is for, resolved by the phases before the build.
+#[derive(Debug, Clone)]
+pub struct BuildSetup {
+    /// Where the image will be published and the commit it holds.
+    pub name: Published,
+    /// The tags it gets locally, in push order (the SHA tag first).
+    pub tags: Vec<Tag>,
+    /// Whether this run is to move `latest` (recorded in the provenance labels).
+    pub latest_candidate: bool,
     /// Cache sources present locally.
-    pub cache_from: &'a [String],
+    pub cache_from: Vec<String>,
     /// Compress the context (remote daemons).
     pub gzip: bool,
 }
@@ -182,48 +206,77 @@ pub struct BuildSetup<'a> {
 /// Build `context` as planned, then tag the image with every planned tag.
 pub async fn build(
     docker: &Docker,
-    plan: &Plan,
-    setup: &BuildSetup<'_>,
+    options: &BuildOptions,
+    setup: BuildSetup,
     context: BuildContext,
     reporter: &Reporter,
 ) -> Result<BuiltImage> {
-    let BuildSetup {
-        registry,
-        revision,
-        cache_from,
-        gzip,
-    } = *setup;
-    let mut options = BuildImageOptionsBuilder::new()
-        .dockerfile(context.dockerfile_in_tar())
+    let daemon_options = daemon_build_options(options, &setup, context.dockerfile_in_tar());
+    let id = run_build(docker, daemon_options, setup.gzip, context, reporter).await?;
+    let provenance = provenance_labels(
+        &setup.name.revision,
+        setup.latest_candidate,
+        &options.labels,
+        &utc_timestamp(std::time::SystemTime::now(), TimeLayout::Rfc3339),
+    );
+    let mut image = BuiltImage {
+        id,
+        published: setup.name,
+        tags: setup.tags,
+        provenance,
+        pushed_as: Vec::new(),
+    };
+    // Independent daemon calls, made at the same time. Not knowing earlier pushes only costs an upload.
+    let (tagged, inspected) =
+        tokio::join!(tag_all(docker, &image), docker.inspect_image(&image.id));
+    tagged?;
+    image.pushed_as = inspected
+        .ok()
+        .and_then(|i| i.repo_digests)
+        .unwrap_or_default();
+    Ok(image)
+}
+
+/// The daemon's build options for this build.
+fn daemon_build_options(
+    options: &BuildOptions,
+    setup: &BuildSetup,
+    dockerfile: &str,
+) -> bollard::query_parameters::BuildImageOptions {
+    let to_map = |m: &BTreeMap<String, String>| {
+        m.iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<HashMap<_, _>>()
+    };
+    let mut builder = BuildImageOptionsBuilder::new()
+        .dockerfile(dockerfile)
         .rm(true)
         // Remove intermediate containers on failure too: a failed build leaves nothing running.
         .forcerm(true)
-        .nocache(plan.no_cache)
-        .buildargs(
-            &plan
-                .build_args
-                .clone()
-                .into_iter()
-                .collect::<HashMap<_, _>>(),
-        )
+        .nocache(options.no_cache)
+        .buildargs(&to_map(&options.build_args))
         // Only labels that stay the same from commit to commit: unchanged sources stay fully cached.
-        .labels(
-            &plan
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect::<HashMap<_, _>>(),
-        );
-    if plan.pull {
-        options = options.pull("1");
+        .labels(&to_map(&options.labels));
+    if options.pull {
+        builder = builder.pull("1");
     }
-    if let Some(target) = &plan.target {
-        options = options.target(target);
+    if let Some(target) = &options.target {
+        builder = builder.target(target);
     }
-    if !cache_from.is_empty() {
-        options = options.cachefrom(&cache_from.to_vec());
+    if !setup.cache_from.is_empty() {
+        builder = builder.cachefrom(&setup.cache_from);
     }
+    builder.build()
+}
 
+/// Stream the context to the daemon and follow the build; the final image's id.
+async fn run_build(
+    docker: &Docker,
+    options: bollard::query_parameters::BuildImageOptions,
+    gzip: bool,
+    context: BuildContext,
+    reporter: &Reporter,
+) -> Result<String> {
     // The tar writer reports its own failures (e.g. a file changed while read) through the stream, which
     // aborts the request; keep the context error so the run reports the file, not the aborted request.
     let context_failure: Arc<Mutex<Option<ContextError>>> = Arc::default();
@@ -243,8 +296,7 @@ pub async fn build(
         }
     });
 
-    let mut stream =
-        docker.build_image(options.build(), None, Some(bollard::body_try_stream(body)));
+    let mut stream = docker.build_image(options, None, Some(bollard::body_try_stream(body)));
     let mut image_id: Option<String> = None;
     while let Some(item) = stream.next().await {
         match item {
@@ -276,32 +328,9 @@ pub async fn build(
     if let Some(failure) = take(&context_failure) {
         return Err(Error::Context(failure));
     }
-    let id = image_id.ok_or_else(|| Error::BuildFailed {
+    image_id.ok_or_else(|| Error::BuildFailed {
         message: "the daemon finished without reporting an image id".to_string(),
-    })?;
-
-    let mut image = BuiltImage {
-        id,
-        registry: registry.clone(),
-        repository: plan.repository.clone(),
-        tags: plan.tags.clone(),
-        revision: revision.clone(),
-        provenance: provenance_labels(
-            plan,
-            revision,
-            &crate::report::utc_timestamp(std::time::SystemTime::now(), "rfc3339"),
-        ),
-        pushed_as: Vec::new(),
-    };
-    // Independent daemon calls, made at the same time. Not knowing earlier pushes only costs an upload.
-    let (tagged, inspected) =
-        tokio::join!(tag_all(docker, &image), docker.inspect_image(&image.id));
-    tagged?;
-    image.pushed_as = inspected
-        .ok()
-        .and_then(|i| i.repo_digests)
-        .unwrap_or_default();
-    Ok(image)
+    })
 }
 
 async fn tag_all(docker: &Docker, image: &BuiltImage) -> Result<()> {

@@ -99,12 +99,13 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub context: PathBuf,
 
-    /// Repository name inside the registry, e.g. `api` or `team/api`.
-    #[arg(long, env = "ECR_REPOSITORY", value_name = "NAME")]
+    /// Repository name inside the registry, e.g. `api` or `team/api`. Default: ECR_REPOSITORY.
+    #[arg(long, value_name = "NAME")]
     pub repository: Option<String>,
 
-    /// Registry host[:port]. Default: <AWS_ACCOUNT_ID>.dkr.ecr.<region>.amazonaws.com, else the ECR token's endpoint.
-    #[arg(long, env = "ECR_REGISTRY", value_name = "HOST[:PORT]")]
+    /// Registry host[:port]. Default: ECR_REGISTRY, else <AWS_ACCOUNT_ID>.dkr.ecr.<region>.amazonaws.com, else
+    /// the ECR token's endpoint.
+    #[arg(long, value_name = "HOST[:PORT]")]
     pub registry: Option<String>,
 
     /// AWS region for ECR. Default: AWS_REGION, AWS_DEFAULT_REGION, then the AWS profile's region.

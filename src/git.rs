@@ -18,6 +18,19 @@ impl History {
         }
     }
 
+    /// Ask git from async code: on a blocking thread, since git runs as a child process and the
+    /// runtime's threads must not wait for it.
+    pub async fn ask<T, F>(&self, question: F) -> crate::Result<T>
+    where
+        F: FnOnce(&History) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let history = self.clone();
+        tokio::task::spawn_blocking(move || question(&history))
+            .await
+            .map_err(|e| crate::Error::Internal(format!("a git query stopped: {e}")))
+    }
+
     fn git(&self, args: &[&str]) -> Option<std::process::Output> {
         Command::new("git")
             .arg("-C")

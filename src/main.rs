@@ -7,8 +7,9 @@ use clap::Parser;
 use ecrbuild::ci::LocalGit;
 use ecrbuild::cli::{Cli, Command, ContextArgs, OutputFormat};
 use ecrbuild::context::BuildContext;
+use ecrbuild::env::Env;
 use ecrbuild::git::History;
-use ecrbuild::plan::{self, Env, Workspace};
+use ecrbuild::plan::{self, Workspace};
 use ecrbuild::report::Reporter;
 use ecrbuild::{pipeline, Error};
 

@@ -1,54 +1,32 @@
 //! Wait for the ECR image scan of the pushed digest and summarise its findings by severity.
 //! Scan results are informational unless `--fail-on` names a severity.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecr::error::SdkError;
 use aws_sdk_ecr::operation::describe_image_scan_findings::DescribeImageScanFindingsError;
 use aws_sdk_ecr::types::{ImageIdentifier, ScanStatus};
 
+use crate::cli::Severity;
 use crate::error::{Error, Result};
-use crate::plan::{ScanPlan, Severity};
-use crate::report::Reporter;
+use crate::report::{Reporter, ScanSummary};
 
-/// Finding counts by severity name (`CRITICAL`, `HIGH`, ...).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ScanSummary {
-    pub status: String,
-    pub counts: BTreeMap<String, i32>,
+/// How to wait for the ECR scan.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanPlan {
+    pub timeout_secs: u64,
+    pub fail_on: Option<Severity>,
 }
 
-impl ScanSummary {
-    /// `CRITICAL 1, HIGH 2` (highest first), or `no findings`.
-    pub fn describe(&self) -> String {
-        let mut parts: Vec<(i32, String)> = self
-            .counts
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(s, n)| (rank(s).map_or(-1, |r| r as i32), format!("{s} {n}")))
-            .collect();
-        if parts.is_empty() {
-            return "no findings".to_string();
-        }
-        parts.sort_by_key(|part| std::cmp::Reverse(part.0));
-        parts
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Findings at or above `threshold`, as `CRITICAL 1, HIGH 2`; `None` when there are none.
-    pub fn at_or_above(&self, threshold: Severity) -> Option<String> {
-        let hits: Vec<String> = self
-            .counts
-            .iter()
-            .filter(|(s, n)| **n > 0 && rank(s).is_some_and(|r| r >= threshold))
-            .map(|(s, n)| format!("{s} {n}"))
-            .collect();
-        (!hits.is_empty()).then(|| hits.join(", "))
-    }
+/// Findings at or above `threshold`, as `CRITICAL 1, HIGH 2`; `None` when there are none.
+pub fn at_or_above(summary: &ScanSummary, threshold: Severity) -> Option<String> {
+    let hits: Vec<String> = summary
+        .counts
+        .iter()
+        .filter(|(s, n)| **n > 0 && rank(s).is_some_and(|r| r >= threshold))
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    (!hits.is_empty()).then(|| hits.join(", "))
 }
 
 fn rank(severity: &str) -> Option<Severity> {
@@ -104,7 +82,7 @@ pub async fn wait_for_scan(
                         };
                         reporter.step(format!("scan of {reference}: {}", summary.describe()));
                         if let Some(threshold) = plan.fail_on {
-                            if let Some(hits) = summary.at_or_above(threshold) {
+                            if let Some(hits) = at_or_above(&summary, threshold) {
                                 return Err(Error::ScanFindings {
                                     reference: reference.to_string(),
                                     summary: hits,
@@ -185,10 +163,10 @@ mod tests {
     #[test]
     fn threshold_counts_only_severities_at_or_above() {
         let s = summary(&[("HIGH", 2), ("LOW", 5), ("CRITICAL", 0)]);
-        assert_eq!(s.at_or_above(Severity::High).as_deref(), Some("HIGH 2"));
-        assert_eq!(s.at_or_above(Severity::Critical), None);
+        assert_eq!(at_or_above(&s, Severity::High).as_deref(), Some("HIGH 2"));
+        assert_eq!(at_or_above(&s, Severity::Critical), None);
         assert_eq!(
-            s.at_or_above(Severity::Low).as_deref(),
+            at_or_above(&s, Severity::Low).as_deref(),
             Some("HIGH 2, LOW 5")
         );
         assert_eq!(s.describe(), "HIGH 2, LOW 5");

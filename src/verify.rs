@@ -5,12 +5,12 @@ use futures_util::future::join_all;
 use crate::build::BuiltImage;
 use crate::error::{Error, Result};
 use crate::git::History;
-use crate::plan::Tag;
-use crate::push::latest::{compare, Order, Revision};
-use crate::push::retry::{retry, RetryPolicy};
+use crate::identity::{Revision, Tag};
+use crate::push::latest::{compare, Order};
 use crate::push::PushedImage;
 use crate::registry::{RegistryApi, RegistryApiError};
 use crate::report::Reporter;
+use crate::retry::{retry, RetryPolicy};
 
 /// Check each pushed tag with a manifest HEAD against the registry. With `latest_settled`, `latest` was
 /// already checked by the push phase against concurrent runs, which may move it on (or, briefly, back
@@ -58,6 +58,7 @@ pub async fn verify(
                 return Err(Error::VerifyFailed {
                     reference,
                     detail: "the registry does not have this tag right after the push".to_string(),
+                    kind: crate::error::FailureKind::NotFound,
                 })
             }
         }
@@ -79,6 +80,7 @@ async fn read_back(
     retry(policy, &format!("verify {reference}"), reporter, || async {
         api.manifest_digest(tag).await.map_err(|e| Error::VerifyFailed {
             reference: reference.clone(),
+            kind: e.kind(),
             detail: match e {
                 RegistryApiError::Unauthorized => "the registry refused to let the pushed tag be read back; the role needs ecr:BatchGetImage on the repository (or pass --no-verify)".to_string(),
                 other => other.to_string(),
@@ -90,9 +92,15 @@ async fn read_back(
 
 /// Whether `latest` now holds a commit newer than ours.
 async fn moved_on(api: &RegistryApi, mine: &Revision, history: &History) -> bool {
-    match api.labels(&Tag::latest()).await {
-        Ok(Some(labels)) => Revision::from_labels(&labels)
-            .is_some_and(|current| matches!(compare(&current, mine, history), Order::Newer(_))),
-        _ => false,
-    }
+    let Ok(Some(labels)) = api.labels(&Tag::latest()).await else {
+        return false;
+    };
+    let Some(current) = Revision::from_labels(&labels) else {
+        return false;
+    };
+    let mine = mine.clone();
+    history
+        .ask(move |history| matches!(compare(&current, &mine, history), Order::Newer(_)))
+        .await
+        .unwrap_or(false)
 }

@@ -90,10 +90,7 @@ fn a_branch_other_than_the_default_does_not_move_latest() {
         .env("CI_DEFAULT_BRANCH", "master"))
     .assert_code(0);
     let registry = RegistryHttp::anonymous(rig.registry());
-    assert_eq!(
-        registry.digest(&repo, "latest"),
-        registry.digest(&repo, &sha2)
-    );
+    registry.assert_same_digest(&repo, "latest", &sha2);
 }
 
 #[test]

@@ -3,50 +3,8 @@
 //! a descendant in git history is newer; where git cannot tell (shallow clones, other checkouts), the
 //! later commit time is newer. Anything else leaves `latest` alone.
 
-use std::collections::BTreeMap;
-
 use crate::git::History;
-
-/// OCI label with the commit an image was built from.
-pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-/// OCI label with the build time (RFC 3339).
-pub const CREATED_LABEL: &str = "org.opencontainers.image.created";
-/// Committer time of the revision, seconds since the epoch: orders commits when git history is absent.
-pub const COMMIT_TIME_LABEL: &str = "io.ecrbuild.commit-time";
-/// `true` on images whose run was to move `latest` (the default branch, or `--latest force`). Only those
-/// are candidates when a run repairs `latest` after a concurrent one: a branch build of a newer commit
-/// is pushed under its SHA but must never become `latest`.
-pub const LATEST_CANDIDATE_LABEL: &str = "io.ecrbuild.latest-candidate";
-
-/// A commit, with its time when known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revision {
-    pub sha: String,
-    pub commit_time: Option<i64>,
-}
-
-impl Revision {
-    /// The revision recorded in an image's labels, if it has one.
-    pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Revision> {
-        let sha = labels.get(REVISION_LABEL)?.trim().to_string();
-        if sha.is_empty() {
-            return None;
-        }
-        let commit_time = labels
-            .get(COMMIT_TIME_LABEL)
-            .and_then(|t| t.trim().parse().ok());
-        Some(Revision { sha, commit_time })
-    }
-
-    /// The revision of an image whose run was to move `latest`; `None` for any other image.
-    pub fn candidate_from_labels(labels: &BTreeMap<String, String>) -> Option<Revision> {
-        labels
-            .get(LATEST_CANDIDATE_LABEL)
-            .is_some_and(|v| v.trim() == "true")
-            .then(|| Revision::from_labels(labels))
-            .flatten()
-    }
-}
+use crate::identity::Revision;
 
 /// What git can say about two commits. A trait so the ordering rule is unit-tested without a repository.
 pub trait Ancestry {
@@ -103,14 +61,6 @@ pub fn newest<'a>(revisions: &'a [Revision], history: &dyn Ancestry) -> Option<&
         }
     }
     Some(best)
-}
-
-/// Whether a tag is a commit SHA tag (the tags ecrbuild pushes first).
-pub fn is_sha_tag(tag: &str) -> bool {
-    (tag.len() == 40 || tag.len() == 64)
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -210,45 +160,5 @@ mod tests {
         let revisions = [rev("a"), rev("x"), rev("b")];
         assert_eq!(newest(&revisions, &Linear).unwrap().sha, "x");
         assert!(newest(&[], &Linear).is_none());
-    }
-
-    #[test]
-    fn revision_comes_from_labels() {
-        let mut labels = BTreeMap::new();
-        assert_eq!(Revision::from_labels(&labels), None);
-        labels.insert(REVISION_LABEL.to_string(), "abc".to_string());
-        labels.insert(COMMIT_TIME_LABEL.to_string(), "1700000000".to_string());
-        assert_eq!(
-            Revision::from_labels(&labels),
-            Some(Revision {
-                sha: "abc".into(),
-                commit_time: Some(1_700_000_000)
-            })
-        );
-    }
-
-    #[test]
-    fn only_images_marked_for_latest_are_candidates() {
-        let mut labels = BTreeMap::new();
-        labels.insert(REVISION_LABEL.to_string(), "abc".to_string());
-        // A branch build: a revision, but never a candidate for `latest`.
-        assert_eq!(Revision::candidate_from_labels(&labels), None);
-        labels.insert(LATEST_CANDIDATE_LABEL.to_string(), "false".to_string());
-        assert_eq!(Revision::candidate_from_labels(&labels), None);
-        labels.insert(LATEST_CANDIDATE_LABEL.to_string(), "true".to_string());
-        assert_eq!(
-            Revision::candidate_from_labels(&labels).map(|r| r.sha),
-            Some("abc".to_string())
-        );
-        // Marked, but without a revision: nothing to order it by.
-        labels.remove(REVISION_LABEL);
-        assert_eq!(Revision::candidate_from_labels(&labels), None);
-    }
-
-    #[test]
-    fn sha_tags_are_recognised() {
-        assert!(is_sha_tag(&"a".repeat(40)));
-        assert!(!is_sha_tag("latest"));
-        assert!(!is_sha_tag(&"g".repeat(40)));
     }
 }

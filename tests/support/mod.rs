@@ -340,6 +340,25 @@ impl RegistryHttp {
         tags
     }
 
+    /// Assert that two tags resolve to the same manifest. Fails when either tag is missing, so two
+    /// absent tags never pass as "the same".
+    #[track_caller]
+    pub fn assert_same_digest(&self, repo: &str, tag: &str, other: &str) {
+        let one = self.present_digest(repo, tag);
+        let two = self.present_digest(repo, other);
+        assert_eq!(
+            one, two,
+            "{repo}:{tag} and {repo}:{other} are different images"
+        );
+    }
+
+    /// The digest behind a tag that must be present.
+    #[track_caller]
+    pub fn present_digest(&self, repo: &str, tag: &str) -> String {
+        self.digest(repo, tag)
+            .unwrap_or_else(|| panic!("{repo}:{tag} is not in the registry"))
+    }
+
     /// `HEAD /v2/<repo>/manifests/<tag>`: the digest, or None when absent.
     pub fn digest(&self, repo: &str, tag: &str) -> Option<String> {
         let url = format!("http://{}/v2/{repo}/manifests/{tag}", self.host);

@@ -1,0 +1,351 @@
+//! Registry-side tagging: `latest` and the extra tags are manifest copies inside the registry, never
+//! daemon pushes. `latest` moves only forward, and a run that wrote it checks afterwards that no
+//! concurrent run has moved it back (see [`settle_latest`]).
+
+use std::collections::{BTreeMap, HashMap};
+
+use futures_util::StreamExt;
+
+use super::latest::{compare, newest, Order};
+use super::{api_error, LatestOutcome, PublishOptions, RegistryTarget};
+use crate::cli::LatestMode;
+use crate::error::Result;
+use crate::identity::{is_sha_tag, Revision, Tag};
+use crate::registry::StoredManifest;
+use crate::report::Reporter;
+use crate::retry::retry;
+
+/// Where `latest` stood when it was read, and how this build's commit relates to it.
+#[derive(Debug, Clone)]
+pub struct LatestSeen {
+    /// `None`: no `latest` tag yet.
+    digest: Option<String>,
+    /// `None`: absent, or an image without a revision label.
+    current: Option<Revision>,
+    order: Order,
+}
+
+/// For an image already in the registry: point `latest` (as the options allow) and `extra` tags at it
+/// through the registry API, without the daemon. `latest_seen` is where `latest` stood if the caller
+/// has looked already. Returns the references that now point at it.
+pub async fn promote_published(
+    target: &RegistryTarget<'_>,
+    manifest: &StoredManifest,
+    extra: &[Tag],
+    mut latest_seen: Option<LatestSeen>,
+    options: &PublishOptions,
+    reporter: &Reporter,
+) -> Result<(Vec<String>, LatestOutcome)> {
+    let published = target.name;
+    let mut references = Vec::new();
+    let mut outcome = LatestOutcome::NotRequested;
+    for tag in extra {
+        if *tag == Tag::latest() {
+            if options.latest == LatestMode::Never {
+                continue;
+            }
+            let seen = match latest_seen.take() {
+                Some(seen) => seen,
+                None => look_at_latest(target, options, reporter).await?,
+            };
+            outcome = move_latest(target, manifest, seen, options, reporter).await?;
+            if outcome == LatestOutcome::Moved {
+                references.push(published.reference(tag));
+            }
+            continue;
+        }
+        let current = retry(&options.retry, "read tag", reporter, || async {
+            target
+                .api
+                .manifest_digest(tag)
+                .await
+                .map_err(|e| api_error(published, tag, e))
+        })
+        .await?;
+        if current.as_deref() != Some(manifest.digest()) {
+            copy_to(target, manifest, tag, options, reporter).await?;
+        }
+        references.push(published.reference(tag));
+    }
+    Ok((references, outcome))
+}
+
+/// Point `latest` at `manifest` when this commit is not older than the one it holds.
+async fn move_latest(
+    target: &RegistryTarget<'_>,
+    manifest: &StoredManifest,
+    seen: LatestSeen,
+    options: &PublishOptions,
+    reporter: &Reporter,
+) -> Result<LatestOutcome> {
+    let LatestSeen {
+        digest,
+        current,
+        order,
+    } = seen;
+    report_order(&order, current.as_ref(), &target.name.revision, reporter);
+    let kept = |reason: &str| LatestOutcome::Kept {
+        current: current.clone().map(|c| c.sha).unwrap_or_default(),
+        reason: reason.to_string(),
+    };
+    Ok(match order {
+        Order::Newer(_) | Order::Same if digest.as_deref() != Some(manifest.digest()) => {
+            copy_to(target, manifest, &Tag::latest(), options, reporter).await?;
+            if options.latest == LatestMode::Auto {
+                settle_latest(target, options, reporter).await?
+            } else {
+                LatestOutcome::Moved
+            }
+        }
+        Order::Newer(_) | Order::Same => LatestOutcome::Moved,
+        Order::Older(reason) => kept(reason),
+        Order::Unknown => kept("the commits cannot be ordered"),
+    })
+}
+
+fn report_order(order: &Order, current: Option<&Revision>, mine: &Revision, reporter: &Reporter) {
+    let Some(current) = current else { return };
+    match order {
+        Order::Newer(reason) => reporter.step(format!(
+            "moving latest from {} to {}: {reason}",
+            short(&current.sha),
+            short(&mine.sha)
+        )),
+        Order::Same => {}
+        Order::Older(reason) => reporter.warn(format!(
+            "latest stays on {}: {reason}; {} is pushed under its SHA only (use --latest=force to override)",
+            current.sha, mine.sha
+        )),
+        Order::Unknown => reporter.warn(format!(
+            "latest stays on {}: cannot tell whether {} is newer (no shared git history, no commit times); use --latest=force to move it",
+            current.sha, mine.sha
+        )),
+    }
+}
+
+/// Write `manifest` under `to`: a manifest copy inside the registry, no blobs move.
+async fn copy_to(
+    target: &RegistryTarget<'_>,
+    manifest: &StoredManifest,
+    to: &Tag,
+    options: &PublishOptions,
+    reporter: &Reporter,
+) -> Result<()> {
+    let reference = target.name.reference(to);
+    retry(
+        &options.retry,
+        &format!("tag {reference}"),
+        reporter,
+        || async {
+            target
+                .api
+                .put_copy(manifest, to)
+                .await
+                .map_err(|e| api_error(target.name, to, e))
+        },
+    )
+    .await?;
+    reporter.step(format!("tagged {reference} in the registry"));
+    Ok(())
+}
+
+/// Read where `latest` stands and order this build's commit against it.
+pub async fn look_at_latest(
+    target: &RegistryTarget<'_>,
+    options: &PublishOptions,
+    reporter: &Reporter,
+) -> Result<LatestSeen> {
+    let (digest, current) = match read_tag(target, &Tag::latest(), options, reporter).await? {
+        Some((digest, labels)) => (Some(digest), Revision::from_labels(&labels)),
+        None => (None, None),
+    };
+    let order = match (&current, options.latest) {
+        (Some(current), LatestMode::Auto) => {
+            let (mine, current) = (target.name.revision.clone(), current.clone());
+            target
+                .history
+                .ask(move |history| compare(&mine, &current, history))
+                .await?
+        }
+        _ => Order::Newer("forced or absent"),
+    };
+    Ok(LatestSeen {
+        digest,
+        current,
+        order,
+    })
+}
+
+/// The manifest digest behind `tag` in the registry and its image's labels; `None` when the tag is
+/// absent.
+async fn read_tag(
+    target: &RegistryTarget<'_>,
+    tag: &Tag,
+    options: &PublishOptions,
+    reporter: &Reporter,
+) -> Result<Option<(String, BTreeMap<String, String>)>> {
+    let reference = target.name.reference(tag);
+    retry(
+        &options.retry,
+        &format!("read {reference}"),
+        reporter,
+        || async {
+            target
+                .api
+                .digest_and_labels(tag)
+                .await
+                .map_err(|e| api_error(target.name, tag, e))
+        },
+    )
+    .await
+}
+
+/// Registry reads in flight at once when reading the labels of many SHA tags.
+const LABEL_READS_IN_FLIGHT: usize = 8;
+
+/// Rounds of the concurrent-run check: each round that corrects `latest` looks once more.
+const SETTLE_ROUNDS: usize = 3;
+
+/// Two runs can read `latest` at the same time and the older can write last. After writing, look at the
+/// SHA tags in the registry: if one is a newer commit than what `latest` holds, point `latest` at it.
+/// Every run that writes `latest` does this after its write, so the last writer always repairs.
+async fn settle_latest(
+    target: &RegistryTarget<'_>,
+    options: &PublishOptions,
+    reporter: &Reporter,
+) -> Result<LatestOutcome> {
+    let mine = target.name.revision.clone();
+    let mut outcome = LatestOutcome::Moved;
+    // A SHA tag's labels never change: read each at most once per run. `None`: not a candidate.
+    let mut labelled: HashMap<String, Option<Revision>> = HashMap::new();
+    for _round in 0..SETTLE_ROUNDS {
+        let mut candidates = vec![mine.clone()];
+        candidates.extend(candidates_on_our_line(target, &mut labelled, options, reporter).await?);
+        let newest = target
+            .history
+            .ask(move |history| newest(&candidates, history).cloned())
+            .await?;
+        // We are the newest and have just written `latest`: a run that overwrote it since is older than
+        // us and repairs it itself, in its own check.
+        let Some(newest) = newest.filter(|n| n.sha != mine.sha) else {
+            break;
+        };
+        if !repair_latest(target, &newest, options, reporter).await? {
+            break;
+        }
+        outcome = LatestOutcome::Corrected { to: newest.sha };
+    }
+    Ok(outcome)
+}
+
+/// The images of SHA tags that may replace ours as `latest`: commits on our line of history (git rules
+/// out the others without the network) whose run was to move `latest`. A descendant, or a commit git
+/// does not know (a shallow clone, a commit pushed after our checkout), is read from the registry, a few
+/// at a time and each once per run (`labelled` remembers); a newer branch build never counts.
+async fn candidates_on_our_line(
+    target: &RegistryTarget<'_>,
+    labelled: &mut HashMap<String, Option<Revision>>,
+    options: &PublishOptions,
+    reporter: &Reporter,
+) -> Result<Vec<Revision>> {
+    let latest = Tag::latest();
+    let mine = target.name.revision.sha.clone();
+    let tags = retry(&options.retry, "list tags", reporter, || async {
+        target
+            .api
+            .tags()
+            .await
+            .map_err(|e| api_error(target.name, &latest, e))
+    })
+    .await?;
+    let others: Vec<String> = tags
+        .into_iter()
+        .filter(|t| is_sha_tag(t) && *t != mine)
+        .collect();
+    let on_our_line: Vec<String> = {
+        let asked = others.clone();
+        let descend = target
+            .history
+            .ask(move |history| {
+                let refs: Vec<&str> = asked.iter().map(String::as_str).collect();
+                history.descend_from(&mine, &refs)
+            })
+            .await?;
+        others
+            .into_iter()
+            .zip(descend)
+            .filter(|(_, descends)| *descends != Some(false))
+            .map(|(tag, _)| tag)
+            .collect()
+    };
+    let mut unread = Vec::new();
+    for tag in &on_our_line {
+        if !labelled.contains_key(tag) {
+            unread.push(Tag::parse("registry tag", tag)?);
+        }
+    }
+    let read: Vec<(Tag, Result<Option<Revision>>)> = futures_util::stream::iter(unread)
+        .map(|tag| async move {
+            let found = read_tag(target, &tag, options, reporter).await;
+            let candidate = found.map(|found| {
+                found.and_then(|(_, labels)| Revision::candidate_from_labels(&labels))
+            });
+            (tag, candidate)
+        })
+        .buffered(LABEL_READS_IN_FLIGHT)
+        .collect()
+        .await;
+    for (tag, revision) in read {
+        labelled.insert(tag.as_str().to_string(), revision?);
+    }
+    Ok(on_our_line
+        .iter()
+        .filter_map(|tag| labelled.get(tag).cloned().flatten())
+        .collect())
+}
+
+/// Put `latest` on `newest` when it holds an older commit; whether it was moved.
+async fn repair_latest(
+    target: &RegistryTarget<'_>,
+    newest: &Revision,
+    options: &PublishOptions,
+    reporter: &Reporter,
+) -> Result<bool> {
+    let latest = Tag::latest();
+    let Some(current) = read_tag(target, &latest, options, reporter)
+        .await?
+        .and_then(|(_, labels)| Revision::from_labels(&labels))
+    else {
+        return Ok(false);
+    };
+    if current.sha == newest.sha {
+        return Ok(false);
+    }
+    let (candidate, held) = (newest.clone(), current.clone());
+    let order = target
+        .history
+        .ask(move |history| compare(&candidate, &held, history))
+        .await?;
+    if !matches!(order, Order::Newer(_)) {
+        return Ok(false);
+    }
+    let newest_tag = Tag::parse("registry tag", &newest.sha)?;
+    retry(&options.retry, "correct latest", reporter, || async {
+        target
+            .api
+            .retag(&newest_tag, &latest)
+            .await
+            .map_err(|e| api_error(target.name, &latest, e))
+    })
+    .await?;
+    reporter.warn(format!(
+        "latest had been moved back to {} by a concurrent run; put it on {} again",
+        short(&current.sha),
+        short(&newest.sha)
+    ));
+    Ok(true)
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
