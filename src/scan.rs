@@ -62,64 +62,13 @@ pub async fn wait_for_scan(
             .image_id(ImageIdentifier::builder().image_tag(sha_tag).build())
             .send()
             .await;
-        let status = match response {
-            Ok(out) => {
-                let status = out.image_scan_status().and_then(|s| s.status().cloned());
-                match status {
-                    Some(ScanStatus::Complete) => {
-                        let counts = out
-                            .image_scan_findings()
-                            .and_then(|f| f.finding_severity_counts())
-                            .map(|m| {
-                                m.iter()
-                                    .map(|(k, v)| (k.as_str().to_string(), *v))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        let summary = ScanSummary {
-                            status: "COMPLETE".to_string(),
-                            counts,
-                        };
-                        reporter.step(format!("scan of {reference}: {}", summary.describe()));
-                        if let Some(threshold) = plan.fail_on {
-                            if let Some(hits) = at_or_above(&summary, threshold) {
-                                return Err(Error::ScanFindings {
-                                    reference: reference.to_string(),
-                                    summary: hits,
-                                    threshold: format!("{threshold:?}").to_uppercase(),
-                                });
-                            }
-                        }
-                        return Ok(Some(summary));
-                    }
-                    Some(ScanStatus::Failed) | Some(ScanStatus::UnsupportedImage) => {
-                        let description = out
-                            .image_scan_status()
-                            .and_then(|s| s.description())
-                            .unwrap_or("no description");
-                        reporter.warn(format!(
-                            "scan of {reference} did not complete: {description}"
-                        ));
-                        return scan_unavailable(plan, reference, description);
-                    }
-                    other => other.map_or("PENDING".to_string(), |s| s.as_str().to_string()),
-                }
+        let status = match poll_result(response) {
+            Poll::Complete(summary) => return judge(summary, plan, reference, reporter),
+            Poll::Unavailable(why) => {
+                reporter.warn(format!("scan of {reference}: {why}"));
+                return scan_unavailable(plan, reference, &why);
             }
-            // The scan starts shortly after the push; until then ECR says there is no scan.
-            Err(SdkError::ServiceError(e))
-                if matches!(
-                    e.err(),
-                    DescribeImageScanFindingsError::ScanNotFoundException(_)
-                        | DescribeImageScanFindingsError::ImageNotFoundException(_)
-                ) =>
-            {
-                "NOT STARTED".to_string()
-            }
-            Err(e) => {
-                let detail = aws_sdk_ecr::error::DisplayErrorContext(&e).to_string();
-                reporter.warn(format!("cannot read the scan of {reference}: {detail}"));
-                return scan_unavailable(plan, reference, &detail);
-            }
+            Poll::Pending(status) => status,
         };
         if status != last_status {
             reporter.step(format!("waiting for the scan of {reference}: {status}"));
@@ -135,6 +84,82 @@ pub async fn wait_for_scan(
         tokio::time::sleep(Duration::from_secs(5).min(deadline.saturating_sub(started.elapsed())))
             .await;
     }
+}
+
+/// One look at the scan.
+enum Poll {
+    Complete(ScanSummary),
+    /// Still running, or not started yet: the status to show.
+    Pending(String),
+    /// It will not complete (failed, unsupported image) or cannot be read.
+    Unavailable(String),
+}
+
+fn poll_result<R: std::fmt::Debug>(
+    response: std::result::Result<
+        aws_sdk_ecr::operation::describe_image_scan_findings::DescribeImageScanFindingsOutput,
+        SdkError<DescribeImageScanFindingsError, R>,
+    >,
+) -> Poll {
+    let out = match response {
+        Ok(out) => out,
+        // The scan starts shortly after the push; until then ECR says there is no scan.
+        Err(SdkError::ServiceError(e))
+            if matches!(
+                e.err(),
+                DescribeImageScanFindingsError::ScanNotFoundException(_)
+                    | DescribeImageScanFindingsError::ImageNotFoundException(_)
+            ) =>
+        {
+            return Poll::Pending("NOT STARTED".to_string())
+        }
+        Err(e) => {
+            let detail = aws_sdk_ecr::error::DisplayErrorContext(&e).to_string();
+            return Poll::Unavailable(format!("cannot be read: {detail}"));
+        }
+    };
+    match out.image_scan_status().and_then(|s| s.status().cloned()) {
+        Some(ScanStatus::Complete) => Poll::Complete(ScanSummary {
+            status: "COMPLETE".to_string(),
+            counts: out
+                .image_scan_findings()
+                .and_then(|f| f.finding_severity_counts())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.as_str().to_string(), *v))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }),
+        Some(ScanStatus::Failed) | Some(ScanStatus::UnsupportedImage) => {
+            let description = out
+                .image_scan_status()
+                .and_then(|s| s.description())
+                .unwrap_or("no description");
+            Poll::Unavailable(format!("did not complete: {description}"))
+        }
+        other => Poll::Pending(other.map_or("PENDING".to_string(), |s| s.as_str().to_string())),
+    }
+}
+
+/// Report a completed scan, and fail on findings at or above `--fail-on`.
+fn judge(
+    summary: ScanSummary,
+    plan: &ScanPlan,
+    reference: &str,
+    reporter: &Reporter,
+) -> Result<Option<ScanSummary>> {
+    reporter.step(format!("scan of {reference}: {}", summary.describe()));
+    if let Some(threshold) = plan.fail_on {
+        if let Some(hits) = at_or_above(&summary, threshold) {
+            return Err(Error::ScanFindings {
+                reference: reference.to_string(),
+                summary: hits,
+                threshold: format!("{threshold:?}").to_uppercase(),
+            });
+        }
+    }
+    Ok(Some(summary))
 }
 
 /// Without a result, `--fail-on` cannot be honoured: fail rather than pass an unchecked image.

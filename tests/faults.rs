@@ -499,14 +499,12 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
                     .unwrap()
             })
             .collect();
-        for child in children {
+        let mut logs = String::new();
+        for (child, i) in children.into_iter().zip(&order) {
             let out = child.wait_with_output().unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{stderr}");
+            logs.push_str(&format!("--- run of commit {i}\n{stderr}"));
         }
         for sha in &shas {
             let labels = &registry.config(&repo, sha)["config"]["Labels"];
@@ -521,7 +519,7 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
         assert_eq!(
             latest["org.opencontainers.image.revision"],
             newest.as_str(),
-            "round {round} (seed {seed}, order {order:?}): latest is not the newest commit"
+            "round {round} (seed {seed}, order {order:?}): latest is not the newest commit\n{logs}"
         );
         registry.assert_same_digest(&repo, "latest", newest);
     }

@@ -359,7 +359,8 @@ fn daemon_message_kind(message: &str) -> FailureKind {
         "connection refused",
         "connection reset",
         "broken pipe",
-        "unexpected eof",
+        // The daemon reports a dropped connection as `Put "http://…": EOF`.
+        "eof",
         "i/o timeout",
         "timeout",
         "timed out",

@@ -241,7 +241,8 @@ async fn settle_latest(
 /// The images of SHA tags that may replace ours as `latest`: commits on our line of history (git rules
 /// out the others without the network) whose run was to move `latest`. A descendant, or a commit git
 /// does not know (a shallow clone, a commit pushed after our checkout), is read from the registry, a few
-/// at a time and each once per run (`labelled` remembers); a newer branch build never counts.
+/// at a time; a published image's labels never change, so each is read once per run (`labelled`
+/// remembers). A newer branch build never counts.
 async fn candidates_on_our_line(
     target: &RegistryTarget<'_>,
     labelled: &mut HashMap<String, Option<Revision>>,
@@ -284,23 +285,36 @@ async fn candidates_on_our_line(
             unread.push(Tag::parse("registry tag", tag)?);
         }
     }
-    let read: Vec<(Tag, Result<Option<Revision>>)> = futures_util::stream::iter(unread)
-        .map(|tag| async move {
-            let found = read_tag(target, &tag, options, reporter).await;
-            let candidate = found.map(|found| {
-                found.and_then(|(_, labels)| Revision::candidate_from_labels(&labels))
-            });
-            (tag, candidate)
-        })
-        .buffered(LABEL_READS_IN_FLIGHT)
-        .collect()
-        .await;
-    for (tag, revision) in read {
-        labelled.insert(tag.as_str().to_string(), revision?);
+    let read: Vec<(Tag, Result<Option<(String, BTreeMap<String, String>)>>)> =
+        futures_util::stream::iter(unread)
+            .map(|tag| async move {
+                let found = read_tag(target, &tag, options, reporter).await;
+                (tag, found)
+            })
+            .buffered(LABEL_READS_IN_FLIGHT)
+            .collect()
+            .await;
+    let mut fresh: HashMap<String, Revision> = HashMap::new();
+    for (tag, found) in read {
+        let Some((_, labels)) = found? else { continue };
+        let candidate = Revision::candidate_from_labels(&labels);
+        // A SHA tag without a revision label is mid-publish (the daemon has pushed it, its labelled
+        // config is not written yet): its labels will change, so it is read again next round.
+        if Revision::from_labels(&labels).is_some() {
+            labelled.insert(tag.as_str().to_string(), candidate.clone());
+        }
+        if let Some(candidate) = candidate {
+            fresh.insert(tag.as_str().to_string(), candidate);
+        }
     }
     Ok(on_our_line
         .iter()
-        .filter_map(|tag| labelled.get(tag).cloned().flatten())
+        .filter_map(|tag| {
+            fresh
+                .get(tag)
+                .cloned()
+                .or_else(|| labelled.get(tag).cloned().flatten())
+        })
         .collect())
 }
 
