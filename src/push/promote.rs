@@ -15,6 +15,9 @@ use crate::registry::StoredManifest;
 use crate::report::Reporter;
 use crate::retry::retry;
 
+/// A tag's manifest digest and image labels as read from the registry; `None` when the tag is absent.
+type TagRead = Option<(String, BTreeMap<String, String>)>;
+
 /// Where `latest` stood when it was read, and how this build's commit relates to it.
 #[derive(Debug, Clone)]
 pub struct LatestSeen {
@@ -183,7 +186,7 @@ async fn read_tag(
     tag: &Tag,
     options: &PublishOptions,
     reporter: &Reporter,
-) -> Result<Option<(String, BTreeMap<String, String>)>> {
+) -> Result<TagRead> {
     let reference = target.name.reference(tag);
     retry(
         &options.retry,
@@ -285,15 +288,14 @@ async fn candidates_on_our_line(
             unread.push(Tag::parse("registry tag", tag)?);
         }
     }
-    let read: Vec<(Tag, Result<Option<(String, BTreeMap<String, String>)>>)> =
-        futures_util::stream::iter(unread)
-            .map(|tag| async move {
-                let found = read_tag(target, &tag, options, reporter).await;
-                (tag, found)
-            })
-            .buffered(LABEL_READS_IN_FLIGHT)
-            .collect()
-            .await;
+    let read: Vec<(Tag, Result<TagRead>)> = futures_util::stream::iter(unread)
+        .map(|tag| async move {
+            let found = read_tag(target, &tag, options, reporter).await;
+            (tag, found)
+        })
+        .buffered(LABEL_READS_IN_FLIGHT)
+        .collect()
+        .await;
     let mut fresh: HashMap<String, Revision> = HashMap::new();
     for (tag, found) in read {
         let Some((_, labels)) = found? else { continue };
