@@ -10,7 +10,7 @@ resource "aws_cloudwatch_log_group" "build" {
 
 resource "aws_codebuild_project" "image" {
   name          = local.names.project
-  description   = "Builds ${var.component} from ${var.github_repository} (api/Dockerfile) with ecrbuild and pushes it to ${local.names.repository}."
+  description   = "Builds ${var.github_repository} (services: ${join(", ", keys(local.repositories))}) with ecrbuild and pushes each to its ECR repository."
   service_role  = aws_iam_role.codebuild.arn
   build_timeout = var.build_timeout_minutes
 
@@ -46,8 +46,15 @@ resource "aws_codebuild_project" "image" {
 
     # Environment read by ecrbuild.
     environment_variable {
+      # The primary service's repository (the only one by default).
       name  = "ECR_REPOSITORY"
-      value = aws_ecr_repository.image.name
+      value = aws_ecr_repository.image[local.primary_service].name
+    }
+    environment_variable {
+      # Every service and its repository, "service=repository" separated by
+      # spaces; buildspec-services.yml picks its entry per service.
+      name  = "ECRBUILD_SERVICE_REPOSITORIES"
+      value = join(" ", [for service, repository in aws_ecr_repository.image : "${service}=${repository.name}"])
     }
     environment_variable {
       name  = "AWS_ACCOUNT_ID"
@@ -60,7 +67,7 @@ resource "aws_codebuild_project" "image" {
     environment_variable {
       # From the repository URL, so the host is right in every partition.
       name  = "ECR_REGISTRY"
-      value = split("/", aws_ecr_repository.image.repository_url)[0]
+      value = split("/", aws_ecr_repository.image[local.primary_service].repository_url)[0]
     }
     dynamic "environment_variable" {
       for_each = var.extra_image_tag == "" ? [] : [var.extra_image_tag]

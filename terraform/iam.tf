@@ -1,9 +1,9 @@
-# CodeBuild service role: push to this repository, write this project's logs.
+# CodeBuild service role: push to the service repositories, write this project's logs.
 # Documents: modules/policies (see the IAM table in README.md).
 
 resource "aws_iam_role" "codebuild" {
   name                 = local.names.codebuild_role
-  description          = "CodeBuild service role of ${local.names.project}: push ${local.names.repository} and write its own logs."
+  description          = "CodeBuild service role of ${local.names.project}: push the service repositories and write its own logs."
   assume_role_policy   = module.policies.codebuild_trust_policy
   max_session_duration = 3600
 
@@ -14,7 +14,7 @@ resource "aws_iam_role" "codebuild" {
 
 resource "aws_iam_policy" "codebuild" {
   name        = local.names.codebuild_role
-  description = "ECR push to ${local.names.repository} only, and logs of ${local.names.project} only."
+  description = "ECR push to ${join(", ", values(local.repositories))} only, and logs of ${local.names.project} only."
   policy      = module.policies.codebuild_permissions_policy
 
   tags = {
@@ -32,7 +32,7 @@ resource "aws_iam_policy" "codebuild_wait_scan" {
   count = var.enable_wait_scan ? 1 : 0
 
   name        = "${local.names.codebuild_role}-wait-scan"
-  description = "Read scan findings of ${local.names.repository} only."
+  description = "Read scan findings of ${join(", ", values(local.repositories))} only."
   policy      = module.policies.codebuild_wait_scan_policy
 
   tags = {

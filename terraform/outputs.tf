@@ -1,11 +1,21 @@
 output "repository_url" {
-  description = "URL of the ECR repository (<registry>/<name>)."
-  value       = aws_ecr_repository.image.repository_url
+  description = "URL of the primary service's ECR repository (<registry>/<name>); the only repository by default."
+  value       = aws_ecr_repository.image[local.primary_service].repository_url
 }
 
 output "repository_arn" {
-  description = "ARN of the ECR repository."
-  value       = aws_ecr_repository.image.arn
+  description = "ARN of the primary service's ECR repository."
+  value       = aws_ecr_repository.image[local.primary_service].arn
+}
+
+output "repository_urls" {
+  description = "Service name => ECR repository URL."
+  value       = { for service, repository in aws_ecr_repository.image : service => repository.repository_url }
+}
+
+output "repository_arns" {
+  description = "Service name => ECR repository ARN."
+  value       = { for service, repository in aws_ecr_repository.image : service => repository.arn }
 }
 
 output "codebuild_project_name" {

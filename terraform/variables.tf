@@ -76,14 +76,52 @@ variable "ecr_kms_key_arn" {
   default     = null
 }
 
+variable "services" {
+  description = "Images built from this repository: service name => { repository = optional name override }. Each gets its own ECR repository, <project>-<environment>-<service> unless overridden. Null means one service named after component (api by default), i.e. the single repository <project>-<environment>-<component>."
+  type = map(object({
+    repository = optional(string)
+  }))
+  default = null
+
+  validation {
+    condition     = var.services == null || length(coalesce(var.services, {})) >= 1
+    error_message = "services must name at least one service (or be null for the single default one)."
+  }
+
+  validation {
+    condition = alltrue([
+      for name, svc in coalesce(var.services, {}) :
+      can(regex("^[a-z][a-z0-9]*(-[a-z0-9]+)*$", name)) && length(name) <= 16 &&
+      (svc.repository == null || can(regex("^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$", coalesce(svc.repository, "x"))))
+    ])
+    error_message = "Service names must be lowercase letters, digits and single hyphens (at most 16 characters); a repository override must be a valid ECR repository name."
+  }
+}
+
 variable "untagged_expire_days" {
-  description = "Untagged images are expired this many days after push."
+  description = "Removed: expiring untagged images deletes the per-platform children of kept multi-platform indexes (aws/containers-roadmap#1596). Must stay null; see README.md, \"Lifecycle\"."
   type        = number
-  default     = 7
+  default     = null
+
+  validation {
+    condition     = var.untagged_expire_days == null
+    error_message = "untagged_expire_days is no longer supported: the children of a multi-platform index are untagged, and expiring untagged images would break indexes the lifecycle keeps. Remove it; untagged images are never expired (terraform/README.md, \"Lifecycle\")."
+  }
+}
+
+variable "max_platforms_per_image" {
+  description = "Upper bound on the platforms of one multi-platform image: the lifecycle keeps keep_tagged_images times this many per-platform (<sha>-linux-*) images. Above the real count it leaves room for concurrent runs."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.max_platforms_per_image >= 1 && floor(var.max_platforms_per_image) == var.max_platforms_per_image
+    error_message = "max_platforms_per_image must be a whole number of at least 1."
+  }
 }
 
 variable "keep_tagged_images" {
-  description = "How many SHA-tagged images the lifecycle policy keeps."
+  description = "How many SHA-tagged images (single-platform images or multi-platform indexes) the lifecycle policy keeps per repository."
   type        = number
   default     = 50
 }

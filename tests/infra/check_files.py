@@ -216,9 +216,20 @@ def check_terraform_root(root: str) -> int:
             "ECR: `latest` is a WILDCARD exclusion filter")
     f.check(re.search(r"scan_on_push\s*=\s*true", ecr) is not None, "ECR: scan on push")
     f.check(re.search(r"force_delete\s*=\s*var\.force_delete", ecr) is not None, "ECR: force_delete is a variable")
+    f.check(re.search(r'resource\s+"aws_ecr_repository"\s+"image"\s*\{\s*for_each\s*=\s*local\.repositories\b', ecr) is not None,
+            "ECR: one repository per service (for_each = local.repositories)")
+    f.check(re.search(r'resource\s+"aws_ecr_lifecycle_policy"\s+"image"\s*\{\s*for_each\s*=\s*aws_ecr_repository\.image\b', ecr)
+            is not None, "ECR: the lifecycle policy is on every service repository")
+    for rtype in ("aws_ecr_repository", "aws_ecr_lifecycle_policy"):
+        f.check(re.search(r'moved\s*\{\s*from\s*=\s*%s\.image\s+to\s*=\s*%s\.image\["api"\]' % (rtype, rtype), ecr)
+                is not None, f"ECR: {rtype}.image moves to the default service's instance (no replacement on upgrade)")
+    f.check(re.search(r"repository_names\s*=\s*values\(local\.repositories\)", joined) is not None,
+            "the policies module gets every service repository (ECR statements scoped to exactly those)")
+    f.check("untagged_expire_days" not in re.sub(r'variable\s+"untagged_expire_days"\s*\{.*?\n\}', "", joined, flags=re.S),
+            "no untagged-image expiry is passed anywhere (it would break multi-platform indexes)")
     codebuild = text.get("codebuild.tf", "")
     f.check(re.search(r"privileged_mode\s*=\s*true", codebuild) is not None, "CodeBuild: privileged mode")
-    for env in ("ECR_REPOSITORY", "AWS_ACCOUNT_ID", "AWS_REGION"):
+    for env in ("ECR_REPOSITORY", "AWS_ACCOUNT_ID", "AWS_REGION", "ECRBUILD_SERVICE_REPOSITORIES"):
         f.check(re.search(r'name\s*=\s*"%s"' % env, codebuild) is not None, f"CodeBuild: sets {env}")
     f.check('buildspec       = "buildspec.yml"' in codebuild, "CodeBuild: source buildspec is buildspec.yml")
     f.check(re.search(r"retention_in_days\s*=", codebuild) is not None, "log group has a retention")

@@ -34,6 +34,9 @@ HOST = "token.actions.githubusercontent.com"
 PROVIDER_ARN = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{HOST}"
 PROJECT_ARN = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/avarobotics-prod-api-build"
 REPOSITORY_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/avarobotics-prod-api"
+# The render module has two services: api and worker.
+REPOSITORY_ARNS = [REPOSITORY_ARN, f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/avarobotics-prod-worker"]
+OTHER_REPOSITORY_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other"
 LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/codebuild/avarobotics-prod-api-build"
 
 DOCS: dict[str, dict] = {}
@@ -162,19 +165,24 @@ class CodeBuildPermissions(unittest.TestCase):
     def test_allows_what_ecrbuild_does(self):
         doc = DOCS["codebuild_permissions_policy"]
         self.assertEqual(evaluate(doc, Request("ecr:GetAuthorizationToken", resource="*")), ALLOW)
-        for action in self.PUSH + self.READ:
-            with self.subTest(action):
-                self.assertEqual(evaluate(doc, Request(action, resource=REPOSITORY_ARN)), ALLOW)
+        for repository in REPOSITORY_ARNS:
+            for action in self.PUSH + self.READ:
+                with self.subTest(action=action, repository=repository):
+                    self.assertEqual(evaluate(doc, Request(action, resource=repository)), ALLOW)
         for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
             with self.subTest(action):
                 self.assertEqual(evaluate(doc, Request(action, resource=f"{LOG_GROUP_ARN}:log-stream:abc")), ALLOW)
 
     def test_denies_other_repositories_and_actions(self):
         doc = DOCS["codebuild_permissions_policy"]
-        other_repo = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other"
-        cases = {f"{a} on another repository": Request(a, resource=other_repo) for a in self.PUSH + self.READ}
+        cases = {f"{a} on another repository": Request(a, resource=OTHER_REPOSITORY_ARN) for a in self.PUSH + self.READ}
         cases.update({
             "push to a repository whose name starts with ours": Request("ecr:PutImage", resource=REPOSITORY_ARN + "-x"),
+            "push to a third service's repository": Request(
+                "ecr:PutImage", resource=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/avarobotics-prod-billing"),
+            "push to a repository in another account": Request(
+                "ecr:PutImage", resource=REPOSITORY_ARN.replace(ACCOUNT, "210987654321")),
+            "delete images of the second service": Request("ecr:BatchDeleteImage", resource=REPOSITORY_ARNS[1]),
             "delete images": Request("ecr:BatchDeleteImage", resource=REPOSITORY_ARN),
             "change the lifecycle policy": Request("ecr:PutLifecyclePolicy", resource=REPOSITORY_ARN),
             "change tag mutability": Request("ecr:PutImageTagMutability", resource=REPOSITORY_ARN),
@@ -193,10 +201,9 @@ class CodeBuildPermissions(unittest.TestCase):
         doc = DOCS["codebuild_wait_scan_policy"]
         for action in ("ecr:DescribeImageScanFindings", "ecr:DescribeImages"):
             with self.subTest(action):
-                self.assertEqual(evaluate(doc, Request(action, resource=REPOSITORY_ARN)), ALLOW)
-                self.assertEqual(
-                    evaluate(doc, Request(action, resource=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other")),
-                    IMPLICIT_DENY)
+                for repository in REPOSITORY_ARNS:
+                    self.assertEqual(evaluate(doc, Request(action, resource=repository)), ALLOW)
+                self.assertEqual(evaluate(doc, Request(action, resource=OTHER_REPOSITORY_ARN)), IMPLICIT_DENY)
         self.assertEqual(evaluate(doc, Request("ecr:PutImage", resource=REPOSITORY_ARN)), IMPLICIT_DENY)
 
 

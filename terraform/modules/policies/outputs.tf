@@ -24,7 +24,7 @@ output "github_permissions_policy" {
 }
 
 output "lifecycle_policy" {
-  description = "ECR lifecycle policy of the repository (JSON)."
+  description = "ECR lifecycle policy of every service repository (JSON)."
   value       = jsonencode(local.lifecycle_policy)
 }
 
@@ -36,8 +36,8 @@ output "github_subject" {
 output "arns" {
   description = "ARNs the documents are scoped to."
   value = {
-    repository = local.repository_arn
-    project    = local.project_arn
-    log_group  = local.log_group_arn
+    repositories = local.repository_arns
+    project      = local.project_arn
+    log_group    = local.log_group_arn
   }
 }

@@ -40,13 +40,20 @@ variable "account_id" {
   }
 }
 
-variable "repository_name" {
-  description = "Name of the ECR repository the build pushes to."
-  type        = string
+variable "repository_names" {
+  description = "Names of the ECR repositories the build pushes to (one per service). Every ECR statement is scoped to exactly these."
+  type        = list(string)
 
   validation {
-    condition     = can(regex("^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$", var.repository_name))
-    error_message = "repository_name must be a valid ECR repository name (lowercase, no wildcards)."
+    condition     = length(var.repository_names) >= 1 && length(distinct(var.repository_names)) == length(var.repository_names)
+    error_message = "repository_names must hold at least one name, each once."
+  }
+
+  validation {
+    condition = alltrue([
+      for name in var.repository_names : can(regex("^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$", name))
+    ])
+    error_message = "Every repository name must be a valid ECR repository name (lowercase, no wildcards)."
   }
 }
 
@@ -101,17 +108,6 @@ variable "oidc_provider_arn" {
   }
 }
 
-variable "untagged_expire_days" {
-  description = "Untagged images are expired this many days after push."
-  type        = number
-  default     = 7
-
-  validation {
-    condition     = var.untagged_expire_days >= 1 && floor(var.untagged_expire_days) == var.untagged_expire_days
-    error_message = "untagged_expire_days must be a whole number of at least 1."
-  }
-}
-
 variable "keep_tagged_images" {
   description = "How many commit-SHA-tagged images to keep; older ones are expired."
   type        = number
@@ -123,8 +119,26 @@ variable "keep_tagged_images" {
   }
 }
 
-variable "moving_tag" {
-  description = "The one mutable tag (excluded from tag immutability); it is never expired."
-  type        = string
-  default     = "latest"
+variable "max_platforms_per_image" {
+  description = "Upper bound on the platforms of one multi-platform image. The lifecycle keeps keep_tagged_images times this many per-platform images, so every kept index keeps its children; a bound above the real count leaves room for concurrent runs."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.max_platforms_per_image >= 1 && floor(var.max_platforms_per_image) == var.max_platforms_per_image
+    error_message = "max_platforms_per_image must be a whole number of at least 1."
+  }
+}
+
+variable "moving_tags" {
+  description = "The mutable tags (excluded from tag immutability): latest and the optional extra tag. None of them is ever expired."
+  type        = list(string)
+  default     = ["latest"]
+
+  validation {
+    condition = length(var.moving_tags) >= 1 && length(var.moving_tags) <= 9 && alltrue([
+      for tag in var.moving_tags : can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", tag)) && !strcontains(tag, "-linux-")
+    ])
+    error_message = "moving_tags must be 1 to 9 plain tags (no wildcards), none containing -linux-."
+  }
 }

@@ -22,9 +22,10 @@ variable "github_branch" {
 module "policies" {
   source = "../../../terraform/modules/policies"
 
-  region            = "ap-northeast-1"
-  account_id        = var.account_id
-  repository_name   = "avarobotics-prod-api"
+  region     = "ap-northeast-1"
+  account_id = var.account_id
+  # Two services: the evaluation proves each repository is allowed, others not.
+  repository_names  = ["avarobotics-prod-api", "avarobotics-prod-worker"]
   project_name      = "avarobotics-prod-api-build"
   log_group_name    = "/aws/codebuild/avarobotics-prod-api-build"
   github_repository = var.github_repository
