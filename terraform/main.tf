@@ -17,7 +17,9 @@ locals {
     project        = "${local.name_prefix}-build"
     log_group      = "/aws/codebuild/${local.name_prefix}-build"
     codebuild_role = "${local.name_prefix}-codebuild"
-    github_role    = "${local.name_prefix}-github-trigger"
+    # Batch service role (enable_batch_builds).
+    codebuild_batch_role = "${local.name_prefix}-codebuild-batch"
+    github_role          = "${local.name_prefix}-github-trigger"
   }
 
   common_tags = merge(var.tags, {
@@ -63,4 +65,5 @@ module "policies" {
   keep_tagged_images          = var.keep_tagged_images
   max_platforms_per_image     = var.max_platforms_per_image
   moving_tags                 = local.moving_tags
+  enable_batch_builds         = var.enable_batch_builds
 }

@@ -28,6 +28,16 @@ output "codebuild_role_arn" {
   value       = aws_iam_role.codebuild.arn
 }
 
+output "codebuild_batch_role_arn" {
+  description = "ARN of the CodeBuild batch service role (null unless enable_batch_builds)."
+  value       = var.enable_batch_builds ? aws_iam_role.codebuild_batch[0].arn : null
+}
+
+output "codebuild_batch_enabled" {
+  description = "Whether the project runs batch builds; set it as the GitHub variable CODEBUILD_BATCH (true/false)."
+  value       = var.enable_batch_builds
+}
+
 output "github_role_arn" {
   description = "ARN of the role the GitHub workflow assumes; set it as the GitHub variable AWS_ROLE_ARN."
   value       = aws_iam_role.github.arn

@@ -234,3 +234,77 @@ variable "ecrbuild_download_sha256" {
     error_message = "ecrbuild_download_sha256 must be empty or 64 lowercase hex digits."
   }
 }
+
+variable "ecrbuild_download_url_aarch64" {
+  description = "Optional URL of a prebuilt aarch64 Linux ecrbuild binary, for the ARM hosts of buildspec-multiarch.yml. Empty: those hosts build ecrbuild with cargo. Set together with ecrbuild_download_sha256_aarch64."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ecrbuild_download_url_aarch64 == "" || startswith(var.ecrbuild_download_url_aarch64, "https://")
+    error_message = "ecrbuild_download_url_aarch64 must be empty or an https:// URL."
+  }
+}
+
+variable "ecrbuild_download_sha256_aarch64" {
+  description = "SHA-256 (64 lowercase hex) of the file at ecrbuild_download_url_aarch64."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ecrbuild_download_sha256_aarch64 == "" || can(regex("^[0-9a-f]{64}$", var.ecrbuild_download_sha256_aarch64))
+    error_message = "ecrbuild_download_sha256_aarch64 must be empty or 64 lowercase hex digits."
+  }
+}
+
+# ---------------------------------------------------------------- batch builds
+
+variable "enable_batch_builds" {
+  description = "Turn on CodeBuild batch builds: the project runs batch_buildspec, gets a batch service role, and the GitHub role may also codebuild:StartBuildBatch on it (a departure from FR-006, see README.md)."
+  type        = bool
+  default     = false
+}
+
+variable "batch_buildspec" {
+  description = "Buildspec of the project when batch builds are on: buildspec-multiarch.yml (amd64 + arm64 joined into an index) or buildspec-services.yml (one build per service)."
+  type        = string
+  default     = "buildspec-multiarch.yml"
+
+  validation {
+    condition     = contains(["buildspec-multiarch.yml", "buildspec-services.yml"], var.batch_buildspec)
+    error_message = "batch_buildspec must be buildspec-multiarch.yml or buildspec-services.yml."
+  }
+}
+
+variable "batch_compute_types_allowed" {
+  description = "Compute types a batch may use (the project's compute_type is always added). The batch buildspecs use SMALL (index), MEDIUM (amd64, services) and LARGE (arm64)."
+  type        = list(string)
+  default     = ["BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE"]
+
+  validation {
+    condition     = length(var.batch_compute_types_allowed) >= 1 && alltrue([for t in var.batch_compute_types_allowed : startswith(t, "BUILD_GENERAL1_")])
+    error_message = "batch_compute_types_allowed must list BUILD_GENERAL1_* compute types."
+  }
+}
+
+variable "batch_maximum_builds" {
+  description = "Most builds one batch may run (3 for buildspec-multiarch.yml; one per service for buildspec-services.yml)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.batch_maximum_builds >= 1 && var.batch_maximum_builds <= 100 && floor(var.batch_maximum_builds) == var.batch_maximum_builds
+    error_message = "batch_maximum_builds must be a whole number from 1 to 100."
+  }
+}
+
+variable "batch_timeout_minutes" {
+  description = "A batch running longer than this is stopped."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.batch_timeout_minutes >= 5 && var.batch_timeout_minutes <= 2160
+    error_message = "batch_timeout_minutes must be between 5 and 2160."
+  }
+}

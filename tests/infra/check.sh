@@ -184,12 +184,14 @@ run_check "render documents through the policies module" render_documents
 run_check "policy evaluation: trust and permission decisions" check_policy_evaluation
 run_check "checkov: every skip has a written reason" check_files checkov-skips
 run_check "checkov terraform/: 0 failed" check_checkov
-for doc in codebuild_permissions_policy codebuild_wait_scan_policy github_permissions_policy; do
+for doc in codebuild_permissions_policy codebuild_wait_scan_policy github_permissions_policy \
+  codebuild_batch_permissions_policy github_permissions_policy_batch; do
   run_check "parliament: $doc" check_parliament "$doc"
 done
 run_check "workflow: GitHub workflow JSON schema" check_workflow_schema
 run_check "workflow: push to main, OIDC role, start-build only" check_files workflow
 run_check "buildspec: ecrbuild is the only pusher, no post_build" check_files buildspec
+run_check "batch buildspecs: multi-arch graph and per-service list, ecrbuild the only pusher" check_files batch-buildspecs
 
 if [ "$failed" -gt 0 ]; then
   echo "failed: $(printf '%s; ' "${failed_names[@]}")"

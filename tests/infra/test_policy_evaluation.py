@@ -157,6 +157,59 @@ class GitHubPermissions(unittest.TestCase):
                 self.assertEqual(evaluate(DOCS["github_permissions_policy"], request), IMPLICIT_DENY)
 
 
+class GitHubPermissionsWithBatchBuilds(unittest.TestCase):
+    """enable_batch_builds: the GitHub role may also start a batch of this project."""
+
+    def test_allows_start_build_and_start_build_batch_of_this_project(self):
+        doc = DOCS["github_permissions_policy_batch"]
+        for action in ("codebuild:StartBuild", "codebuild:StartBuildBatch"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, start_build(action=action)), ALLOW)
+
+    def test_denies_a_buildspec_override_of_either_explicitly(self):
+        doc = DOCS["github_permissions_policy_batch"]
+        for action in ("codebuild:StartBuild", "codebuild:StartBuildBatch"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, start_build(action=action, buildspec_override=True)), EXPLICIT_DENY)
+
+    def test_denies_everything_else(self):
+        doc = DOCS["github_permissions_policy_batch"]
+        other = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/other"
+        cases = {
+            "batch of another project": start_build(resource=other, action="codebuild:StartBuildBatch"),
+            "retry a batch": start_build(action="codebuild:RetryBuildBatch"),
+            "stop a batch": start_build(action="codebuild:StopBuildBatch"),
+            "read batch results": start_build(action="codebuild:BatchGetBuildBatches"),
+            "update the project": start_build(action="codebuild:UpdateProject"),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+
+class CodeBuildBatchPermissions(unittest.TestCase):
+    def test_allows_start_stop_retry_of_this_project(self):
+        doc = DOCS["codebuild_batch_permissions_policy"]
+        for action in ("codebuild:StartBuild", "codebuild:StopBuild", "codebuild:RetryBuild"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=PROJECT_ARN)), ALLOW)
+
+    def test_denies_other_projects_and_actions(self):
+        doc = DOCS["codebuild_batch_permissions_policy"]
+        cases = {
+            "start another project": Request("codebuild:StartBuild",
+                                             resource=f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/other"),
+            "start a project whose name starts with ours": Request("codebuild:StartBuild", resource=PROJECT_ARN + "-x"),
+            "start a batch (no nesting)": Request("codebuild:StartBuildBatch", resource=PROJECT_ARN),
+            "update the project": Request("codebuild:UpdateProject", resource=PROJECT_ARN),
+            "push to ECR": Request("ecr:PutImage", resource=REPOSITORY_ARN),
+            "pass a role": Request("iam:PassRole", resource=f"arn:aws:iam::{ACCOUNT}:role/x"),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+
 class CodeBuildPermissions(unittest.TestCase):
     PUSH = ["ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
             "ecr:CompleteLayerUpload", "ecr:PutImage"]

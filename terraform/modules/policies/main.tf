@@ -130,23 +130,43 @@ locals {
     }]
   }
 
+  # FR-006: the trigger role starts a build, nothing else. With batch builds
+  # on, it may also start a batch of this project (a departure from FR-006
+  # that enable_batch_builds opts into; README.md, "Batch builds").
+  github_start_actions = var.enable_batch_builds ? ["codebuild:StartBuild", "codebuild:StartBuildBatch"] : ["codebuild:StartBuild"]
+
   github_permissions_policy = {
     Version = "2012-10-17"
     Statement = [
       {
         Sid      = "StartThisProjectOnly"
         Effect   = "Allow"
-        Action   = ["codebuild:StartBuild"]
+        Action   = local.github_start_actions
         Resource = local.project_arn
       },
       {
-        # The build must run the buildspec.yml of the commit, never one
+        # The build must run the buildspec of the commit, never one
         # supplied by the caller.
         Sid       = "DenyBuildspecOverride"
         Effect    = "Deny"
-        Action    = ["codebuild:StartBuild"]
+        Action    = local.github_start_actions
         Resource  = local.project_arn
         Condition = { Null = { "codebuild:source.buildspec" = "false" } }
+      },
+    ]
+  }
+
+  # Batch service role (build_batch_config.service_role): CodeBuild uses it to
+  # start, stop and retry the builds of a batch of this project. AWS asks for
+  # a role apart from the build's own service role.
+  codebuild_batch_permissions_policy = {
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid      = "BatchBuildsOfThisProjectOnly"
+        Effect   = "Allow"
+        Action   = ["codebuild:RetryBuild", "codebuild:StartBuild", "codebuild:StopBuild"]
+        Resource = local.project_arn
       },
     ]
   }

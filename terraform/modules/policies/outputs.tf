@@ -23,6 +23,11 @@ output "github_permissions_policy" {
   value       = jsonencode(local.github_permissions_policy)
 }
 
+output "codebuild_batch_permissions_policy" {
+  description = "Permission policy of the CodeBuild batch service role (JSON): start, stop and retry builds of the project."
+  value       = jsonencode(local.codebuild_batch_permissions_policy)
+}
+
 output "lifecycle_policy" {
   description = "ECR lifecycle policy of every service repository (JSON)."
   value       = jsonencode(local.lifecycle_policy)

@@ -142,3 +142,9 @@ variable "moving_tags" {
     error_message = "moving_tags must be 1 to 9 plain tags (no wildcards), none containing -linux-."
   }
 }
+
+variable "enable_batch_builds" {
+  description = "Batch builds on: the GitHub role may also codebuild:StartBuildBatch on the project (a departure from FR-006)."
+  type        = bool
+  default     = false
+}

@@ -33,13 +33,30 @@ module "policies" {
   oidc_provider_arn = "arn:aws:iam::${var.account_id}:oidc-provider/token.actions.githubusercontent.com"
 }
 
+# The same inputs with batch builds on: what the GitHub role gains.
+module "policies_batch" {
+  source = "../../../terraform/modules/policies"
+
+  region              = "ap-northeast-1"
+  account_id          = var.account_id
+  repository_names    = ["avarobotics-prod-api", "avarobotics-prod-worker"]
+  project_name        = "avarobotics-prod-api-build"
+  log_group_name      = "/aws/codebuild/avarobotics-prod-api-build"
+  github_repository   = var.github_repository
+  github_branch       = var.github_branch
+  oidc_provider_arn   = "arn:aws:iam::${var.account_id}:oidc-provider/token.actions.githubusercontent.com"
+  enable_batch_builds = true
+}
+
 output "documents" {
   value = {
-    codebuild_trust_policy       = module.policies.codebuild_trust_policy
-    codebuild_permissions_policy = module.policies.codebuild_permissions_policy
-    codebuild_wait_scan_policy   = module.policies.codebuild_wait_scan_policy
-    github_trust_policy          = module.policies.github_trust_policy
-    github_permissions_policy    = module.policies.github_permissions_policy
-    lifecycle_policy             = module.policies.lifecycle_policy
+    codebuild_trust_policy             = module.policies.codebuild_trust_policy
+    codebuild_permissions_policy       = module.policies.codebuild_permissions_policy
+    codebuild_wait_scan_policy         = module.policies.codebuild_wait_scan_policy
+    github_trust_policy                = module.policies.github_trust_policy
+    github_permissions_policy          = module.policies.github_permissions_policy
+    lifecycle_policy                   = module.policies.lifecycle_policy
+    codebuild_batch_permissions_policy = module.policies.codebuild_batch_permissions_policy
+    github_permissions_policy_batch    = module.policies_batch.github_permissions_policy
   }
 }

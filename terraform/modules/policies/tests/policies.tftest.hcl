@@ -78,7 +78,7 @@ run "no_wildcard_actions_and_star_resource_only_for_auth_token" {
 
   assert {
     condition = alltrue(flatten([
-      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy] : [
+      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy, output.codebuild_batch_permissions_policy] : [
         for s in jsondecode(doc).Statement : [
           for a in flatten([s.Action]) : !strcontains(a, "*") && !strcontains(a, "?")
         ]
@@ -89,7 +89,7 @@ run "no_wildcard_actions_and_star_resource_only_for_auth_token" {
 
   assert {
     condition = toset(flatten([
-      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy] : [
+      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy, output.codebuild_batch_permissions_policy] : [
         for s in jsondecode(doc).Statement : flatten([s.Action]) if contains(flatten([s.Resource]), "*")
       ]
     ])) == toset(["ecr:GetAuthorizationToken"])
@@ -98,7 +98,7 @@ run "no_wildcard_actions_and_star_resource_only_for_auth_token" {
 
   assert {
     condition = alltrue(flatten([
-      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy] : [
+      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy, output.codebuild_batch_permissions_policy] : [
         for s in jsondecode(doc).Statement : [
           for r in flatten([s.Resource]) : r == "*" || startswith(r, "arn:aws:")
         ]
@@ -112,6 +112,7 @@ run "no_wildcard_actions_and_star_resource_only_for_auth_token" {
       for s in concat(
         jsondecode(output.codebuild_permissions_policy).Statement,
         jsondecode(output.codebuild_wait_scan_policy).Statement,
+        jsondecode(output.codebuild_batch_permissions_policy).Statement,
       ) : s.Effect == "Allow" && !can(s.NotAction) && !can(s.NotResource)
     ])
     error_message = "CodeBuild role statements must be plain Allow statements."
