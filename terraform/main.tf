@@ -6,6 +6,10 @@ data "aws_service_principal" "codebuild" {
   service_name = "codebuild"
 }
 
+data "aws_service_principal" "states" {
+  service_name = "states"
+}
+
 locals {
   account_id = data.aws_caller_identity.current.account_id
 
@@ -19,7 +23,15 @@ locals {
     codebuild_role = "${local.name_prefix}-codebuild"
     # Batch service role (enable_batch_builds).
     codebuild_batch_role = "${local.name_prefix}-codebuild-batch"
-    github_role          = "${local.name_prefix}-github-trigger"
+    # Export pipeline (enable_export).
+    export_project          = "${local.name_prefix}-export"
+    export_log_group        = "/aws/codebuild/${local.name_prefix}-export"
+    export_role             = "${local.name_prefix}-export-codebuild"
+    export_bucket           = coalesce(var.export_bucket_name, "${local.name_prefix}-exports-${data.aws_caller_identity.current.account_id}")
+    state_machine           = "${local.name_prefix}-export"
+    export_states_role      = "${local.name_prefix}-export-states"
+    export_states_log_group = "/aws/vendedlogs/states/${local.name_prefix}-export"
+    github_role             = "${local.name_prefix}-github-trigger"
   }
 
   common_tags = merge(var.tags, {
@@ -66,4 +78,12 @@ module "policies" {
   max_platforms_per_image     = var.max_platforms_per_image
   moving_tags                 = local.moving_tags
   enable_batch_builds         = var.enable_batch_builds
+  export_project_name         = local.names.export_project
+  export_log_group_name       = local.names.export_log_group
+  export_bucket_name          = local.names.export_bucket
+  export_prefix               = var.export_prefix
+  export_kms_key_arn          = var.export_kms_key_arn
+  state_machine_name          = local.names.state_machine
+  states_service_principal    = data.aws_service_principal.states.name
+  export_task_timeout_seconds = (var.export_build_timeout_minutes + var.queued_timeout_minutes) * 60
 }

@@ -52,3 +52,23 @@ output "log_group_name" {
   description = "CloudWatch log group of the builds."
   value       = aws_cloudwatch_log_group.build.name
 }
+
+output "export_state_machine_arn" {
+  description = "ARN of the export state machine (null unless enable_export); start it with {imageUri, artifactBucket, artifactKey}."
+  value       = var.enable_export ? aws_sfn_state_machine.export[0].arn : null
+}
+
+output "export_bucket_name" {
+  description = "Bucket exports are written to (null unless enable_export)."
+  value       = var.enable_export ? aws_s3_bucket.export[0].bucket : null
+}
+
+output "export_prefix" {
+  description = "Key prefix every export key must start with."
+  value       = var.export_prefix
+}
+
+output "export_project_name" {
+  description = "Name of the export CodeBuild project (null unless enable_export)."
+  value       = var.enable_export ? aws_codebuild_project.export[0].name : null
+}

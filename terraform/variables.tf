@@ -308,3 +308,62 @@ variable "batch_timeout_minutes" {
     error_message = "batch_timeout_minutes must be between 5 and 2160."
   }
 }
+
+# ---------------------------------------------------------------- export pipeline
+
+variable "enable_export" {
+  description = "Create the export pipeline: an S3 bucket, a CodeBuild project that runs `ecrbuild export`, and a Step Functions state machine that runs it. Needs ecrbuild_download_url and ecrbuild_download_sha256."
+  type        = bool
+  default     = false
+}
+
+variable "export_bucket_name" {
+  description = "Name of the export bucket. Null: <project>-<environment>-<component>-exports-<account id>."
+  type        = string
+  default     = null
+}
+
+variable "export_prefix" {
+  description = "Key prefix of exports (ending in /). The export role may write only under it, and the state machine refuses other keys."
+  type        = string
+  default     = "exports/"
+}
+
+variable "export_expire_days" {
+  description = "Exports are deleted this many days after they were written."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.export_expire_days >= 1 && floor(var.export_expire_days) == var.export_expire_days
+    error_message = "export_expire_days must be a whole number of at least 1."
+  }
+}
+
+variable "export_kms_key_arn" {
+  description = "KMS key for the export bucket's default encryption. Null uses SSE-S3 (AES256)."
+  type        = string
+  default     = null
+}
+
+variable "export_build_timeout_minutes" {
+  description = "An export build running longer than this is stopped."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.export_build_timeout_minutes >= 5 && var.export_build_timeout_minutes <= 480
+    error_message = "export_build_timeout_minutes must be between 5 and 480."
+  }
+}
+
+variable "export_log_level" {
+  description = "Execution log level of the state machine (ALL, ERROR or FATAL); execution data is never logged."
+  type        = string
+  default     = "ALL"
+
+  validation {
+    condition     = contains(["ALL", "ERROR", "FATAL"], var.export_log_level)
+    error_message = "export_log_level must be ALL, ERROR or FATAL."
+  }
+}

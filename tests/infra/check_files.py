@@ -1,6 +1,6 @@
 """Assertions on the buildspecs, the workflows and terraform/.
 
-Usage: check_files.py {buildspec|batch-buildspecs|workflow|terraform-root|checkov-skips} REPO_ROOT
+Usage: check_files.py {buildspec|batch-buildspecs|export-buildspec|workflow|terraform-root|checkov-skips} REPO_ROOT
 
 The buildspec checks also run each build phase in bash with a stub `ecrbuild`
 on PATH that records its arguments, so they prove which ecrbuild command
@@ -261,6 +261,34 @@ def check_services(f: Failures, root: str) -> None:
     f.check(rc != 0 and not calls, f"run {label} as a plain build: fails without calling ecrbuild")
 
 
+def check_export_buildspec(root: str) -> int:
+    """The inline buildspec of the export project (modules/policies/buildspecs/export.yml)."""
+    f = Failures()
+    label = "export buildspec"
+    spec = _load_yaml(os.path.join(root, "terraform", "modules", "policies", "buildspecs", "export.yml"))
+    phases = _check_phases(f, spec, label, (("ECRBUILD_DOWNLOAD_URL", "ECRBUILD_DOWNLOAD_SHA256"),))
+    install = "\n".join(_commands(phases.get("install") or {}))
+    f.check("cargo" not in install and re.search(r'if \[ -z "\$\{ECRBUILD_DOWNLOAD_URL:-\}" \]', install) is not None,
+            f"{label}: install needs the prebuilt binary (NO_SOURCE: nothing to build ecrbuild from)")
+    f.check("batch" not in spec and "cache" not in spec, f"{label}: no batch, no cache")
+    everything = "\n".join(c for p in phases.values() for c in _commands(p or {}))
+    f.check(re.search(r"\bdocker\b", everything) is None, f"{label}: no docker command (the project is not privileged)")
+
+    env = {"IMAGE_URI": "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com/avarobotics-prod-api:" + SHA,
+           "ARTIFACT_BUCKET": "avarobotics-prod-api-exports-123456789012",
+           "ARTIFACT_KEY": "exports/api/" + SHA + ".tar"}
+    rc, calls, err = run_build_phase(spec, env)
+    f.check(rc == 0 and [c["argv"] for c in calls] == [
+        ["export", env["IMAGE_URI"], "--to", f"s3://{env['ARTIFACT_BUCKET']}/{env['ARTIFACT_KEY']}"]],
+        f"run {label}: exactly `ecrbuild export \"$IMAGE_URI\" --to \"s3://$ARTIFACT_BUCKET/$ARTIFACT_KEY\"` "
+        f"(rc {rc}, calls {calls}) {err.strip()}")
+    for missing in ("IMAGE_URI", "ARTIFACT_BUCKET", "ARTIFACT_KEY"):
+        partial = {k: v for k, v in env.items() if k != missing}
+        rc, calls, _ = run_build_phase(spec, partial)
+        f.check(rc != 0 and not calls, f"run {label} without {missing}: fails before ecrbuild runs")
+    return f.exit_code()
+
+
 def check_batch_buildspecs(root: str) -> int:
     f = Failures()
     check_multiarch(f, root)
@@ -326,9 +354,13 @@ def _example_branch(root: str) -> str:
 
 TAGGABLE = {
     "aws_ecr_repository", "aws_codebuild_project", "aws_cloudwatch_log_group", "aws_iam_role",
-    "aws_iam_policy", "aws_iam_openid_connect_provider",
+    "aws_iam_policy", "aws_iam_openid_connect_provider", "aws_s3_bucket", "aws_sfn_state_machine",
 }
-UNTAGGABLE = {"aws_ecr_lifecycle_policy", "aws_iam_role_policy_attachment"}
+UNTAGGABLE = {
+    "aws_ecr_lifecycle_policy", "aws_iam_role_policy_attachment", "aws_s3_bucket_ownership_controls",
+    "aws_s3_bucket_public_access_block", "aws_s3_bucket_server_side_encryption_configuration",
+    "aws_s3_bucket_lifecycle_configuration", "aws_s3_bucket_policy",
+}
 
 
 def _blocks(text: str):
@@ -353,7 +385,7 @@ def check_terraform_root(root: str) -> int:
 
     f.check(re.search(r'module\s+"policies"\s*\{[^}]*source\s*=\s*"\./modules/policies"', joined, re.S) is not None,
             'the root uses module "policies" from ./modules/policies')
-    docs = re.findall(r"^\s*(assume_role_policy|policy)\s*=\s*(.+)$", joined, re.M)
+    docs = re.findall(r"^\s*(assume_role_policy|policy|definition)\s*=\s*(.+)$", joined, re.M)
     f.check(len(docs) >= 6, f"found the role, permission and lifecycle documents ({len(docs)})")
     for attr, value in docs:
         f.check(value.strip().startswith("module.policies."),
@@ -417,7 +449,53 @@ def check_terraform_root(root: str) -> int:
             "CodeBuild: batch restrictions on compute types and build count")
     f.check(re.search(r"timeout_in_mins\s*=", batch_body) is not None, "CodeBuild: batch timeout")
     f.check(re.search(r"retention_in_days\s*=", codebuild) is not None, "log group has a retention")
+    _check_export_root(f, text.get("export.tf", ""))
     return f.exit_code()
+
+
+def _resource_body(text: str, rtype: str, name: str) -> str:
+    for kind, t, n, body in _blocks(text):
+        if kind == "resource" and t == rtype and n == name:
+            return body
+    return ""
+
+
+def _check_export_root(f: Failures, export: str) -> None:
+    f.check(bool(export), "terraform/export.tf exists (the export pipeline)")
+    for kind, rtype, name, body in _blocks(export):
+        if kind == "resource":
+            f.check(re.match(r"\s*count\s*=\s*var\.enable_export \? 1 : 0\b", body) is not None,
+                    f"export: {rtype}.{name} exists only with enable_export")
+    pab = _resource_body(export, "aws_s3_bucket_public_access_block", "export")
+    for attr in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"):
+        f.check(re.search(r"\b%s\s*=\s*true\b" % attr, pab) is not None, f"export bucket: {attr} = true")
+    f.check('object_ownership = "BucketOwnerEnforced"' in _resource_body(export, "aws_s3_bucket_ownership_controls", "export"),
+            "export bucket: BucketOwnerEnforced (no ACLs)")
+    sse = _resource_body(export, "aws_s3_bucket_server_side_encryption_configuration", "export")
+    f.check('var.export_kms_key_arn == null ? "AES256" : "aws:kms"' in sse and "kms_master_key_id = var.export_kms_key_arn" in sse,
+            "export bucket: default encryption AES256, or KMS with export_kms_key_arn")
+    lifecycle = _resource_body(export, "aws_s3_bucket_lifecycle_configuration", "export")
+    f.check(re.search(r"expiration\s*\{\s*days\s*=\s*var\.export_expire_days", lifecycle) is not None,
+            "export bucket: exports expire after export_expire_days")
+    f.check(re.search(r"abort_incomplete_multipart_upload\s*\{\s*days_after_initiation\s*=\s*1\s*\}", lifecycle) is not None,
+            "export bucket: incomplete multipart uploads are aborted after 1 day")
+    f.check("policy = module.policies.export_bucket_policy" in _resource_body(export, "aws_s3_bucket_policy", "export"),
+            "export bucket: the TLS-only bucket policy from module.policies")
+    project = _resource_body(export, "aws_codebuild_project", "export")
+    f.check(re.search(r'source\s*\{\s*type\s*=\s*"NO_SOURCE"\s*buildspec\s*=\s*module\.policies\.export_buildspec\s*\}', project)
+            is not None, "export project: NO_SOURCE with the inline buildspec from module.policies")
+    f.check(re.search(r"privileged_mode\s*=\s*false", project) is not None, "export project: not privileged")
+    f.check('compute_type                = "BUILD_GENERAL1_SMALL"' in project, "export project: BUILD_GENERAL1_SMALL")
+    f.check("group_name = aws_cloudwatch_log_group.export[0].name" in project, "export project: its own log group")
+    f.check("service_role   = aws_iam_role.export[0].arn" in project, "export project: its own role")
+    sfn = _resource_body(export, "aws_sfn_state_machine", "export")
+    f.check('type       = "STANDARD"' in sfn, "state machine: STANDARD")
+    f.check("definition = module.policies.state_machine_definition" in sfn, "state machine: definition from module.policies")
+    f.check("role_arn   = aws_iam_role.export_states[0].arn" in sfn, "state machine: its own role")
+    f.check(re.search(r"include_execution_data\s*=\s*false", sfn) is not None and
+            'log_destination = "${aws_cloudwatch_log_group.export_states[0].arn}:*"' in sfn,
+            "state machine: logs to its own log group, without execution data")
+    f.check(re.search(r"tracing_configuration\s*\{\s*enabled\s*=\s*true\s*\}", sfn) is not None, "state machine: X-Ray tracing on")
 
 
 def check_checkov_skips(root: str) -> int:
@@ -439,6 +517,7 @@ def main() -> int:
     commands = {
         "buildspec": check_buildspec,
         "batch-buildspecs": check_batch_buildspecs,
+        "export-buildspec": check_export_buildspec,
         "workflow": check_workflow,
         "terraform-root": check_terraform_root,
         "checkov-skips": check_checkov_skips,

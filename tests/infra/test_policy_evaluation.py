@@ -260,6 +260,166 @@ class CodeBuildPermissions(unittest.TestCase):
         self.assertEqual(evaluate(doc, Request("ecr:PutImage", resource=REPOSITORY_ARN)), IMPLICIT_DENY)
 
 
+EXPORT_PROJECT_ARN = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/avarobotics-prod-api-export"
+EXPORT_LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/codebuild/avarobotics-prod-api-export"
+EXPORT_BUCKET = f"avarobotics-prod-api-exports-{ACCOUNT}"
+EXPORT_BUCKET_ARN = f"arn:aws:s3:::{EXPORT_BUCKET}"
+STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:avarobotics-prod-api-export"
+SYNC_RULE_ARN = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/StepFunctionsGetEventForCodeBuildStartBuildRule"
+KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+class ExportPermissions(unittest.TestCase):
+    """The export CodeBuild role: pull the service repositories, write the export prefix."""
+
+    OBJECT = f"{EXPORT_BUCKET_ARN}/exports/avarobotics-prod-api/0123abc.tar"
+
+    def test_allows_pull_write_and_logs(self):
+        doc = DOCS["export_permissions_policy"]
+        self.assertEqual(evaluate(doc, Request("ecr:GetAuthorizationToken", resource="*")), ALLOW)
+        for repository in REPOSITORY_ARNS:
+            for action in ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"):
+                with self.subTest(action=action, repository=repository):
+                    self.assertEqual(evaluate(doc, Request(action, resource=repository)), ALLOW)
+        for action in ("s3:PutObject", "s3:AbortMultipartUpload"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=self.OBJECT)), ALLOW)
+        for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+            with self.subTest(action):
+                self.assertEqual(
+                    evaluate(doc, Request(action, resource=f"{EXPORT_LOG_GROUP_ARN}:log-stream:x")), ALLOW)
+
+    def test_denies_other_buckets_prefixes_repositories_and_actions(self):
+        doc = DOCS["export_permissions_policy"]
+        cases = {
+            "another bucket": Request("s3:PutObject", resource="arn:aws:s3:::someone-elses-bucket/exports/x.tar"),
+            "a bucket whose name starts with ours": Request(
+                "s3:PutObject", resource=f"{EXPORT_BUCKET_ARN}-x/exports/x.tar"),
+            "another prefix": Request("s3:PutObject", resource=f"{EXPORT_BUCKET_ARN}/other/x.tar"),
+            "a prefix that only starts like ours": Request("s3:PutObject", resource=f"{EXPORT_BUCKET_ARN}/exportsX/x.tar"),
+            "the bucket root": Request("s3:PutObject", resource=f"{EXPORT_BUCKET_ARN}/x.tar"),
+            "read an export": Request("s3:GetObject", resource=self.OBJECT),
+            "delete an export": Request("s3:DeleteObject", resource=self.OBJECT),
+            "list the bucket": Request("s3:ListBucket", resource=EXPORT_BUCKET_ARN),
+            "list multipart uploads": Request("s3:ListBucketMultipartUploads", resource=EXPORT_BUCKET_ARN),
+            "change the object ACL": Request("s3:PutObjectAcl", resource=self.OBJECT),
+            "change the bucket policy": Request("s3:PutBucketPolicy", resource=EXPORT_BUCKET_ARN),
+            "pull from another repository": Request("ecr:BatchGetImage", resource=OTHER_REPOSITORY_ARN),
+            "push an image": Request("ecr:PutImage", resource=REPOSITORY_ARN),
+            "upload a layer": Request("ecr:InitiateLayerUpload", resource=REPOSITORY_ARN),
+            "write the build project's logs": Request(
+                "logs:PutLogEvents", resource=f"{LOG_GROUP_ARN}:log-stream:x"),
+            "use a KMS key (none configured)": Request("kms:GenerateDataKey", resource=KMS_KEY_ARN),
+            "pass a role": Request("iam:PassRole", resource=f"arn:aws:iam::{ACCOUNT}:role/x"),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+    def test_kms_key_only_through_s3_in_this_region(self):
+        doc = DOCS["export_permissions_policy_kms"]
+        via_s3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=KMS_KEY_ARN, context=via_s3)), ALLOW)
+        cases = {
+            "direct use of the key": Request("kms:Decrypt", resource=KMS_KEY_ARN),
+            "through another service": Request("kms:Decrypt", resource=KMS_KEY_ARN,
+                                               context={"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}),
+            "another key": Request("kms:Decrypt", resource=KMS_KEY_ARN.replace("1234abcd", "ffffffff"), context=via_s3),
+            "encrypt with the key": Request("kms:Encrypt", resource=KMS_KEY_ARN, context=via_s3),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+    def test_trust_is_the_export_project_only(self):
+        doc = DOCS["export_trust_policy"]
+        self.assertEqual(evaluate(doc, codebuild_service(source_arn=EXPORT_PROJECT_ARN)), ALLOW)
+        for name, request in {
+            "the image build project": codebuild_service(source_arn=PROJECT_ARN),
+            "another account": codebuild_service(account="210987654321",
+                                                 source_arn=EXPORT_PROJECT_ARN.replace(ACCOUNT, "210987654321")),
+            "no source ARN": codebuild_service(source_arn=None),
+        }.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+
+class ExportBucketPolicy(unittest.TestCase):
+    PRINCIPAL = {"AWS": f"arn:aws:iam::{ACCOUNT}:role/avarobotics-prod-api-export-codebuild"}
+
+    def request(self, action: str, resource: str, tls: str) -> Request:
+        return Request(action, resource=resource, principal=self.PRINCIPAL, context={"aws:SecureTransport": tls})
+
+    def test_denies_every_request_without_tls(self):
+        doc = DOCS["export_bucket_policy"]
+        for action, resource in (("s3:PutObject", f"{EXPORT_BUCKET_ARN}/exports/x.tar"),
+                                 ("s3:GetObject", f"{EXPORT_BUCKET_ARN}/exports/x.tar"),
+                                 ("s3:ListBucket", EXPORT_BUCKET_ARN)):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, self.request(action, resource, "false")), EXPLICIT_DENY)
+                # With TLS the bucket policy neither denies nor grants: the
+                # identity policies decide.
+                self.assertEqual(evaluate(doc, self.request(action, resource, "true")), IMPLICIT_DENY)
+
+
+def start_execution_role(source_arn: str | None = STATE_MACHINE_ARN, account: str | None = ACCOUNT,
+                         service: str = "states.amazonaws.com") -> Request:
+    context = {}
+    if account is not None:
+        context["aws:SourceAccount"] = account
+    if source_arn is not None:
+        context["aws:SourceArn"] = source_arn
+    return Request(action="sts:AssumeRole", principal={"Service": service}, context=context)
+
+
+class StateMachinePermissions(unittest.TestCase):
+    def test_allows_the_sync_integration_logging_and_tracing(self):
+        doc = DOCS["states_permissions_policy"]
+        for action in ("codebuild:StartBuild", "codebuild:StopBuild", "codebuild:BatchGetBuilds"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=EXPORT_PROJECT_ARN)), ALLOW)
+        for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=SYNC_RULE_ARN)), ALLOW)
+        for action in ("logs:CreateLogDelivery", "logs:PutResourcePolicy", "xray:PutTraceSegments"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource="*")), ALLOW)
+
+    def test_denies_other_projects_rules_and_actions(self):
+        doc = DOCS["states_permissions_policy"]
+        cases = {
+            "start the image build project": Request("codebuild:StartBuild", resource=PROJECT_ARN),
+            "start another project": Request("codebuild:StartBuild",
+                                             resource=f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/other"),
+            "start a batch of the export project": Request("codebuild:StartBuildBatch", resource=EXPORT_PROJECT_ARN),
+            "update the export project": Request("codebuild:UpdateProject", resource=EXPORT_PROJECT_ARN),
+            "put targets on another rule": Request(
+                "events:PutTargets", resource=f"arn:aws:events:{REGION}:{ACCOUNT}:rule/other"),
+            "delete the sync rule": Request("events:DeleteRule", resource=SYNC_RULE_ARN),
+            "write an export itself": Request("s3:PutObject", resource=f"{EXPORT_BUCKET_ARN}/exports/x"),
+            "start another execution": Request("states:StartExecution", resource=STATE_MACHINE_ARN),
+            "pass a role": Request("iam:PassRole", resource=f"arn:aws:iam::{ACCOUNT}:role/x"),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+    def test_trust_is_the_export_state_machine_only(self):
+        doc = DOCS["states_trust_policy"]
+        self.assertEqual(evaluate(doc, start_execution_role()), ALLOW)
+        for name, request in {
+            "another state machine": start_execution_role(source_arn=STATE_MACHINE_ARN + "-x"),
+            "another account": start_execution_role(account="210987654321",
+                                                    source_arn=STATE_MACHINE_ARN.replace(ACCOUNT, "210987654321")),
+            "CodeBuild": start_execution_role(service="codebuild.amazonaws.com"),
+            "no source ARN": start_execution_role(source_arn=None),
+        }.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+
 class Evaluator(unittest.TestCase):
     """The evaluator's own semantics, so that a bug in it cannot hide a bad policy."""
 
@@ -283,6 +443,11 @@ class Evaluator(unittest.TestCase):
         self.assertTrue(conditions_hold({"Null": {"k": "true"}}, {}))
         self.assertFalse(conditions_hold({"Null": {"k": "false"}}, {}))
         self.assertTrue(conditions_hold({"Null": {"k": "false"}}, {"k": "x"}))
+
+    def test_bool(self):
+        self.assertTrue(conditions_hold({"Bool": {"aws:SecureTransport": "false"}}, {"aws:SecureTransport": "false"}))
+        self.assertFalse(conditions_hold({"Bool": {"aws:SecureTransport": "false"}}, {"aws:SecureTransport": "true"}))
+        self.assertFalse(conditions_hold({"Bool": {"aws:SecureTransport": "false"}}, {}))
 
     def test_unknown_operators_raise(self):
         with self.assertRaises(Unsupported):

@@ -148,3 +148,92 @@ variable "enable_batch_builds" {
   type        = bool
   default     = false
 }
+
+# ---------------------------------------------------------------- export pipeline
+
+variable "export_project_name" {
+  description = "Name of the export CodeBuild project (ecrbuild export, no Docker)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9][A-Za-z0-9_-]{1,254}$", var.export_project_name))
+    error_message = "export_project_name must be a valid CodeBuild project name (no wildcards)."
+  }
+}
+
+variable "export_log_group_name" {
+  description = "Name of the CloudWatch log group the export project writes to."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_./#-]{1,512}$", var.export_log_group_name))
+    error_message = "export_log_group_name must be a valid log group name (no wildcards)."
+  }
+}
+
+variable "export_bucket_name" {
+  description = "Name of the S3 bucket exports are written to."
+  type        = string
+
+  validation {
+    # The 63-character limit is checked where the bucket is created (only
+    # when the export pipeline is on).
+    condition     = can(regex("^[a-z0-9][a-z0-9.-]*[a-z0-9]$", var.export_bucket_name)) && !strcontains(var.export_bucket_name, "..")
+    error_message = "export_bucket_name must be lowercase letters, digits, dots and hyphens (no wildcards)."
+  }
+}
+
+variable "export_prefix" {
+  description = "Key prefix the export role may write under, ending in /. The state machine refuses keys outside it."
+  type        = string
+  default     = "exports/"
+
+  validation {
+    # No * or ?: the prefix is used in an ARN pattern and in a StringMatches rule.
+    condition     = can(regex("^[A-Za-z0-9!_.'()-]+(/[A-Za-z0-9!_.'()-]+)*/$", var.export_prefix))
+    error_message = "export_prefix must be a non-empty key prefix ending in / (letters, digits, !_.'()- and /; no wildcards)."
+  }
+}
+
+variable "export_kms_key_arn" {
+  description = "KMS key of the export bucket's default encryption; null means SSE-S3 (AES256). With a key the export role may use it through S3 only."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.export_kms_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", coalesce(var.export_kms_key_arn, "x")))
+    error_message = "export_kms_key_arn must be the ARN of a KMS key (arn:…:kms:REGION:ACCOUNT:key/ID), not an alias."
+  }
+}
+
+variable "state_machine_name" {
+  description = "Name of the export state machine."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_-]{1,80}$", var.state_machine_name))
+    error_message = "state_machine_name must be 1-80 letters, digits, - or _."
+  }
+}
+
+variable "states_service_principal" {
+  description = "Service principal of Step Functions in this partition."
+  type        = string
+  default     = "states.amazonaws.com"
+
+  validation {
+    condition     = can(regex("^states\\.amazonaws\\.com(\\.cn)?$", var.states_service_principal))
+    error_message = "states_service_principal must be the Step Functions service principal."
+  }
+}
+
+variable "export_task_timeout_seconds" {
+  description = "How long the state machine waits for one export build (queue and run) before it stops the build and fails."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.export_task_timeout_seconds >= 300 && var.export_task_timeout_seconds <= 86400 && floor(var.export_task_timeout_seconds) == var.export_task_timeout_seconds
+    error_message = "export_task_timeout_seconds must be a whole number from 300 to 86400."
+  }
+}

@@ -9,6 +9,11 @@ variables {
   github_repository = "avachen2005/avarobotics"
   github_branch     = "main"
   oidc_provider_arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+
+  export_project_name   = "avarobotics-prod-api-export"
+  export_log_group_name = "/aws/codebuild/avarobotics-prod-api-export"
+  export_bucket_name    = "avarobotics-prod-api-exports-123456789012"
+  state_machine_name    = "avarobotics-prod-api-export"
 }
 
 run "batch_role_starts_stops_and_retries_builds_of_this_project_only" {

@@ -10,6 +10,11 @@ variables {
   github_repository = "avachen2005/avarobotics"
   github_branch     = "main"
   oidc_provider_arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+
+  export_project_name   = "avarobotics-prod-api-export"
+  export_log_group_name = "/aws/codebuild/avarobotics-prod-api-export"
+  export_bucket_name    = "avarobotics-prod-api-exports-123456789012"
+  state_machine_name    = "avarobotics-prod-api-export"
 }
 
 run "codebuild_role_permissions_are_exact" {
@@ -296,8 +301,25 @@ run "other_partition_changes_every_arn" {
       repositories = ["arn:aws-cn:ecr:cn-north-1:123456789012:repository/avarobotics-prod-api"]
       project      = "arn:aws-cn:codebuild:cn-north-1:123456789012:project/avarobotics-prod-api-image"
       log_group    = "arn:aws-cn:logs:cn-north-1:123456789012:log-group:/aws/codebuild/avarobotics-prod-api-image"
+
+      export_project   = "arn:aws-cn:codebuild:cn-north-1:123456789012:project/avarobotics-prod-api-export"
+      export_log_group = "arn:aws-cn:logs:cn-north-1:123456789012:log-group:/aws/codebuild/avarobotics-prod-api-export"
+      export_bucket    = "arn:aws-cn:s3:::avarobotics-prod-api-exports-123456789012"
+      export_objects   = "arn:aws-cn:s3:::avarobotics-prod-api-exports-123456789012/exports/*"
+      state_machine    = "arn:aws-cn:states:cn-north-1:123456789012:stateMachine:avarobotics-prod-api-export"
+      codebuild_rule   = "arn:aws-cn:events:cn-north-1:123456789012:rule/StepFunctionsGetEventForCodeBuildStartBuildRule"
     }
     error_message = "ARNs must follow the partition: ${jsonencode(output.arns)}"
+  }
+
+  assert {
+    condition     = jsondecode(output.state_machine_definition).States.ExportImage.Resource == "arn:aws-cn:states:::codebuild:startBuild.sync"
+    error_message = "The .sync integration ARN must follow the partition."
+  }
+
+  assert {
+    condition     = !strcontains(join("", [output.export_permissions_policy, output.states_permissions_policy, output.export_bucket_policy, output.states_trust_policy, output.export_trust_policy]), "arn:aws:")
+    error_message = "No export document may keep the aws partition."
   }
 }
 
