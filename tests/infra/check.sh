@@ -257,6 +257,7 @@ for doc in codebuild_permissions_policy codebuild_wait_scan_policy github_permis
 done
 run_check "workflow: GitHub workflow JSON schema" check_workflow_schema
 run_check "workflow: push to main, OIDC role, start-build only" check_files workflow
+run_check "release workflow: static x86_64 and aarch64 binaries, SHA256SUMS, one writing job" check_files release
 run_check "buildspec: ecrbuild is the only pusher, no post_build" check_files buildspec
 run_check "batch buildspecs: multi-arch graph and per-service list, ecrbuild the only pusher" check_files batch-buildspecs
 run_check "export buildspec: ecrbuild export, prebuilt binary verified, no Docker" check_files export-buildspec

@@ -1,6 +1,6 @@
 """Assertions on the buildspecs, the workflows and terraform/.
 
-Usage: check_files.py {buildspec|batch-buildspecs|export-buildspec|workflow|terraform-root|checkov-skips} REPO_ROOT
+Usage: check_files.py {buildspec|batch-buildspecs|export-buildspec|workflow|release|terraform-root|checkov-skips} REPO_ROOT
 
 The buildspec checks also run each build phase in bash with a stub `ecrbuild`
 on PATH that records its arguments, so they prove which ecrbuild command
@@ -346,6 +346,65 @@ def check_workflow(root: str) -> int:
     return f.exit_code()
 
 
+RELEASE_TARGETS = ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"]
+
+
+def check_release(root: str) -> int:
+    f = Failures()
+    path = os.path.join(root, ".github", "workflows", "release.yml")
+    with open(path, encoding="utf-8") as fh:
+        wf = yaml.safe_load(fh)
+    on = wf.get("on", wf.get(True))
+    f.check(on == {"push": {"tags": ["v*"]}}, f"release: triggered by pushed tags v* only (got {on!r})")
+    f.check(wf.get("permissions") == {"contents": "read"}, f"release: workflow permissions are contents: read (got {wf.get('permissions')!r})")
+
+    jobs = wf.get("jobs") or {}
+    writers = {name: job.get("permissions") for name, job in jobs.items() if "permissions" in job}
+    f.check(len(writers) == 1 and list(writers.values()) == [{"contents": "write"}],
+            f"release: exactly one job has permissions, contents: write and nothing else (got {writers})")
+    publish_name = next(iter(writers), "")
+    publish = jobs.get(publish_name) or {}
+
+    build_jobs = {name: job for name, job in jobs.items() if name != publish_name}
+    targets, built = [], []
+    for name, job in build_jobs.items():
+        matrix = ((job.get("strategy") or {}).get("matrix") or {})
+        for entry in matrix.get("include") or []:
+            targets.append(entry.get("target"))
+            f.check(str(entry.get("runner", "")).startswith("ubuntu-"),
+                    f"release: {entry.get('target')} builds on a GitHub-hosted Linux runner ({entry.get('runner')})")
+        for step in job.get("steps") or []:
+            run = str(step.get("run", ""))
+            if re.search(r"\bcargo\b[^\n]*\bbuild\b", run):
+                line = next(l for l in run.splitlines() if re.search(r"\bcargo\b.*\bbuild\b", l))
+                built.append(line)
+                f.check("--locked" in line and "--release" in line and '--target "$TARGET"' in line,
+                        f"release: {name} runs cargo build --locked --release --target (got {line.strip()!r})")
+                f.check("statically linked" in run, f"release: {name} refuses a binary that is not static")
+    f.check(sorted(targets) == sorted(RELEASE_TARGETS), f"release: builds exactly {RELEASE_TARGETS} (got {targets})")
+    f.check(len(built) == 1, f"release: one cargo build step, run per target ({len(built)})")
+
+    f.check(publish.get("needs") in ("build", ["build"]) and "build" in build_jobs,
+            f"release: the publishing job needs the build job (needs {publish.get('needs')!r})")
+    runs = "\n".join(str(s.get("run", "")) for s in publish.get("steps") or [])
+    f.check(re.search(r"sha256sum\s+ecrbuild-x86_64-unknown-linux-musl\s+ecrbuild-aarch64-unknown-linux-musl\s*>\s*SHA256SUMS", runs)
+            is not None, "release: SHA256SUMS covers both binaries")
+    f.check(re.search(r"assets=\(ecrbuild-x86_64-unknown-linux-musl ecrbuild-aarch64-unknown-linux-musl SHA256SUMS\)", runs)
+            is not None and "gh release create" in runs and '"${assets[@]}"' in runs,
+            "release: both binaries and SHA256SUMS are attached to the GitHub release")
+
+    # Same convention as the other workflow: actions pinned to a release tag
+    # (or a commit SHA), never to a branch.
+    for job in jobs.values():
+        for step in job.get("steps") or []:
+            uses = str(step.get("uses", ""))
+            if uses:
+                ref = uses.rsplit("@", 1)[-1] if "@" in uses else ""
+                f.check(re.fullmatch(r"v\d+(\.\d+)*|[0-9a-f]{40}", ref) is not None,
+                        f"release: {uses} is pinned to a release tag or a commit")
+    return f.exit_code()
+
+
 def _example_branch(root: str) -> str:
     text = open(os.path.join(root, "terraform", "terraform.tfvars.example"), encoding="utf-8").read()
     m = re.search(r'^\s*github_branch\s*=\s*"([^"]+)"', text, re.M)
@@ -519,6 +578,7 @@ def main() -> int:
         "batch-buildspecs": check_batch_buildspecs,
         "export-buildspec": check_export_buildspec,
         "workflow": check_workflow,
+        "release": check_release,
         "terraform-root": check_terraform_root,
         "checkov-skips": check_checkov_skips,
     }
