@@ -9,8 +9,9 @@ resource "aws_cloudwatch_log_group" "build" {
 }
 
 resource "aws_codebuild_project" "image" {
-  name          = local.names.project
-  description   = "Builds ${var.github_repository} (services: ${join(", ", keys(local.repositories))}) with ecrbuild and pushes each to its ECR repository."
+  name = local.names.project
+  # CodeBuild allows 255 characters.
+  description   = substr("Builds ${var.github_repository} (services: ${join(", ", keys(local.repositories))}) with ecrbuild and pushes each to its ECR repository.", 0, 255)
   service_role  = aws_iam_role.codebuild.arn
   build_timeout = var.build_timeout_minutes
 

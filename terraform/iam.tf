@@ -14,7 +14,7 @@ resource "aws_iam_role" "codebuild" {
 
 resource "aws_iam_policy" "codebuild" {
   name        = local.names.codebuild_role
-  description = "ECR push to ${join(", ", values(local.repositories))} only, and logs of ${local.names.project} only."
+  description = substr("ECR push to ${join(", ", values(local.repositories))} only, and logs of ${local.names.project} only.", 0, 1000)
   policy      = module.policies.codebuild_permissions_policy
 
   tags = {
@@ -32,7 +32,7 @@ resource "aws_iam_policy" "codebuild_wait_scan" {
   count = var.enable_wait_scan ? 1 : 0
 
   name        = "${local.names.codebuild_role}-wait-scan"
-  description = "Read scan findings of ${join(", ", values(local.repositories))} only."
+  description = substr("Read scan findings of ${join(", ", values(local.repositories))} only.", 0, 1000)
   policy      = module.policies.codebuild_wait_scan_policy
 
   tags = {
