@@ -420,6 +420,125 @@ class StateMachinePermissions(unittest.TestCase):
                 self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
 
 
+def apply_lifecycle(policy: dict, images: list[dict], now: float) -> set[str]:
+    """Returns the digests an ECR lifecycle policy expires, as ECR documents it.
+
+    Rules run by priority; an image selected by a rule is not considered by
+    any lower-priority rule; imageCountMoreThan keeps the newest N selected
+    images; sinceImagePushed expires those older than N days. Only what the
+    policies here use is modelled (one pattern per tagPatternList).
+    """
+    import fnmatch
+    considered: set[str] = set()
+    expired: set[str] = set()
+    for rule in sorted(policy["rules"], key=lambda r: r["rulePriority"]):
+        sel = rule["selection"]
+        if len(sel.get("tagPatternList", [])) > 1:
+            raise Unsupported("several patterns in one tagPatternList")
+        matching = []
+        for image in images:
+            if image["digest"] in considered:
+                continue
+            if sel["tagStatus"] == "untagged":
+                ok = not image["tags"]
+            elif sel["tagStatus"] == "tagged":
+                pattern = sel["tagPatternList"][0]
+                ok = any(fnmatch.fnmatchcase(t, pattern) for t in image["tags"])
+            else:
+                ok = True
+            if ok:
+                matching.append(image)
+        considered.update(i["digest"] for i in matching)
+        if sel["countType"] == "imageCountMoreThan":
+            newest_first = sorted(matching, key=lambda i: i["pushed"], reverse=True)
+            expired.update(i["digest"] for i in newest_first[sel["countNumber"]:])
+        elif sel["countType"] == "sinceImagePushed":
+            expired.update(i["digest"] for i in matching if now - i["pushed"] > sel["countNumber"] * 86400)
+        else:
+            raise Unsupported(sel["countType"])
+    return expired
+
+
+def history(commits: int, tagged_children: bool, concurrent: bool, seed: int) -> tuple[list[dict], list[dict]]:
+    """Pushes of `commits` multi-platform images (amd64 + arm64), one per hour.
+
+    Each run pushes its two children (untagged, or tagged <sha>-linux-<arch>)
+    and then its index under <sha>; latest follows the newest index. With
+    `concurrent`, the pushes of neighbouring runs interleave at random.
+    Returns (images, indexes).
+    """
+    import random
+    rnd = random.Random(seed)
+    events = []
+    for n in range(commits):
+        sha = f"{n:040x}"
+        start = n * 3600.0
+        jitter = (lambda: rnd.uniform(0, 5400)) if concurrent else (lambda: 0.0)
+        t_children = [start + jitter() for _ in ("amd64", "arm64")]
+        t_index = max(t_children) + 1 + (rnd.uniform(0, 1800) if concurrent else 0)
+        for arch, t in zip(("amd64", "arm64"), t_children):
+            events.append({"digest": f"{sha}-{arch}", "pushed": t,
+                           "tags": [f"{sha}-linux-{arch}"] if tagged_children else []})
+        events.append({"digest": f"{sha}-index", "pushed": t_index, "tags": [sha],
+                       "children": [f"{sha}-amd64", f"{sha}-arm64"]})
+    newest = max((e for e in events if "children" in e), key=lambda e: e["pushed"])
+    newest["tags"].append("latest")
+    return events, [e for e in events if "children" in e]
+
+
+class LifecyclePolicy(unittest.TestCase):
+    """No child of a kept index is ever expired (aws/containers-roadmap#1596)."""
+
+    def check(self, policy: dict, **kwargs) -> list[str]:
+        images, indexes = history(**kwargs)
+        now = max(i["pushed"] for i in images) + 90 * 86400
+        expired = apply_lifecycle(policy, images, now)
+        return [c for idx in indexes if idx["digest"] not in expired for c in idx["children"] if c in expired]
+
+    def test_kept_indexes_keep_their_children(self):
+        policy = DOCS["lifecycle_policy"]
+        for tagged in (False, True):
+            for concurrent in (False, True):
+                for seed in range(5):
+                    with self.subTest(tagged_children=tagged, concurrent=concurrent, seed=seed):
+                        broken = self.check(policy, commits=150, tagged_children=tagged, concurrent=concurrent, seed=seed)
+                        self.assertEqual(broken, [])
+
+    def test_it_still_expires_old_images(self):
+        policy = DOCS["lifecycle_policy"]
+        images, indexes = history(commits=150, tagged_children=True, concurrent=False, seed=0)
+        expired = apply_lifecycle(policy, images, max(i["pushed"] for i in images))
+        kept_indexes = [i for i in indexes if i["digest"] not in expired]
+        # The index tagged latest is selected by its own rule, so the SHA rule
+        # keeps 50 more: commits 99..149 stay, 0..98 go, with their children.
+        self.assertEqual(sorted(i["digest"] for i in kept_indexes), [f"{n:040x}-index" for n in range(99, 150)])
+        self.assertTrue(all(f"{n:040x}-index" in expired for n in range(99)))
+        # Platform images: the newest 50 x 4 = 200 stay (commits 50..149), so
+        # children outlive their index for a while, never the other way round.
+        platform_expired = sorted(d for d in expired if not d.endswith("-index"))
+        self.assertEqual(platform_expired, sorted(f"{n:040x}-{a}" for n in range(50) for a in ("amd64", "arm64")))
+
+    def test_control_the_old_untagged_rule_breaks_kept_indexes(self):
+        # The policy before this change: untagged images expired after 7 days.
+        old = {"rules": [
+            {"rulePriority": 1, "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
+                                              "countUnit": "days", "countNumber": 7}, "action": {"type": "expire"}},
+            {"rulePriority": 2, "selection": {"tagStatus": "tagged", "tagPatternList": ["latest"],
+                                              "countType": "imageCountMoreThan", "countNumber": 1},
+             "action": {"type": "expire"}},
+            {"rulePriority": 3, "selection": {"tagStatus": "tagged", "tagPatternList": ["*"],
+                                              "countType": "imageCountMoreThan", "countNumber": 50},
+             "action": {"type": "expire"}},
+        ]}
+        self.assertNotEqual(self.check(old, commits=150, tagged_children=False, concurrent=False, seed=0), [])
+        # And keeping only as many platform images as SHA images breaks them too.
+        short = json.loads(json.dumps(DOCS["lifecycle_policy"]))
+        for rule in short["rules"]:
+            if rule["selection"].get("tagPatternList") == ["*-linux-*"]:
+                rule["selection"]["countNumber"] = 50
+        self.assertNotEqual(self.check(short, commits=150, tagged_children=True, concurrent=False, seed=0), [])
+
+
 class Evaluator(unittest.TestCase):
     """The evaluator's own semantics, so that a bug in it cannot hide a bad policy."""
 
