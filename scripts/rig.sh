@@ -15,7 +15,9 @@
 #   :5001  moto (ECR + STS)
 #   :5002  registry, htpasswd user AWS / moto's ECR token password ("ECR")
 #   :5003  registry, htpasswd user AWS / a different password (auth failures)
-# and the image local/golang:bookworm (Debian's Go 1.19) for api/Dockerfile.
+# a second dockerd on $STATE/dockerd2/docker.sock with its own data root and
+# bridge (ecrb2, 172.29.0.1/16): a second build host, for tests of runs on two
+# hosts; and the image local/golang:bookworm (Debian's Go 1.19) for api/Dockerfile.
 #
 # State, logs and pid files live in ${ECRBUILD_RIG_DIR:-/var/lib/ecrbuild-rig}.
 set -euo pipefail
@@ -28,6 +30,9 @@ readonly DEBIAN_MIRROR="${ECRBUILD_RIG_DEBIAN_MIRROR:-http://deb.debian.org/debi
 readonly MOTO_VERSION="5.2.1"
 readonly GO_IMAGE="local/golang:bookworm"
 readonly DOCKER_SOCK="/var/run/docker.sock"
+readonly DOCKERD2="$STATE/dockerd2"
+readonly DOCKER2_SOCK="$DOCKERD2/docker.sock"
+readonly DOCKER2_BRIDGE="ecrb2" DOCKER2_BRIDGE_CIDR="172.29.0.1/16"
 readonly HOST="127.0.0.1"
 readonly ANON_PORT=5000 MOTO_PORT=5001 ECR_PORT=5002 BAD_PORT=5003
 readonly REGISTRY_USER="AWS"
@@ -158,6 +163,7 @@ missing_packages() {
     # `go test` (cgo on by default) and cargo's linker need a C toolchain.
     have gcc || printf '%s\n' gcc libc6-dev
     have curl || echo curl
+    have ip || echo iproute2
     [[ -e /etc/ssl/certs/ca-certificates.crt ]] || echo ca-certificates
     if [[ -z "$py" ]] || ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then echo python3-venv; fi
 }
@@ -231,6 +237,37 @@ ensure_dockerd() {
     fi
     dk info >/dev/null 2>>"$log" || fail "docker info" "$log"
     say "dockerd: started"
+}
+
+docker2_answers() {
+    curl -fsS --max-time 2 --unix-socket "$DOCKER2_SOCK" -o /dev/null http://localhost/_ping 2>/dev/null
+}
+
+# A second daemon beside the first, as a second build host: its own state, its own bridge. Never
+# `--bridge none`: that deletes the first daemon's docker0.
+ensure_dockerd2() {
+    local log="$LOGS/dockerd2.log"
+    if docker2_answers; then
+        say "dockerd2: running ($DOCKER2_SOCK)"
+        return
+    fi
+    need_root "start a second dockerd"
+    mkdir -p "$DOCKERD2/data" "$DOCKERD2/exec"
+    if ! ip link show "$DOCKER2_BRIDGE" >/dev/null 2>&1; then
+        ip link add name "$DOCKER2_BRIDGE" type bridge >>"$log" 2>&1 ||
+            fail "ip link add $DOCKER2_BRIDGE" "$log"
+        ip addr add "$DOCKER2_BRIDGE_CIDR" dev "$DOCKER2_BRIDGE" >>"$log" 2>&1 ||
+            fail "ip addr add $DOCKER2_BRIDGE_CIDR" "$log"
+    fi
+    ip link set "$DOCKER2_BRIDGE" up >>"$log" 2>&1 || fail "ip link set $DOCKER2_BRIDGE up" "$log"
+    if ! running dockerd2 "$DOCKER2_SOCK" >/dev/null; then
+        say "dockerd2: starting (log $log)"
+        start_bg dockerd2 "$log" dockerd --data-root "$DOCKERD2/data" --exec-root "$DOCKERD2/exec" \
+            --pidfile "$DOCKERD2/dockerd.pid" -H "unix://$DOCKER2_SOCK" --bridge "$DOCKER2_BRIDGE" \
+            --iptables=false --ip-masq=false
+    fi
+    wait_for 60 docker2_answers || fail "dockerd2 did not answer on $DOCKER2_SOCK within 60 s" "$log"
+    say "dockerd2: started"
 }
 
 # ---------------------------------------------------------------- moto
@@ -455,6 +492,7 @@ cmd_up() {
     ensure_packages
     stop_distro_registry
     ensure_dockerd
+    ensure_dockerd2
     ensure_moto
     ensure_ecr_password
     local password
@@ -478,6 +516,7 @@ cmd_env() {
         "ECRBUILD_RIG_BAD_REGISTRY_PASSWORD=$BAD_PASSWORD"
         "ECRBUILD_RIG_MOTO=$MOTO_URL"
         "ECRBUILD_RIG_GO_IMAGE=$GO_IMAGE"
+        "ECRBUILD_RIG_DOCKER_HOST_2=unix://$DOCKER2_SOCK"
         "ECRBUILD_RIG_ECR_PASSWORD=$password"
         "AWS_ACCESS_KEY_ID=testing"
         "AWS_SECRET_ACCESS_KEY=testing"
@@ -515,6 +554,7 @@ cmd_status() {
     [[ -r "$PASSWORD_FILE" ]] && password=$(<"$PASSWORD_FILE")
 
     report dockerd "unix://$DOCKER_SOCK" docker_answers || down=1
+    report dockerd2 "unix://$DOCKER2_SOCK (second host)" docker2_answers || down=1
     report registry "$HOST:$ANON_PORT anonymous" registry_answers "$ANON_PORT" || down=1
     report moto "$MOTO_URL" moto_answers || down=1
     report ecr "$HOST:$ECR_PORT htpasswd $REGISTRY_USER / moto's token password" \
@@ -544,6 +584,7 @@ cmd_down() {
     stop_bg moto "moto_server -H $HOST -p $MOTO_PORT" &
     wait
     if ((all)); then
+        stop_bg dockerd2 "$DOCKER2_SOCK" 30
         if running dockerd dockerd >/dev/null; then
             stop_bg dockerd dockerd 30
         elif docker_answers; then

@@ -346,6 +346,66 @@ impl RegistryApi {
             .map_err(|e| RegistryApiError::permanent(format!("config {config_digest}: {e}")))
     }
 
+    /// The config blob of the small OCI artifact under `tag` (see [`RegistryApi::put_artifact`]), or
+    /// `None` when the tag is absent.
+    pub async fn artifact(&self, tag: &Tag) -> Result<Option<Vec<u8>>, RegistryApiError> {
+        let Some(manifest) = self
+            .read_manifest(&self.reference(tag), &[OCI_IMAGE_MEDIA_TYPE])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let config_digest = manifest.config_digest().ok_or_else(|| {
+            RegistryApiError::permanent(format!("{tag} is not an artifact with a config"))
+        })?;
+        self.config_blob(&self.by_digest(&manifest.digest), &config_digest)
+            .await
+            .map(Some)
+    }
+
+    /// Publish `data` under `tag` as a small OCI artifact: an image manifest whose config is `data`
+    /// (of `media_type`) and whose only layer is the empty JSON object, which every registry accepts.
+    pub async fn put_artifact(
+        &self,
+        tag: &Tag,
+        media_type: &str,
+        data: Vec<u8>,
+    ) -> Result<(), RegistryApiError> {
+        let config_digest = relabel::sha256_digest(&data);
+        let config_size = data.len();
+        let reference = self.reference(tag);
+        let blob_error = |e| match classify(e) {
+            Classified::Error(e) => e,
+            Classified::ManifestUnknown => {
+                RegistryApiError::permanent("the registry refused a blob")
+            }
+        };
+        let empty = EMPTY_JSON.to_vec();
+        let empty_digest = relabel::sha256_digest(&empty);
+        self.client
+            .push_blob(&reference, empty, &empty_digest)
+            .await
+            .map_err(blob_error)?;
+        self.client
+            .push_blob(&reference, data, &config_digest)
+            .await
+            .map_err(blob_error)?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_IMAGE_MEDIA_TYPE,
+            "artifactType": media_type,
+            "config": { "mediaType": media_type, "digest": config_digest, "size": config_size },
+            "layers": [{
+                "mediaType": "application/vnd.oci.empty.v1+json",
+                "digest": empty_digest,
+                "size": EMPTY_JSON.len(),
+            }],
+        });
+        let bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| RegistryApiError::permanent(format!("cannot encode a manifest: {e}")))?;
+        self.put_manifest(tag, bytes, OCI_IMAGE_MEDIA_TYPE).await
+    }
+
     /// Point `to` at the manifest `from` points at, inside the registry (a manifest copy: no blobs move).
     /// Returns the digest now behind `to`.
     pub async fn retag(&self, from: &Tag, to: &Tag) -> Result<String, RegistryApiError> {
@@ -407,6 +467,11 @@ impl TagListing {
         self.tags
     }
 }
+
+const OCI_IMAGE_MEDIA_TYPE: &str = oci_client::manifest::OCI_IMAGE_MEDIA_TYPE;
+
+/// The OCI empty descriptor's content: `{}`.
+const EMPTY_JSON: &[u8] = b"{}";
 
 const IMAGE_MANIFEST_TYPES: &[&str] = &[
     oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,

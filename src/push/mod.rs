@@ -10,6 +10,7 @@
 
 pub mod latest;
 pub mod promote;
+pub mod record;
 
 use bollard::query_parameters::PushImageOptionsBuilder;
 use bollard::Docker;

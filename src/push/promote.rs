@@ -2,11 +2,12 @@
 //! daemon pushes. `latest` moves only forward, and a run that wrote it checks afterwards that no
 //! concurrent run has moved it back (see [`settle_latest`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 use futures_util::StreamExt;
 
 use super::latest::{compare, newest, Order};
+use super::record::{CandidateRecord, RECORD_MEDIA_TYPE, RECORD_TAG};
 use super::{api_error, LatestOutcome, PublishOptions, RegistryTarget};
 use crate::cli::LatestMode;
 use crate::error::Result;
@@ -212,18 +213,25 @@ const SETTLE_ROUNDS: usize = 3;
 /// Two runs can read `latest` at the same time and the older can write last. After writing, look at the
 /// SHA tags in the registry: if one is a newer commit than what `latest` holds, point `latest` at it.
 /// Every run that writes `latest` does this after its write, so the last writer always repairs.
+///
+/// Requests: one tag listing per round, two to read the candidate record and three to write it, and
+/// two for each SHA tag on our line that the record does not name yet (in practice the runs since the
+/// last one); not one per tag in the repository.
 async fn settle_latest(
     target: &RegistryTarget<'_>,
     options: &PublishOptions,
     reporter: &Reporter,
 ) -> Result<LatestOutcome> {
     let mine = target.name.revision.clone();
+    let mut known = load_record(target).await;
+    known.learn(&mine.sha, Some(&mine));
+    let mut listed = HashSet::new();
     let mut outcome = LatestOutcome::Moved;
-    // A SHA tag's labels never change: read each at most once per run. `None`: not a candidate.
-    let mut labelled: HashMap<String, Option<Revision>> = HashMap::new();
     for _round in 0..SETTLE_ROUNDS {
         let mut candidates = vec![mine.clone()];
-        candidates.extend(candidates_on_our_line(target, &mut labelled, options, reporter).await?);
+        let on_our_line = candidates_on_our_line(target, &mut known, options, reporter).await?;
+        listed = on_our_line.listed;
+        candidates.extend(on_our_line.candidates);
         let newest = target
             .history
             .ask(move |history| newest(&candidates, history).cloned())
@@ -238,20 +246,69 @@ async fn settle_latest(
         }
         outcome = LatestOutcome::Corrected { to: newest.sha };
     }
+    save_record(target, &mut known, &listed, reporter).await;
     Ok(outcome)
+}
+
+/// The candidate record as stored; empty when it is absent or cannot be read (the tags are read then).
+async fn load_record(target: &RegistryTarget<'_>) -> CandidateRecord {
+    let Ok(tag) = Tag::parse("record tag", RECORD_TAG) else {
+        return CandidateRecord::default();
+    };
+    match target.api.artifact(&tag).await {
+        Ok(Some(bytes)) => CandidateRecord::parse(&bytes),
+        Ok(None) => CandidateRecord::default(),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the candidate record; reading the tags instead");
+            CandidateRecord::default()
+        }
+    }
+}
+
+/// Store what this run learned, when the record lacks it. Best effort: a record that cannot be written
+/// (an immutable tag, a lost race) only costs a later run the reads this one made.
+async fn save_record(
+    target: &RegistryTarget<'_>,
+    known: &mut CandidateRecord,
+    listed: &HashSet<String>,
+    reporter: &Reporter,
+) {
+    let bytes = known.to_bytes(listed);
+    if !known.changed() || listed.is_empty() {
+        return;
+    }
+    let Ok(tag) = Tag::parse("record tag", RECORD_TAG) else {
+        return;
+    };
+    if let Err(e) = target
+        .api
+        .put_artifact(&tag, RECORD_MEDIA_TYPE, bytes)
+        .await
+    {
+        reporter.step(format!(
+            "the candidate record {} was not updated ({e}); the next run reads the tags it would have named",
+            target.name.reference(&tag)
+        ));
+    }
+}
+
+/// The SHA tags that may replace ours as `latest`, and every tag the registry listed.
+struct OnOurLine {
+    candidates: Vec<Revision>,
+    listed: HashSet<String>,
 }
 
 /// The images of SHA tags that may replace ours as `latest`: commits on our line of history (git rules
 /// out the others without the network) whose run was to move `latest`. A descendant, or a commit git
-/// does not know (a shallow clone, a commit pushed after our checkout), is read from the registry, a few
-/// at a time; a published image's labels never change, so each is read once per run (`labelled`
-/// remembers). A newer branch build never counts.
+/// does not know (a shallow clone, a commit pushed after our checkout), is looked up in the candidate
+/// record, else read from the registry (a few at a time) and added to it. A newer branch build never
+/// counts.
 async fn candidates_on_our_line(
     target: &RegistryTarget<'_>,
-    labelled: &mut HashMap<String, Option<Revision>>,
+    known: &mut CandidateRecord,
     options: &PublishOptions,
     reporter: &Reporter,
-) -> Result<Vec<Revision>> {
+) -> Result<OnOurLine> {
     let latest = Tag::latest();
     let mine = target.name.revision.sha.clone();
     let tags = retry(&options.retry, "list tags", reporter, || async {
@@ -263,9 +320,11 @@ async fn candidates_on_our_line(
     })
     .await?;
     let others: Vec<String> = tags
-        .into_iter()
-        .filter(|t| is_sha_tag(t) && *t != mine)
+        .iter()
+        .filter(|t| is_sha_tag(t) && **t != mine)
+        .cloned()
         .collect();
+    let listed: HashSet<String> = tags.into_iter().collect();
     let on_our_line: Vec<String> = {
         let asked = others.clone();
         let descend = target
@@ -284,7 +343,7 @@ async fn candidates_on_our_line(
     };
     let mut unread = Vec::new();
     for tag in &on_our_line {
-        if !labelled.contains_key(tag) {
+        if known.get(tag).is_none() {
             unread.push(Tag::parse("registry tag", tag)?);
         }
     }
@@ -296,28 +355,23 @@ async fn candidates_on_our_line(
         .buffered(LABEL_READS_IN_FLIGHT)
         .collect()
         .await;
-    let mut fresh: HashMap<String, Revision> = HashMap::new();
     for (tag, found) in read {
         let Some((_, labels)) = found? else { continue };
-        let candidate = Revision::candidate_from_labels(&labels);
         // A SHA tag without a revision label is mid-publish (the daemon has pushed it, its labelled
-        // config is not written yet): its labels will change, so it is read again next round.
+        // config is not written yet): its labels will change, so it is not learned and is read again
+        // next round.
         if Revision::from_labels(&labels).is_some() {
-            labelled.insert(tag.as_str().to_string(), candidate.clone());
-        }
-        if let Some(candidate) = candidate {
-            fresh.insert(tag.as_str().to_string(), candidate);
+            known.learn(
+                tag.as_str(),
+                Revision::candidate_from_labels(&labels).as_ref(),
+            );
         }
     }
-    Ok(on_our_line
+    let candidates = on_our_line
         .iter()
-        .filter_map(|tag| {
-            fresh
-                .get(tag)
-                .cloned()
-                .or_else(|| labelled.get(tag).cloned().flatten())
-        })
-        .collect())
+        .filter_map(|tag| known.get(tag).flatten())
+        .collect();
+    Ok(OnOurLine { candidates, listed })
 }
 
 /// Put `latest` on `newest` when it holds an older commit; whether it was moved.

@@ -402,6 +402,27 @@ impl RegistryHttp {
         )
     }
 
+    /// `PUT /v2/<repo>/manifests/<tag>` of the exact bytes of `from`'s manifest: another tag for the
+    /// same image, written without any ecrbuild code.
+    pub fn copy_tag(&self, repo: &str, from: &str, to: &str) {
+        let manifest = self.manifest_text(repo, from);
+        let media_type = serde_json::from_str::<serde_json::Value>(&manifest).unwrap()["mediaType"]
+            .as_str()
+            .unwrap_or("application/vnd.docker.distribution.manifest.v2+json")
+            .to_string();
+        let url = format!("http://{}/v2/{repo}/manifests/{to}", self.host);
+        let mut req = Self::agent().put(&url).header("Content-Type", &media_type);
+        if let Some(a) = self.authorization() {
+            req = req.header("Authorization", a);
+        }
+        let status = req
+            .send(manifest.as_bytes())
+            .unwrap_or_else(|e| panic!("PUT {url}: {e}"))
+            .status()
+            .as_u16();
+        assert_eq!(status, 201, "PUT {url}");
+    }
+
     fn get_json(&self, path: &str, accept: Option<&str>) -> serde_json::Value {
         serde_json::from_str(&self.get_text(path, accept)).unwrap()
     }
