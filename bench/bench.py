@@ -11,7 +11,8 @@ Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss[,bigcold] selects some;
   skip     re-run of an already published SHA: ecrbuild (skips) vs the shell pipeline (re-runs)
   labels   daemon cost of per-build labels (why ecrbuild writes its provenance labels in the registry):
            cached CLI build without / with three unique labels
-  tags     ecrbuild warm re-runs in a repository holding 0 and 100 SHA tags of commits git does not know
+  tags     ecrbuild warm re-runs from shallow clones in a repository holding 0 and 1,000 SHA tags of
+           commits git does not know (each labelled as a `latest` candidate)
   cold     the same as warm with --no-cache on both sides
   big      ~1 GiB / ~50k files, half excluded, FROM scratch + COPY, --no-push --no-cache: ecrbuild
            --full-context (the whole context streamed) vs `docker build` (CLI, classic builder) vs a
@@ -221,12 +222,19 @@ class Bench:
         quiet(self.git + ["commit", "-q", "--allow-empty", "-m", f"bench {self.sha_counter}"], check=True)
         return quiet(self.git + ["rev-parse", "HEAD"], check=True).stdout.strip()
 
-    def ecrbuild_api(self, sha, *flags, repository=None):
+    def shallow_clone(self):
+        """A depth-1 clone of the current commit, as CodeBuild (git_clone_depth = 1) and actions/checkout
+        make: git there knows no other commit."""
+        clone = tempfile.mkdtemp(prefix="shallow-", dir=self.work)
+        quiet(["git", "clone", "-q", "--depth", "1", f"file://{self.api}", clone], check=True)
+        return clone
+
+    def ecrbuild_api(self, sha, *flags, repository=None, cwd=None):
         repository = repository or self.ecr_repository
         argv = [ECRBUILD, "--sha", sha, "--repository", repository, "--registry", ECR, "--auth", "ecr",
                 "--create-repository", "--build-arg", f"GO_IMAGE={GO_IMAGE}", "--output", "json", *flags]
         out = os.path.join(self.work, "ecrbuild.json")
-        result = measure(argv, cwd=self.api, env=self.env, logfile=self.logfile, stdout_path=out)
+        result = measure(argv, cwd=cwd or self.api, env=self.env, logfile=self.logfile, stdout_path=out)
         with open(out) as f:
             summary = json.load(f)
         result["summary"] = summary
@@ -311,26 +319,49 @@ mark push_latest
             return 0
 
     def scenario_tags(self):
-        """ecrbuild's `latest` bookkeeping against the number of SHA tags already in the repository. Each
-        repository gets `count` extra SHA tags for commits git does not know (as in a shallow CI clone),
-        copied registry-side from the first image; then warm runs with new commits."""
-        counts = (0, 10) if QUICK else (0, 100)
+        """`latest` at scale: warm runs from shallow clones (git knows no other commit) in a repository
+        holding 0 and one holding 1,000 extra SHA tags of commits git does not know, each labelled as a
+        `latest` candidate (registry-side copies of the first image, labels included). After the tags
+        appear, one run reads them and records them (reported apart); then the two repositories are
+        measured side by side."""
+        counts = (0, 50) if QUICK else (0, 1000)
         media = "application/vnd.docker.distribution.manifest.v2+json"
+        repositories = {}
         for count in counts:
             repository = f"{self.ecr_repository}-tags{count}"
+            repositories[count] = repository
             first = self.new_commit()
-            self.ecrbuild_api(first, repository=repository)
+            self.ecrbuild_api(first, repository=repository, cwd=self.shallow_clone())
             manifest, _ = self.registry("GET", f"/v2/{repository}/manifests/{first}", headers={"Accept": media})
             for _ in range(count):
                 self.registry("PUT", f"/v2/{repository}/manifests/{os.urandom(20).hex()}", body=manifest,
                               headers={"Content-Type": media})
-            log(f"tags: {count} unknown SHA tags in the repository, {N} warm runs")
-            for i in range(N):
-                before = self.registry_requests(repository)
-                result = self.record(f"tags/{count}", self.ecrbuild_api(self.new_commit(), repository=repository))
-                result["registry_requests"] = self.registry_requests(repository) - before
-                log(f"  tags {count} {i + 1}/{N}: {result['wall']:.2f}s, push phase "
-                    f"{result['summary']['timings']['push_secs']:.2f}s, {result['registry_requests']} registry requests")
+            before = self.registry_requests(repository)
+            result = self.record(f"tagsfirst/{count}",
+                                 self.ecrbuild_api(self.new_commit(), repository=repository,
+                                                   cwd=self.shallow_clone()))
+            result["registry_requests"] = self.registry_requests(repository) - before
+            log(f"tags: {count} unknown SHA tags; first run after they appeared: {result['wall']:.2f}s, "
+                f"{result['registry_requests']} registry requests")
+        log(f"tags: {N} interleaved pairs of warm runs from shallow clones")
+
+        def warm(count):
+            repository = repositories[count]
+            clone = self.shallow_clone()
+            sha = quiet(["git", "-C", clone, "rev-parse", "HEAD"], check=True).stdout.strip()
+            before = self.registry_requests(repository)
+            result = self.ecrbuild_api(sha, repository=repository, cwd=clone)
+            result["registry_requests"] = self.registry_requests(repository) - before
+            shutil.rmtree(clone, ignore_errors=True)
+            return result
+
+        for i in range(N):
+            self.new_commit()
+            r = self.interleaved(i, [(f"tags/{count}", lambda c=count: warm(c)) for count in counts])
+            log(f"  tags {i + 1}/{N}: " + "  ".join(
+                f"{count} tags {r[f'tags/{count}']['wall']:.2f}s "
+                f"({r[f'tags/{count}']['registry_requests']} requests)" for count in counts))
+        for repository in repositories.values():
             rmi(*docker_tags(f"{ECR}/{repository}"))
 
     def scenario_cold(self):
@@ -552,8 +583,8 @@ mark push_latest
         tag_counts = sorted(int(k.split("/")[1]) for k in self.runs if k.startswith("tags/"))
         if len(tag_counts) == 2:
             few, many = (f"tags/{c}" for c in tag_counts)
-            ratio_row(f"warm re-run, wall, {tag_counts[1]} vs {tag_counts[0]} unknown SHA tags in the repository",
-                      many, few, "wall", None)
+            ratio_row(f"warm re-run from a shallow clone, wall, {tag_counts[1]} vs {tag_counts[0]} unknown SHA "
+                      f"tags in the repository", many, few, "wall", 1.25)
         big = human_size(BIG[0])
         ratio_row(f"big context {big}, wall, default: only what COPY reads (vs docker CLI)", "big/selected",
                   "big/cli", "wall", 0.95)
@@ -608,7 +639,7 @@ mark push_latest
                          f"cpu {self.median(name, 'cpu'):.2f}s (user {self.median(name, 'user'):.2f} "
                          f"sys {self.median(name, 'sys'):.2f})  rss {self.median(name, 'rss_kib') / 1024:.1f} MiB  "
                          f"daemon cpu {self.median(name, 'daemon_cpu'):.2f}s")
-        for name in sorted(k for k in self.runs if k.startswith("tags/")):
+        for name in sorted(k for k in self.runs if k.startswith(("tags/", "tagsfirst/"))):
             requests = statistics.median(r.get("registry_requests", 0) for r in self.runs[name])
             pushes = statistics.median(r["summary"]["timings"]["push_secs"] for r in self.runs[name])
             lines.append(f"{name:24} median {requests:.0f} registry requests per run, push phase {pushes:.2f}s")

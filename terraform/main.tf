@@ -45,7 +45,9 @@ locals {
   github_oidc_provider_arn = var.github_oidc_provider_arn != null ? var.github_oidc_provider_arn : aws_iam_openid_connect_provider.github[0].arn
 
   # Tags that may move between images; every other tag (the commit SHAs) is immutable.
-  moving_tags = compact(["latest", var.extra_image_tag])
+  # ecrbuild-candidates is ecrbuild's candidate record: a small artifact that
+  # caches the labels of the SHA tags, rewritten by runs that move latest.
+  moving_tags = compact(["latest", "ecrbuild-candidates", var.extra_image_tag])
 
   # Services and their repositories. The default is one service named after
   # the component, whose repository is <project>-<environment>-<component>:

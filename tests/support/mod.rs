@@ -9,6 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// The tag of the candidate record a run that moves `latest` keeps in the repository (see
+/// `src/push/record.rs`): not an image, and never a SHA tag.
+pub const RECORD_TAG: &str = "ecrbuild-candidates";
+
 pub const SETUP_HINT: &str = "the test rig is not up: run `bash scripts/rig.sh up` (or the README's test command, `bash scripts/test.sh`)";
 
 /// Addresses and secrets of the running rig, read from `scripts/rig.sh env`.
