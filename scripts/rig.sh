@@ -12,7 +12,7 @@
 #
 # What runs (all bound to 127.0.0.1):
 #   :5000  registry, anonymous
-#   :5001  moto (ECR + STS)
+#   :5001  moto (ECR + STS + S3)
 #   :5002  registry, htpasswd user AWS / moto's ECR token password ("ECR")
 #   :5003  registry, htpasswd user AWS / a different password (auth failures)
 # a second dockerd on $STATE/dockerd2/docker.sock with its own data root and
@@ -27,7 +27,7 @@ readonly LOGS="$STATE/logs"
 readonly RUN="$STATE/run"
 readonly DEBIAN_MIRROR="${ECRBUILD_RIG_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
-readonly MOTO_VERSION="5.2.1"
+readonly MOTO_VERSION="5.2.5"
 readonly GO_IMAGE="local/golang:bookworm"
 readonly DOCKER_SOCK="/var/run/docker.sock"
 readonly DOCKERD2="$STATE/dockerd2"
@@ -164,6 +164,8 @@ missing_packages() {
     have gcc || printf '%s\n' gcc libc6-dev
     have curl || echo curl
     have ip || echo iproute2
+    # An independent client that checks what `ecrbuild export` writes (OCI layouts, docker archives).
+    have skopeo || echo skopeo
     [[ -e /etc/ssl/certs/ca-certificates.crt ]] || echo ca-certificates
     if [[ -z "$py" ]] || ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then echo python3-venv; fi
 }
@@ -523,6 +525,7 @@ cmd_env() {
         "AWS_REGION=us-east-1"
         "AWS_ENDPOINT_URL_ECR=$MOTO_URL"
         "AWS_ENDPOINT_URL_STS=$MOTO_URL"
+        "AWS_ENDPOINT_URL_S3=$MOTO_URL"
         "AWS_EC2_METADATA_DISABLED=true"
     )
     local var

@@ -90,6 +90,7 @@ impl Rig {
             "AWS_REGION",
             "AWS_ENDPOINT_URL_ECR",
             "AWS_ENDPOINT_URL_STS",
+            "AWS_ENDPOINT_URL_S3",
         ]
         .iter()
         .map(|k| (k.to_string(), self.var(k).to_string()))
