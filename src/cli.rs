@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = None,
     args_conflicts_with_subcommands = true,
     after_help = "Exit codes: 0 ok, 1 internal, 2 usage/config, 3 context, 4 daemon unreachable, 5 build failed, \
-6 auth failed, 7 push failed, 8 verify failed, 9 scan findings, 10 repository not found, 130 SIGINT, 143 SIGTERM."
+6 auth failed, 7 push failed, 8 verify failed, 9 scan findings, 10 repository not found, 11 image not found (export), \
+12 bucket not found (export), 13 corrupt blob (export), 14 export failed (export), 130 SIGINT, 143 SIGTERM."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,6 +27,95 @@ pub struct Cli {
 pub enum Command {
     /// Inspect the build context without contacting the daemon.
     Context(ContextArgs),
+    /// Write an image from the registry into S3, a file or stdout, as `docker save` or an OCI layout
+    /// would, streamed and verified (no Docker daemon needed).
+    Export(ExportArgs),
+}
+
+/// What an export archive holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchiveFormat {
+    /// What `docker save` writes: `docker load` loads it with its tag.
+    Docker,
+    /// An OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`).
+    Oci,
+}
+
+/// How an export archive is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The image: `[REGISTRY/]REPOSITORY[:TAG|@DIGEST]` (the tag defaults to `latest`).
+    #[arg(value_name = "REF")]
+    pub reference: String,
+
+    /// Where to write: `s3://BUCKET/KEY`, a file path, or `-` for stdout.
+    #[arg(long, value_name = "DEST")]
+    pub to: String,
+
+    /// `docker` (what `docker save` writes) or `oci` (an OCI image layout).
+    #[arg(long, value_enum, default_value_t = ArchiveFormat::Docker)]
+    pub format: ArchiveFormat,
+
+    /// Compression of the archive. Default: from the suffix of DEST (`.tar`, `.tar.gz`/`.tgz`,
+    /// `.tar.zst`), else none.
+    #[arg(long, value_enum, value_name = "ALGORITHM")]
+    pub compress: Option<Compression>,
+
+    /// The platform to export from a multi-platform image, `OS/ARCH[/VARIANT]`. Default: this host's.
+    #[arg(
+        long,
+        value_name = "OS/ARCH[/VARIANT]",
+        conflicts_with = "all_platforms"
+    )]
+    pub platform: Option<String>,
+
+    /// Keep every platform of a multi-platform image (needs `--format oci`).
+    #[arg(long)]
+    pub all_platforms: bool,
+
+    /// Registry host[:port] for a REF without one. Default: ECR_REGISTRY, else
+    /// <AWS_ACCOUNT_ID>.dkr.ecr.<region>.amazonaws.com, else the ECR token's endpoint.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub registry: Option<String>,
+
+    /// AWS region for ECR and S3. Default: AWS_REGION, AWS_DEFAULT_REGION, then the AWS profile's region.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// How to get registry credentials.
+    #[arg(long, value_enum, default_value_t = AuthMode::Ecr)]
+    pub auth: AuthMode,
+
+    /// Encrypt the S3 object with this KMS key (SSE-KMS). Default: SSE-S3 (AES256).
+    #[arg(long, value_name = "KEY")]
+    pub kms_key_id: Option<String>,
+
+    /// Size of each S3 multipart part in MiB (S3 takes 5 to 5120; the last part may be smaller).
+    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    pub part_size: u32,
+
+    /// S3 parts uploaded at once. Memory is about (N + 1) x --part-size.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub parallel_uploads: u32,
+
+    /// Attempts for each registry read and S3 request that fails transiently.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Stop retrying an operation after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub retry_max_time: u64,
+
+    /// Print only errors and warnings on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]

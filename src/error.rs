@@ -30,6 +30,14 @@ pub enum ExitCode {
     ScanFindings = 9,
     /// The repository does not exist in the registry.
     RepositoryNotFound = 10,
+    /// `export`: the tag, digest or platform is not in the repository.
+    ImageNotFound = 11,
+    /// `export`: the S3 bucket does not exist.
+    BucketNotFound = 12,
+    /// `export`: a blob's content does not match its digest or size.
+    BlobCorrupt = 13,
+    /// `export`: the registry could not be read or the destination written (after retries).
+    ExportFailed = 14,
     /// Stopped by SIGINT (128 + 2).
     Interrupted = 130,
     /// Stopped by SIGTERM (128 + 15).
@@ -160,6 +168,26 @@ pub enum Error {
         threshold: String,
     },
 
+    #[error("{reference} is not in the registry: {detail}")]
+    ImageNotFound { reference: String, detail: String },
+
+    #[error("S3 bucket {bucket} does not exist ({action} answered NoSuchBucket); check the bucket in --to and the region")]
+    BucketNotFound { bucket: String, action: String },
+
+    #[error("blob {digest} of {reference} is corrupt: {detail}; nothing was exported")]
+    BlobCorrupt {
+        reference: String,
+        digest: String,
+        detail: String,
+    },
+
+    #[error("export to {target} failed: {detail}")]
+    ExportFailed {
+        target: String,
+        detail: String,
+        kind: FailureKind,
+    },
+
     #[error("stopped by {}; nothing more was pushed", match .0 { Signal::Interrupt => "SIGINT", Signal::Terminate => "SIGTERM" })]
     Interrupted(Signal),
 
@@ -185,6 +213,9 @@ impl Error {
             } | Error::VerifyFailed {
                 kind: FailureKind::Transient,
                 ..
+            } | Error::ExportFailed {
+                kind: FailureKind::Transient,
+                ..
             }
         )
     }
@@ -200,6 +231,10 @@ impl Error {
             Error::DigestMismatch { .. } | Error::VerifyFailed { .. } => ExitCode::VerifyFailed,
             Error::RepositoryNotFound { .. } => ExitCode::RepositoryNotFound,
             Error::ScanFindings { .. } => ExitCode::ScanFindings,
+            Error::ImageNotFound { .. } => ExitCode::ImageNotFound,
+            Error::BucketNotFound { .. } => ExitCode::BucketNotFound,
+            Error::BlobCorrupt { .. } => ExitCode::BlobCorrupt,
+            Error::ExportFailed { .. } => ExitCode::ExportFailed,
             Error::Interrupted(Signal::Interrupt) => ExitCode::Interrupted,
             Error::Interrupted(Signal::Terminate) => ExitCode::Terminated,
             Error::Internal(_) => ExitCode::Internal,

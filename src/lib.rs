@@ -12,6 +12,7 @@ pub mod context;
 pub mod daemon;
 pub mod env;
 pub mod error;
+pub mod export;
 pub mod git;
 pub mod identity;
 pub mod pipeline;

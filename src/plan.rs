@@ -215,25 +215,8 @@ fn resolve_identity(args: &BuildArgs, workspace: &Workspace) -> Result<(Identity
             ))
         }
     };
-    let region = flag_or_env(
-        "--region",
-        args.region.as_deref(),
-        env,
-        &["AWS_REGION", "AWS_DEFAULT_REGION"],
-    );
-    if let Some(Sourced { source, value }) = &region {
-        let ok = value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-        if !ok {
-            return Err(Error::usage(
-                source,
-                format!("{value:?} is not an AWS region, e.g. ap-northeast-1"),
-            ));
-        }
-    }
-    let region = region.map(|r| r.value);
-    let registry = resolve_registry(args, env, region.as_deref())?;
+    let region = resolve_region(args.region.as_deref(), env)?;
+    let registry = resolve_registry(args.registry.as_deref(), args.auth, env, region.as_deref())?;
     Ok((
         Identity {
             sha,
@@ -247,14 +230,31 @@ fn resolve_identity(args: &BuildArgs, workspace: &Workspace) -> Result<(Identity
     ))
 }
 
+/// `--region`, else `AWS_REGION`/`AWS_DEFAULT_REGION` (`None`: the AWS profile's), checked.
+pub fn resolve_region(flag: Option<&str>, env: &Env) -> Result<Option<String>> {
+    let region = flag_or_env("--region", flag, env, &["AWS_REGION", "AWS_DEFAULT_REGION"]);
+    if let Some(Sourced { source, value }) = &region {
+        let ok = value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            return Err(Error::usage(
+                source,
+                format!("{value:?} is not an AWS region, e.g. ap-northeast-1"),
+            ));
+        }
+    }
+    Ok(region.map(|r| r.value))
+}
+
 /// `--registry`/`ECR_REGISTRY`, else the account's ECR registry, else the one the ECR token names.
-fn resolve_registry(args: &BuildArgs, env: &Env, region: Option<&str>) -> Result<RegistrySource> {
-    if let Some(found) = flag_or_env(
-        "--registry",
-        args.registry.as_deref(),
-        env,
-        &["ECR_REGISTRY"],
-    ) {
+pub fn resolve_registry(
+    flag: Option<&str>,
+    auth: AuthMode,
+    env: &Env,
+    region: Option<&str>,
+) -> Result<RegistrySource> {
+    if let Some(found) = flag_or_env("--registry", flag, env, &["ECR_REGISTRY"]) {
         return Ok(RegistrySource::Known(Registry::parse(
             &found.source,
             &found.value,
@@ -270,7 +270,7 @@ fn resolve_registry(args: &BuildArgs, env: &Env, region: Option<&str>) -> Result
             }
             Ok(RegistrySource::Known(Registry::ecr(account, region)))
         }
-        _ if args.auth == AuthMode::Ecr => Ok(RegistrySource::FromEcrToken),
+        _ if auth == AuthMode::Ecr => Ok(RegistrySource::FromEcrToken),
         _ => Err(Error::usage(
             "--registry",
             "no registry: with --auth none, pass --registry HOST[:PORT] or set ECR_REGISTRY",

@@ -72,6 +72,15 @@ impl StoredManifest {
         &self.digest
     }
 
+    /// The manifest's bytes, exactly as the registry serves them.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn media_type(&self) -> &str {
+        &self.media_type
+    }
+
     /// The digest of the image config blob; `None` for a manifest list or index.
     fn config_digest(&self) -> Option<String> {
         serde_json::from_slice::<serde_json::Value>(&self.bytes)
@@ -145,6 +154,69 @@ impl RegistryApi {
         // case for a new commit's SHA tag; a manifest is a few hundred bytes.
         self.read_manifest(&self.reference(tag), ANY_MANIFEST_TYPES)
             .await
+    }
+
+    /// The manifest (an image manifest or an index) that `digest` names in this repository, or `None`
+    /// when the repository does not hold it.
+    pub async fn manifest_by_digest(
+        &self,
+        digest: &str,
+    ) -> Result<Option<StoredManifest>, RegistryApiError> {
+        self.read_manifest(&self.by_digest(digest), ANY_MANIFEST_TYPES)
+            .await
+    }
+
+    /// A blob's bytes from `offset` on, as they arrive, for a caller that checks them against the
+    /// digest itself. From offset 0 the client checks the digest too. Past 0 the registry is asked for
+    /// a range; one that ignores the range sends the whole blob, and [`BlobStream::skip`] says how many
+    /// leading bytes to drop.
+    pub async fn blob_stream(
+        &self,
+        digest: &str,
+        offset: u64,
+    ) -> Result<BlobStream, RegistryApiError> {
+        use oci_client::client::BlobResponse;
+        let reference = self.by_digest(digest);
+        self.client
+            .store_auth_if_needed(reference.resolve_registry(), &self.auth)
+            .await;
+        let descriptor = oci_client::manifest::OciDescriptor {
+            digest: digest.to_string(),
+            ..Default::default()
+        };
+        let blob_error = |e| match classify(e) {
+            Classified::Error(e) => e,
+            Classified::ManifestUnknown => RegistryApiError::Failed {
+                kind: FailureKind::NotFound,
+                detail: format!("blob {digest} is not in the repository"),
+            },
+        };
+        if offset == 0 {
+            let stream = self
+                .client
+                .pull_blob_stream(&reference, &descriptor)
+                .await
+                .map_err(blob_error)?;
+            return Ok(BlobStream {
+                skip: 0,
+                stream: stream.stream,
+            });
+        }
+        match self
+            .client
+            .pull_blob_stream_partial(&reference, &descriptor, offset, None)
+            .await
+            .map_err(blob_error)?
+        {
+            BlobResponse::Partial(stream) => Ok(BlobStream {
+                skip: 0,
+                stream: stream.stream,
+            }),
+            BlobResponse::Full(stream) => Ok(BlobStream {
+                skip: offset,
+                stream: stream.stream,
+            }),
+        }
     }
 
     /// The manifest digest a tag resolves to, or `None` when the tag is absent.
@@ -419,6 +491,29 @@ impl RegistryApi {
         self.put_copy(&manifest, to).await?;
         Ok(manifest.digest)
     }
+}
+
+/// A blob's bytes as the registry sends them (see [`RegistryApi::blob_stream`]).
+pub struct BlobStream {
+    /// Leading bytes to drop: the registry ignored the range and started at 0.
+    pub skip: u64,
+    pub stream: futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
+}
+
+/// What an error met while a blob's bytes arrive means: the client's own digest check (the content is
+/// not what the digest names), or a failure of the connection, with its kind.
+pub fn classify_blob_read(error: &std::io::Error) -> Result<FailureKind, String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = error.get_ref().map(|e| e as _);
+    while let Some(inner) = source {
+        if let Some(digest) = inner.downcast_ref::<oci_client::errors::DigestError>() {
+            return Err(digest.to_string());
+        }
+        if let Some(request) = inner.downcast_ref::<reqwest::Error>() {
+            return Ok(request_failure_kind(request));
+        }
+        source = inner.source();
+    }
+    Ok(FailureKind::from_io(error.kind()))
 }
 
 /// Tags asked for per page.

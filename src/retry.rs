@@ -113,6 +113,15 @@ fn with_attempts(error: Error, attempts: u32) -> Error {
             detail: gave_up(detail),
             kind,
         },
+        Error::ExportFailed {
+            target,
+            detail,
+            kind,
+        } => Error::ExportFailed {
+            target,
+            detail: gave_up(detail),
+            kind,
+        },
         other => other,
     }
 }
