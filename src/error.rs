@@ -249,6 +249,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn exit_codes_are_distinct() {
+        let codes = [
+            ExitCode::Success,
+            ExitCode::Internal,
+            ExitCode::Usage,
+            ExitCode::Context,
+            ExitCode::DaemonUnreachable,
+            ExitCode::BuildFailed,
+            ExitCode::AuthFailed,
+            ExitCode::PushFailed,
+            ExitCode::VerifyFailed,
+            ExitCode::ScanFindings,
+            ExitCode::RepositoryNotFound,
+            ExitCode::ImageNotFound,
+            ExitCode::BucketNotFound,
+            ExitCode::BlobCorrupt,
+            ExitCode::ExportFailed,
+            ExitCode::Interrupted,
+            ExitCode::Terminated,
+        ];
+        let unique: std::collections::HashSet<u8> = codes.iter().map(|c| c.code()).collect();
+        assert_eq!(unique.len(), codes.len());
+        assert_eq!(ExitCode::ExportFailed.code(), 14);
+        assert!(Error::ExportFailed {
+            target: "s3://b/k".into(),
+            detail: "d".into(),
+            kind: FailureKind::Transient
+        }
+        .is_transient());
+    }
+
+    #[test]
     fn usage_error_names_the_input() {
         let err = Error::usage("--sha", "must be 40 or 64 lowercase hex characters");
         assert_eq!(err.exit_code(), ExitCode::Usage);

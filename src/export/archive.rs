@@ -209,3 +209,80 @@ fn compressor(error: &std::io::Error) -> Error {
         kind: FailureKind::Permanent,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    async fn written(compression: Compression) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.tar");
+        let sink = Sink::file(path.clone()).await.unwrap();
+        let mut writer = ArchiveWriter::new(sink, Encoder::new(compression).unwrap());
+        writer.file("manifest.json", b"[]").await.unwrap();
+        writer.begin("blobs/sha256/abc", 1000).await.unwrap();
+        for chunk in vec![7u8; 1000].chunks(300) {
+            writer.data(chunk).await.unwrap();
+        }
+        writer.end(1000).await.unwrap();
+        let tar_bytes = writer.finish().await.unwrap();
+        let entries = [
+            Entry::Inline {
+                name: "manifest.json".into(),
+                bytes: b"[]".to_vec(),
+            },
+            Entry::Blob {
+                name: "blobs/sha256/abc".into(),
+                digest: String::new(),
+                size: 1000,
+            },
+        ];
+        assert_eq!(tar_bytes, estimate(&entries), "the estimate is exact");
+        writer.sink_mut().commit().await.unwrap();
+        std::fs::read(path).unwrap()
+    }
+
+    fn listing(reader: impl Read) -> Vec<(String, u64)> {
+        tar::Archive::new(reader)
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.size())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn entries_stream_into_a_tar_that_tar_reads_back_compressed_or_not() {
+        let expected = vec![
+            ("manifest.json".to_string(), 2),
+            ("blobs/".to_string(), 0),
+            ("blobs/sha256/".to_string(), 0),
+            ("blobs/sha256/abc".to_string(), 1000),
+        ];
+        let plain = written(Compression::None).await;
+        assert_eq!(listing(plain.as_slice()), expected);
+        let gzip = written(Compression::Gzip).await;
+        assert_eq!(
+            listing(flate2::read::GzDecoder::new(gzip.as_slice())),
+            expected
+        );
+        let zstd = written(Compression::Zstd).await;
+        assert_eq!(
+            listing(zstd::stream::read::Decoder::new(zstd.as_slice()).unwrap()),
+            expected
+        );
+    }
+
+    #[tokio::test]
+    async fn an_entry_cannot_get_more_bytes_than_its_header_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::file(dir.path().join("a.tar")).await.unwrap();
+        let mut writer = ArchiveWriter::new(sink, Encoder::Plain);
+        writer.begin("a", 2).await.unwrap();
+        assert!(writer.data(b"abc").await.is_err());
+        assert!(writer.end(2).await.is_err());
+    }
+}

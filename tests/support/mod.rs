@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod s3;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -397,6 +398,18 @@ impl RegistryHttp {
             .expect("manifest has a config")
             .to_string();
         self.get_json(&format!("/v2/{repo}/blobs/{digest}"), None)
+    }
+
+    /// The config digest of a tag's image: the image ID the daemon gives it.
+    pub fn config_digest(&self, repo: &str, tag: &str) -> String {
+        let manifest = self.get_json(
+            &format!("/v2/{repo}/manifests/{tag}"),
+            Some(MANIFEST_ACCEPT),
+        );
+        manifest["config"]["digest"]
+            .as_str()
+            .expect("manifest has a config")
+            .to_string()
     }
 
     /// The manifest of a tag, byte for byte as the registry stores it.
