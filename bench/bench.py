@@ -6,7 +6,7 @@ because the machine has 2 cores and other work runs at the same time. Each comma
 os.wait4 and GNU time: wall time, user+sys CPU of the process and everything it waited for, peak
 RSS (GNU time's %M), and the CPU time the Docker daemon spent meanwhile.
 
-Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss[,bigcold] selects some; default: all but bigcold):
+Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss,export[,bigcold] selects some; default: all but bigcold):
   warm     api/ image, new commit, unchanged sources: ecrbuild vs the shell pipeline
   skip     re-run of an already published SHA: ecrbuild (skips) vs the shell pipeline (re-runs)
   labels   daemon cost of per-build labels (why ecrbuild writes its provenance labels in the registry):
@@ -21,6 +21,9 @@ Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss[,bigcold] selects some;
   rss      peak RSS of ecrbuild --full-context (and the docker CLI, for reference) on 100 MiB, 1 GiB,
            2 GiB contexts
   bigcold  big, with our inputs evicted from the page cache before each run (disk-bound)
+  export   a ~500 MiB image (FROM scratch, 5 layers of random data, pushed by ecrbuild to the ECR stand-in)
+           written to S3 (moto): `ecrbuild export` vs the seed's pipeline (ECR login, `docker pull`,
+           `docker save -o`, `aws s3 cp`), from an empty image store each time; wall, peak RSS, temporary disk
 """
 
 import base64
@@ -53,7 +56,7 @@ N = env_int("BENCH_N", 1 if QUICK else 5)
 N_COLD = env_int("BENCH_N_COLD", N)
 N_RSS = env_int("BENCH_N_RSS", 1 if QUICK else min(N, 3))
 N_BIGCOLD = env_int("BENCH_N_BIGCOLD", 1 if QUICK else min(N, 3))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "warm,skip,labels,tags,cold,big,rss").split(",")))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "warm,skip,labels,tags,cold,big,rss,export").split(",")))
 CACHE = os.environ.get("BENCH_CACHE", "/var/lib/ecrbuild-rig/bench-cache")
 ECRBUILD = os.path.abspath(os.environ.get("ECRBUILD", os.path.join(REPO_ROOT, "target/release/ecrbuild")))
 TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
@@ -62,6 +65,10 @@ AWS = os.environ.get("BENCH_AWS", "/var/lib/ecrbuild-rig/bench-venv/bin/aws")
 GO_IMAGE = os.environ.get("ECRBUILD_RIG_GO_IMAGE", "local/golang:bookworm")
 ECR = os.environ.get("ECRBUILD_RIG_ECR_REGISTRY", "127.0.0.1:5002")
 ANON = os.environ.get("ECRBUILD_RIG_REGISTRY", "127.0.0.1:5000")
+
+MOTO = os.environ.get("ECRBUILD_RIG_MOTO", "http://127.0.0.1:5001")
+# The exported image: layers x bytes of random data each.
+EXPORT_LAYERS = (5, 100 * MIB) if not QUICK else (3, 20 * MIB)
 
 # Context trees: (total bytes, files). Half of each is excluded by its .dockerignore.
 if QUICK:
@@ -544,6 +551,80 @@ mark push_latest
                 log(f"  rss {key} {i + 1}/{N_RSS}: ecrbuild {a['rss_kib'] / 1024:.1f} MiB  "
                     f"cli {b['rss_kib'] / 1024:.1f} MiB")
 
+    # ------------------------------------------------------------ export
+
+    def export_image(self):
+        """The image to export, pushed once per run: FROM scratch + one COPY per generated random file
+        (cached under $BENCH_CACHE), so every layer is incompressible and the registry holds about
+        layers x size bytes of gzip."""
+        layers, size = EXPORT_LAYERS
+        root = os.path.join(CACHE, f"export-{layers}x{size // MIB}m")
+        if not os.path.exists(os.path.join(root, ".complete")):
+            os.makedirs(root, exist_ok=True)
+            log(f"export: generating {layers} x {human_size(size)} of random data in {root}")
+            for i in range(layers):
+                with open(os.path.join(root, f"layer{i}.bin"), "wb") as f:
+                    for _ in range(size // MIB):
+                        f.write(os.urandom(MIB))
+            with open(os.path.join(root, "Dockerfile"), "w") as f:
+                f.write("FROM scratch\n" + "".join(f"COPY layer{i}.bin /data/layer{i}.bin\n" for i in range(layers)))
+            open(os.path.join(root, ".complete"), "w").close()
+        repository = f"bench/export-{self.ecr_repository.rsplit('-', 1)[-1]}"
+        sha = self.fake_sha()
+        argv = [ECRBUILD, "--sha", sha, "--repository", repository, "--registry", ECR, "--auth", "ecr",
+                "--create-repository", "--no-latest", "--context", root, "-f", os.path.join(root, "Dockerfile")]
+        measure(argv, cwd=root, env=self.env, logfile=self.logfile)
+        reference = f"{ECR}/{repository}:{sha}"
+        rmi(reference)  # the shell side starts from an empty store, as a fresh CodeBuild host does
+        return reference
+
+    def aws(self, *args):
+        return quiet([AWS, "--endpoint-url", MOTO, *args], env=self.env)
+
+    def ecrbuild_export(self, reference, bucket, i):
+        argv = [ECRBUILD, "export", reference, "--to", f"s3://{bucket}/exports/ecrbuild-{i}.tar", "--auth", "ecr"]
+        result = measure(argv, cwd=self.work, env=self.env, logfile=self.logfile)
+        result["temp_bytes"] = 0
+        return result
+
+    def shell_export(self, reference, bucket, i):
+        out = os.path.join(self.work, "export.tar")
+        script = f"""set -euo pipefail
+{AWS} ecr get-login-password | docker login --username AWS --password-stdin {ECR}
+docker pull {reference}
+docker save {reference} -o {out}
+stat -c %s {out} > {out}.size
+{AWS} --endpoint-url {MOTO} s3 cp {out} s3://{bucket}/exports/shell-{i}.tar --only-show-errors
+"""
+        config = tempfile.mkdtemp(prefix="docker-config-", dir=self.work)
+        try:
+            result = measure(["bash", "-c", script], cwd=self.work, env=dict(self.env, DOCKER_CONFIG=config),
+                             logfile=self.logfile)
+            with open(f"{out}.size") as f:
+                result["temp_bytes"] = int(f.read())
+        finally:
+            shutil.rmtree(config, ignore_errors=True)
+            for path in (out, f"{out}.size"):
+                if os.path.exists(path):
+                    os.remove(path)
+            rmi(reference)
+        return result
+
+    def scenario_export(self):
+        reference = self.export_image()
+        bucket = f"ecrbuild-bench-{datetime.now().strftime('%Y%m%d%H%M%S')}"
+        made = self.aws("s3", "mb", f"s3://{bucket}")
+        if made.returncode != 0:
+            raise Failed(f"aws s3 mb s3://{bucket}: {made.stderr}")
+        log(f"export: {reference} to s3://{bucket}; {N} interleaved pairs")
+        for i in range(N):
+            r = self.interleaved(i, [("export/ecrbuild", lambda: self.ecrbuild_export(reference, bucket, i)),
+                                     ("export/shell", lambda: self.shell_export(reference, bucket, i))])
+            a, b = r["export/ecrbuild"], r["export/shell"]
+            log(f"  export {i + 1}/{N}: ecrbuild {a['wall']:.2f}s {a['rss_kib'] / 1024:.1f} MiB | "
+                f"shell {b['wall']:.2f}s, {b['temp_bytes'] / MIB:.0f} MiB on disk")
+        self.aws("s3", "rb", f"s3://{bucket}", "--force")
+
     # ------------------------------------------------------------ report
 
     def machine(self):
@@ -602,6 +683,18 @@ mark push_latest
                   "wall", None)
         ratio_row(f"big context {big}, cold page cache, wall (vs floor)", "bigcold/ecrbuild", "bigcold/floor",
                   "wall", None)
+
+        ratio_row(f"export {human_size(EXPORT_LAYERS[0] * EXPORT_LAYERS[1])} image to S3, wall (vs docker pull + "
+                  "save + aws s3 cp)", "export/ecrbuild", "export/shell", "wall", 0.50)
+        rss_export = self.median("export/ecrbuild", "rss_kib")
+        if rss_export is not None:
+            rows.append((f"export {human_size(EXPORT_LAYERS[0] * EXPORT_LAYERS[1])} image to S3, peak RSS",
+                         f"{rss_export / 1024:.1f} MiB", "", "", "<= 64 MiB",
+                         "met" if rss_export <= 64 * 1024 else "MISSED"))
+            temp = self.median("export/ecrbuild", "temp_bytes")
+            rows.append(("export, temporary disk (vs docker save -o)", f"{temp / MIB:.0f} MiB",
+                         f"{self.median('export/shell', 'temp_bytes') / MIB:.0f} MiB", "", "0",
+                         "met" if temp == 0 else "MISSED"))
 
         rss = {}
         for tree in RSS_TREES:
@@ -693,6 +786,8 @@ mark push_latest
                 self.scenario_rss()
             if "bigcold" in ONLY:
                 self.scenario_big(hot=False)
+            if "export" in ONLY:
+                self.scenario_export()
         finally:
             rmi(*docker_tags(f"{ANON}/bench/big"), "bench/big:cli", "bench/big:floor")
             self.cleanup_created()
