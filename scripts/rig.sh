@@ -27,7 +27,9 @@ readonly LOGS="$STATE/logs"
 readonly RUN="$STATE/run"
 readonly DEBIAN_MIRROR="${ECRBUILD_RIG_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
+# 5.2.5: 5.2.1 answers CompleteMultipartUpload with a root element the AWS SDK rejects (getmoto/moto#10055).
 readonly MOTO_VERSION="5.2.5"
+readonly MOTO_VENV="$STATE/venv-moto-$MOTO_VERSION"
 readonly GO_IMAGE="local/golang:bookworm"
 readonly DOCKER_SOCK="/var/run/docker.sock"
 readonly DOCKERD2="$STATE/dockerd2"
@@ -275,7 +277,10 @@ ensure_dockerd2() {
 # ---------------------------------------------------------------- moto
 
 ensure_moto() {
-    local venv="$STATE/venv" log="$LOGS/moto.log" marker="moto_server -H $HOST -p $MOTO_PORT"
+    # One venv per moto version: a rig of another version leaves this one's moto running (its marker
+    # is a substring of ours), and ours restarts one it did not start from here.
+    local venv="$MOTO_VENV" log="$LOGS/moto.log" any="moto_server -H $HOST -p $MOTO_PORT"
+    local marker="$venv/bin/$any"
     local fresh=0 pid py
     if [[ ! -x "$venv/bin/moto_server" || "$(cat "$venv/.rig-moto-version" 2>/dev/null)" != "$MOTO_VERSION" ]]; then
         py=$(system_python)
@@ -294,7 +299,7 @@ ensure_moto() {
         say "moto: running ($MOTO_URL, pid $pid)"
         return
     fi
-    stop_bg moto "$marker"
+    stop_bg moto "$any"
     port_free "$MOTO_PORT" || port_taken "$MOTO_PORT"
     start_bg moto "$log" "$venv/bin/moto_server" -H "$HOST" -p "$MOTO_PORT"
     wait_for 30 moto_answers || fail "moto did not answer on $MOTO_URL within 30 s" "$log"
@@ -306,7 +311,7 @@ moto_answers() { [[ "$(http_code "$MOTO_URL/")" == 200 ]]; }
 # The password inside moto's ECR token: GetAuthorizationToken returns
 # base64("AWS:<password>"). Asked of the running moto, never assumed.
 moto_ecr_password() {
-    "$STATE/venv/bin/python" - "$MOTO_URL" <<'PY'
+    "$MOTO_VENV/bin/python" - "$MOTO_URL" <<'PY'
 import base64, json, sys, urllib.request
 
 request = urllib.request.Request(
