@@ -355,8 +355,28 @@ async fn candidates_on_our_line(
             None => on_our_line.push(tag),
         }
     }
+    learn_unknown(target, known, &on_our_line, options, reporter).await?;
+    let candidates = on_our_line
+        .iter()
+        .filter_map(|tag| known.get(tag).flatten())
+        .collect();
+    Ok(OnOurLine {
+        candidates,
+        listed,
+        known_to_git,
+    })
+}
+
+/// Read the labels of the SHA tags `known` does not name, a few at a time, and learn them.
+async fn learn_unknown(
+    target: &RegistryTarget<'_>,
+    known: &mut CandidateRecord,
+    on_our_line: &[String],
+    options: &PublishOptions,
+    reporter: &Reporter,
+) -> Result<()> {
     let mut unread = Vec::new();
-    for tag in &on_our_line {
+    for tag in on_our_line {
         if known.get(tag).is_none() {
             unread.push(Tag::parse("registry tag", tag)?);
         }
@@ -381,15 +401,7 @@ async fn candidates_on_our_line(
             );
         }
     }
-    let candidates = on_our_line
-        .iter()
-        .filter_map(|tag| known.get(tag).flatten())
-        .collect();
-    Ok(OnOurLine {
-        candidates,
-        listed,
-        known_to_git,
-    })
+    Ok(())
 }
 
 /// Put `latest` on `newest` when it holds an older commit; whether it was moved.
