@@ -122,6 +122,24 @@ impl History {
             .collect()
     }
 
+    /// Which of `shas` are commits this checkout has, in one git process. Empty when git cannot say.
+    pub fn known_commits(&self, shas: &[&str]) -> std::collections::HashSet<String> {
+        let mut query = String::with_capacity(41 * shas.len());
+        for sha in shas {
+            query.push_str(sha);
+            query.push('\n');
+        }
+        let Some(types) = self.git_with_input(&["cat-file", "--batch-check=%(objecttype)"], &query)
+        else {
+            return Default::default();
+        };
+        shas.iter()
+            .zip(types.lines())
+            .filter(|(_, kind)| *kind == "commit")
+            .map(|(sha, _)| sha.to_string())
+            .collect()
+    }
+
     /// Run git with `input` on stdin; its stdout when it succeeds.
     fn git_with_input(&self, args: &[&str], input: &str) -> Option<String> {
         use std::io::Write;
@@ -199,6 +217,13 @@ mod tests {
         );
         // An ancestor git does not have: nothing can be said.
         assert_eq!(history.descend_from(&unknown, &[&a]), vec![None]);
+        let known = history.known_commits(&[&a, &unknown, &d]);
+        assert_eq!(
+            known,
+            [a.clone(), d.clone()]
+                .into_iter()
+                .collect::<std::collections::HashSet<_>>()
+        );
         assert_eq!(history.descend_from(&c, &[]), Vec::<Option<bool>>::new());
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use futures_util::StreamExt;
 
-use super::latest::{compare, newest, Order};
+use super::latest::{compare, newest, KnownAncestry, Order};
 use super::record::{CandidateRecord, RECORD_MEDIA_TYPE, RECORD_TAG};
 use super::{api_error, LatestOutcome, PublishOptions, RegistryTarget};
 use crate::cli::LatestMode;
@@ -234,7 +234,10 @@ async fn settle_latest(
         candidates.extend(on_our_line.candidates);
         let newest = target
             .history
-            .ask(move |history| newest(&candidates, history).cloned())
+            .ask(move |history| {
+                let shas: Vec<&str> = candidates.iter().map(|c| c.sha.as_str()).collect();
+                newest(&candidates, &KnownAncestry::of(history, &shas)).cloned()
+            })
             .await?;
         // We are the newest and have just written `latest`: a run that overwrote it since is older than
         // us and repairs it itself, in its own check.

@@ -553,3 +553,48 @@ pub fn commit_history(dir: &Path, n: usize) -> Vec<String> {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
+
+/// A deterministic shuffle of `0..n` from a seed (print the seed, so a failing order can be replayed).
+pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut state = seed | 1;
+    for i in (1..n).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        order.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+/// A seed from the clock, for [`shuffled`].
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Wait for runs started at once (`commits[k]` is what child `k` built); each must exit 0. Returns their
+/// stderr, labelled by commit, for failure messages.
+pub fn wait_for_all(children: Vec<std::process::Child>, commits: &[usize]) -> String {
+    let mut logs = String::new();
+    for (child, i) in children.into_iter().zip(commits) {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "commit {i}: {stderr}");
+        logs.push_str(&format!("--- run of commit {i}\n{stderr}"));
+    }
+    logs
+}
+
+/// Assert that `latest` holds `newest`: by its revision label and by its digest.
+#[track_caller]
+pub fn assert_latest_on(registry: &RegistryHttp, repo: &str, newest: &str, context: &str) {
+    let latest = &registry.config(repo, "latest")["config"]["Labels"];
+    assert_eq!(
+        latest["org.opencontainers.image.revision"], newest,
+        "{context}: latest is not the newest commit"
+    );
+    registry.assert_same_digest(repo, "latest", newest);
+}
