@@ -300,9 +300,10 @@ impl RegistryApi {
     }
 
     /// The tags of the repository, at most [`MAX_LISTED_TAGS`] of them, each once; an unknown
-    /// repository has none. Pages are asked for while a full page moves the listing forward: a registry
-    /// that ignores `n` and `last` (Debian's `docker-registry` returns every tag on every request) is read
-    /// once more, adds nothing new, and the listing ends instead of looping.
+    /// repository has none. Pages are asked for while a full page moves the listing forward. A registry
+    /// that ignores `n` and `last` (Debian's `docker-registry` returns every tag on every request) sends
+    /// more than a page, which ends the listing; one that repeats a page adds nothing new, which ends it
+    /// too: it never loops.
     pub async fn tags(&self) -> Result<Vec<String>, RegistryApiError> {
         let image = self.reference(&Tag::latest());
         let mut listing = TagListing::default();
@@ -515,10 +516,13 @@ impl TagListing {
         self.tags.last().map(String::as_str)
     }
 
-    /// Add a page; whether another page should be asked for: the page was full, it brought tags not
-    /// seen before, it ended past where the listing stood, and the bound is not reached.
+    /// Add a page; whether another page should be asked for: the page was exactly full (a longer one
+    /// means the registry ignores pagination and sent everything), it brought tags not seen before, it
+    /// ended past where the listing stood, and the bound is not reached.
     fn add_page(&mut self, page: Vec<String>) -> bool {
-        let full = page.len() >= TAGS_PAGE;
+        // More than asked for: the registry ignores `n` (and so `last`), and this is the whole list.
+        let ignores_pagination = page.len() > TAGS_PAGE;
+        let full = page.len() == TAGS_PAGE;
         let previous_last = self.last().map(str::to_string);
         let page_last = page.last().cloned();
         let before = self.tags.len();
@@ -535,7 +539,10 @@ impl TagListing {
             (None, Some(_)) => true,
             (_, None) => false,
         };
-        full && advanced && self.tags.len() > before && self.tags.len() < MAX_LISTED_TAGS
+        full && !ignores_pagination
+            && advanced
+            && self.tags.len() > before
+            && self.tags.len() < MAX_LISTED_TAGS
     }
 
     fn into_tags(self) -> Vec<String> {
@@ -669,12 +676,16 @@ mod tests {
     }
 
     #[test]
-    fn a_registry_that_ignores_pagination_is_read_once_more_then_stops() {
+    fn a_registry_that_ignores_pagination_is_read_once() {
         let mut listing = TagListing::default();
         // Debian's registry: every request returns all 1,003 tags.
-        assert!(listing.add_page(page(0..1003)));
         assert!(!listing.add_page(page(0..1003)));
         assert_eq!(listing.into_tags().len(), 1003);
+        // Exactly a page's worth, then the same page again: it stops there.
+        let mut listing = TagListing::default();
+        assert!(listing.add_page(page(0..1000)));
+        assert!(!listing.add_page(page(0..1000)));
+        assert_eq!(listing.into_tags().len(), 1000);
     }
 
     #[test]

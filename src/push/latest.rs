@@ -35,11 +35,11 @@ pub struct KnownAncestry<'a, A: Ancestry> {
 }
 
 impl<'a> KnownAncestry<'a, History> {
-    /// `history`, knowing which of `shas` it has (one git process).
-    pub fn of(history: &'a History, shas: &[&str]) -> Self {
+    /// `history`, which has exactly the commits in `known` of those it will be asked about.
+    pub fn new(history: &'a History, known: HashSet<String>) -> Self {
         KnownAncestry {
             inner: history,
-            known: history.known_commits(shas),
+            known,
             times: RefCell::default(),
         }
     }

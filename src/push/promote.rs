@@ -232,11 +232,11 @@ async fn settle_latest(
         let on_our_line = candidates_on_our_line(target, &mut known, options, reporter).await?;
         listed = on_our_line.listed;
         candidates.extend(on_our_line.candidates);
+        let known_to_git = on_our_line.known_to_git;
         let newest = target
             .history
             .ask(move |history| {
-                let shas: Vec<&str> = candidates.iter().map(|c| c.sha.as_str()).collect();
-                newest(&candidates, &KnownAncestry::of(history, &shas)).cloned()
+                newest(&candidates, &KnownAncestry::new(history, known_to_git)).cloned()
             })
             .await?;
         // We are the newest and have just written `latest`: a run that overwrote it since is older than
@@ -295,10 +295,12 @@ async fn save_record(
     }
 }
 
-/// The SHA tags that may replace ours as `latest`, and every tag the registry listed.
+/// The SHA tags that may replace ours as `latest`, every tag the registry listed, and which of the
+/// candidates' commits (ours included) git has.
 struct OnOurLine {
     candidates: Vec<Revision>,
     listed: HashSet<String>,
+    known_to_git: HashSet<String>,
 }
 
 /// The images of SHA tags that may replace ours as `latest`: commits on our line of history (git rules
@@ -328,22 +330,31 @@ async fn candidates_on_our_line(
         .cloned()
         .collect();
     let listed: HashSet<String> = tags.into_iter().collect();
-    let on_our_line: Vec<String> = {
-        let asked = others.clone();
-        let descend = target
-            .history
-            .ask(move |history| {
-                let refs: Vec<&str> = asked.iter().map(String::as_str).collect();
-                history.descend_from(&mine, &refs)
-            })
-            .await?;
-        others
-            .into_iter()
-            .zip(descend)
-            .filter(|(_, descends)| *descends != Some(false))
-            .map(|(tag, _)| tag)
-            .collect()
-    };
+    let asked = others.clone();
+    let ancestor = mine.clone();
+    let descend = target
+        .history
+        .ask(move |history| {
+            let refs: Vec<&str> = asked.iter().map(String::as_str).collect();
+            history.descend_from(&ancestor, &refs)
+        })
+        .await?;
+    let mut known_to_git = HashSet::new();
+    if descend.iter().any(Option::is_some) {
+        // `descend_from` answers only when git has our own commit.
+        known_to_git.insert(mine);
+    }
+    let mut on_our_line = Vec::new();
+    for (tag, descends) in others.into_iter().zip(descend) {
+        match descends {
+            Some(false) => {}
+            Some(true) => {
+                known_to_git.insert(tag.clone());
+                on_our_line.push(tag);
+            }
+            None => on_our_line.push(tag),
+        }
+    }
     let mut unread = Vec::new();
     for tag in &on_our_line {
         if known.get(tag).is_none() {
@@ -374,7 +385,11 @@ async fn candidates_on_our_line(
         .iter()
         .filter_map(|tag| known.get(tag).flatten())
         .collect();
-    Ok(OnOurLine { candidates, listed })
+    Ok(OnOurLine {
+        candidates,
+        listed,
+        known_to_git,
+    })
 }
 
 /// Put `latest` on `newest` when it holds an older commit; whether it was moved.
