@@ -125,50 +125,8 @@ fn the_candidate_record_spares_later_runs_the_label_reads() {
 /// A linear history in a bare repository, commits a minute apart, each with its own file content.
 fn origin_with_history(n: usize) -> (PathBuf, Vec<String>) {
     let dir = scratch_context("origin", "0");
-    let git = |args: &[&str]| git_in(&dir, args);
-    std::fs::write(dir.join(".dockerignore"), ".git\n").unwrap();
-    git(&["init", "-q", "-b", "main"]);
-    git(&["config", "user.email", "test@ecrbuild.invalid"]);
-    git(&["config", "user.name", "ecrbuild test"]);
-    git(&["config", "uploadpack.allowAnySHA1InWant", "true"]);
-    let mut shas = Vec::new();
-    for i in 0..n {
-        std::fs::write(dir.join("file.txt"), format!("commit {i}")).unwrap();
-        git(&["add", "."]);
-        let date = format!("2026-01-01T00:{i:02}:00Z");
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&dir)
-            .args([
-                "commit",
-                "-q",
-                "-m",
-                &format!("commit {i}"),
-                "--date",
-                &date,
-            ])
-            .env("GIT_COMMITTER_DATE", &date)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        shas.push(git(&["rev-parse", "HEAD"]));
-    }
+    let shas = commit_history(&dir, n);
     (dir, shas)
-}
-
-fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A depth-1 clone of `sha`, as CodeBuild and actions/checkout make: git knows no other commit.

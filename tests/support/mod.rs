@@ -398,6 +398,31 @@ impl RegistryHttp {
         self.get_json(&format!("/v2/{repo}/blobs/{digest}"), None)
     }
 
+    /// The manifest behind a tag or digest, parsed (an image manifest or an index).
+    pub fn manifest_json(&self, repo: &str, reference: &str) -> serde_json::Value {
+        serde_json::from_str(&self.manifest_text(repo, reference)).unwrap()
+    }
+
+    /// A blob's bytes (`GET /v2/<repo>/blobs/<digest>`), e.g. a gzipped layer.
+    pub fn blob(&self, repo: &str, digest: &str) -> Vec<u8> {
+        use std::io::Read;
+        let url = format!("http://{}/v2/{repo}/blobs/{digest}", self.host);
+        let mut req = Self::agent().get(&url);
+        if let Some(a) = self.authorization() {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(resp.status().as_u16(), 200, "GET {url}");
+        let mut bytes = Vec::new();
+        resp.body_mut()
+            .with_config()
+            .limit(512 * 1024 * 1024)
+            .reader()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        bytes
+    }
+
     /// The manifest of a tag, byte for byte as the registry stores it.
     pub fn manifest_text(&self, repo: &str, tag: &str) -> String {
         self.get_text(
@@ -473,6 +498,56 @@ pub fn docker_ok(args: &[&str]) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// `git -C dir ARGS`, which must succeed; its trimmed stdout.
+pub fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Make `dir` a repository (branch `main`, `.git` left out of the context) with `n` linear commits a
+/// minute apart, each writing its own `file.txt`; the SHAs, oldest first.
+pub fn commit_history(dir: &Path, n: usize) -> Vec<String> {
+    let git = |args: &[&str]| git_in(dir, args);
+    std::fs::write(dir.join(".dockerignore"), ".git\n").unwrap();
+    git(&["init", "-q", "-b", "main"]);
+    git(&["config", "user.email", "test@ecrbuild.invalid"]);
+    git(&["config", "user.name", "ecrbuild test"]);
+    git(&["config", "uploadpack.allowAnySHA1InWant", "true"]);
+    let mut shas = Vec::new();
+    for i in 0..n {
+        std::fs::write(dir.join("file.txt"), format!("commit {i}")).unwrap();
+        git(&["add", "."]);
+        let date = format!("2026-01-01T00:{i:02}:00Z");
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "commit",
+                "-q",
+                "-m",
+                &format!("commit {i}"),
+                "--date",
+                &date,
+            ])
+            .env("GIT_COMMITTER_DATE", &date)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        shas.push(git(&["rev-parse", "HEAD"]));
+    }
+    shas
 }
 
 pub fn path_str(p: &Path) -> &str {
