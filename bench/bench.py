@@ -6,7 +6,8 @@ because the machine has 2 cores and other work runs at the same time. Each comma
 os.wait4 and GNU time: wall time, user+sys CPU of the process and everything it waited for, peak
 RSS (GNU time's %M), and the CPU time the Docker daemon spent meanwhile.
 
-Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss,export[,bigcold] selects some; default: all but bigcold):
+Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss,platforms,export[,bigcold] selects some; default: all
+but bigcold):
   warm     api/ image, new commit, unchanged sources: ecrbuild vs the shell pipeline
   skip     re-run of an already published SHA: ecrbuild (skips) vs the shell pipeline (re-runs)
   labels   daemon cost of per-build labels (why ecrbuild writes its provenance labels in the registry):
@@ -21,6 +22,14 @@ Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss,export[,bigcold] select
   rss      peak RSS of ecrbuild --full-context (and the docker CLI, for reference) on 100 MiB, 1 GiB,
            2 GiB contexts
   bigcold  big, with our inputs evicted from the page cache before each run (disk-bound)
+  platforms  api/ with a source change per run (the `go build` step re-runs, as on a real commit):
+           ecrbuild --platform linux/amd64,linux/arm64 (BuildKit, the build stage cross-compiles natively)
+           vs --platform linux/amd64 alone; and vs building the arm64 binary under QEMU emulation, as
+           buildx with QEMU would (every Go tool run through qemu-x86_64 user-mode emulation via
+           `go build -toolexec`: there is no arm64 Go image offline, and user-mode QEMU translates x86-64
+           code the same way it translates arm64, so the compile costs what an emulated arm64 compiler
+           would). Both sides use a bench Go image whose build cache also holds the arm64 standard
+           library, so only the api package is compiled, as for amd64 in the rig's image.
   export   a ~500 MiB image (FROM scratch, 5 layers of random data, pushed by ecrbuild to the ECR stand-in)
            written to S3 (moto): `ecrbuild export` vs the seed's pipeline (ECR login, `docker pull`,
            `docker save -o`, `aws s3 cp`), from an empty image store each time; wall, peak RSS, temporary disk
@@ -56,7 +65,8 @@ N = env_int("BENCH_N", 1 if QUICK else 5)
 N_COLD = env_int("BENCH_N_COLD", N)
 N_RSS = env_int("BENCH_N_RSS", 1 if QUICK else min(N, 3))
 N_BIGCOLD = env_int("BENCH_N_BIGCOLD", 1 if QUICK else min(N, 3))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "warm,skip,labels,tags,cold,big,rss,export").split(",")))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "warm,skip,labels,tags,cold,big,rss,platforms,export")
+                  .split(",")))
 CACHE = os.environ.get("BENCH_CACHE", "/var/lib/ecrbuild-rig/bench-cache")
 ECRBUILD = os.path.abspath(os.environ.get("ECRBUILD", os.path.join(REPO_ROOT, "target/release/ecrbuild")))
 TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
@@ -398,6 +408,79 @@ mark push_latest
             log(f"  labels {i + 1}/{N}: none {a['wall']:.2f}s  three {b['wall']:.2f}s")
         rmi("bench/labels:plain")
 
+    # ------------------------------------------------------------ platforms
+
+    CROSS_IMAGE = "bench/golang-cross:v1"
+
+    def cross_go_image(self):
+        """The rig's Go image with the arm64 standard library compiled into its build cache too (once)."""
+        if quiet(["docker", "image", "inspect", self.CROSS_IMAGE]).returncode == 0:
+            return
+        log(f"platforms: making {self.CROSS_IMAGE} (go build std for arm64, once)")
+        name = f"bench-cross-{os.getpid()}"
+        quiet(["docker", "rm", "-f", name])
+        quiet(["docker", "run", "--name", name, "--network", "none", "-e", "CGO_ENABLED=0", "-e", "GOARCH=arm64",
+               GO_IMAGE, "go", "build", "-trimpath", "std"], check=True)
+        quiet(["docker", "commit", name, self.CROSS_IMAGE], check=True)
+        quiet(["docker", "rm", name])
+
+    def source_change(self):
+        """A new commit that changes api/'s sources, so `COPY api/` and `go build` run again."""
+        self.sha_counter += 1
+        with open(os.path.join(self.api, "api", "bench_stamp.go"), "w") as f:
+            f.write(f'package main\n\nconst benchStamp = "{self.sha_counter}-{time.time()}"\n')
+        quiet(self.git + ["add", "-A"], check=True)
+        quiet(self.git + ["commit", "-q", "-m", f"bench {self.sha_counter}"], check=True)
+        return quiet(self.git + ["rev-parse", "HEAD"], check=True).stdout.strip()
+
+    def ecrbuild_platforms(self, platforms, repository):
+        sha = self.source_change()
+        argv = [ECRBUILD, "--sha", sha, "--repository", repository, "--registry", ANON, "--auth", "none",
+                "--build-arg", f"GO_IMAGE={self.CROSS_IMAGE}", "--platform", platforms, "--output", "json"]
+        out = os.path.join(self.work, "ecrbuild.json")
+        result = measure(argv, cwd=self.api, env=self.env, logfile=self.logfile, stdout_path=out)
+        with open(out) as f:
+            result["summary"] = json.load(f)
+        refs = [f"{ANON}/{repository}:{sha}-{p.replace('/', '-')}" for p in platforms.split(",")]
+        self.created_images.update(image_id(r) for r in refs)
+        rmi(*refs)
+        return result
+
+    def emulated_arm64_compile(self):
+        """The arm64 binary compiled with every Go tool under user-mode QEMU (see the module docstring)."""
+        self.source_change()
+        qemu = shutil.which("qemu-x86_64-static") or "/usr/bin/qemu-x86_64-static"
+        script = ("cd /src/api && CGO_ENABLED=0 GOOS=linux GOARCH=arm64 /qemu /usr/bin/go build -toolexec /qemu "
+                  "-trimpath -ldflags='-s -w' -o /tmp/api . && test -s /tmp/api")
+        argv = ["docker", "run", "--rm", "--network", "none", "-v", f"{qemu}:/qemu:ro", "-v", f"{self.api}:/src:ro",
+                "-e", "GOFLAGS=-mod=readonly", "-e", "GOTOOLCHAIN=local", "-e", "GOPROXY=off",
+                self.CROSS_IMAGE, "sh", "-c", script]
+        return measure(argv, cwd=self.api, env=self.env, logfile=self.logfile)
+
+    def scenario_platforms(self):
+        if not os.path.exists(shutil.which("qemu-x86_64-static") or "/usr/bin/qemu-x86_64-static"):
+            raise Failed("platforms: qemu-user-static is not installed (scripts/rig.sh up installs it)")
+        self.cross_go_image()
+        run_id = datetime.now().strftime("%Y%m%d%H%M%S")
+        two, one = f"bench/platforms-two-{run_id}", f"bench/platforms-one-{run_id}"
+        log(f"platforms: warming up, then {N} interleaved runs of two platforms / one platform / QEMU compile")
+        self.ecrbuild_platforms("linux/amd64,linux/arm64", two)
+        self.ecrbuild_platforms("linux/amd64", one)
+        for i in range(N):
+            r = self.interleaved(i, [
+                ("platforms/two", lambda: self.ecrbuild_platforms("linux/amd64,linux/arm64", two)),
+                ("platforms/one", lambda: self.ecrbuild_platforms("linux/amd64", one)),
+                ("platforms/qemu", self.emulated_arm64_compile),
+            ])
+            log(f"  platforms {i + 1}/{N}: two {r['platforms/two']['wall']:.2f}s  one {r['platforms/one']['wall']:.2f}s"
+                f"  arm64 compile under QEMU {r['platforms/qemu']['wall']:.2f}s")
+        for repository in (two, one):
+            rmi(*docker_tags(f"{ANON}/{repository}"))
+        # The next scenarios see api/ as committed before.
+        os.remove(os.path.join(self.api, "api", "bench_stamp.go"))
+        quiet(self.git + ["add", "-A"], check=True)
+        quiet(self.git + ["commit", "-q", "-m", "bench: drop the stamp"], check=True)
+
     def cleanup_created(self):
         """Remove the untagged images our builds left behind (e.g. the build stage of every --no-cache api
         build): the images whose creation appears in our own build output (a step that did not say "Using
@@ -666,6 +749,10 @@ stat -c %s {out} > {out}.size
             few, many = (f"tags/{c}" for c in tag_counts)
             ratio_row(f"warm re-run from a shallow clone, wall, {tag_counts[1]} vs {tag_counts[0]} unknown SHA "
                       f"tags in the repository", many, few, "wall", 1.25)
+        ratio_row("api/ for linux/amd64 + linux/arm64, wall (vs linux/amd64 alone)", "platforms/two", "platforms/one",
+                  "wall", 1.50)
+        ratio_row("api/ for amd64 + arm64, cross-compiled (vs the arm64 compile alone under QEMU)", "platforms/two",
+                  "platforms/qemu", "wall", None)
         big = human_size(BIG[0])
         ratio_row(f"big context {big}, wall, default: only what COPY reads (vs docker CLI)", "big/selected",
                   "big/cli", "wall", 0.95)
@@ -765,7 +852,7 @@ stat -c %s {out} > {out}.size
         started = time.monotonic()
         machine_start = open("/proc/loadavg").read().split()[:3]
         try:
-            if ONLY & {"warm", "skip", "labels", "tags", "cold"}:
+            if ONLY & {"warm", "skip", "labels", "tags", "cold", "platforms"}:
                 self.prepare_api()
                 try:
                     if "warm" in ONLY:
@@ -778,6 +865,8 @@ stat -c %s {out} > {out}.size
                         self.scenario_tags()
                     if "cold" in ONLY:
                         self.scenario_cold()
+                    if "platforms" in ONLY:
+                        self.scenario_platforms()
                 finally:
                     self.cleanup_api()
             if "big" in ONLY:

@@ -17,7 +17,9 @@
 #   :5003  registry, htpasswd user AWS / a different password (auth failures)
 # a second dockerd on $STATE/dockerd2/docker.sock with its own data root and
 # bridge (ecrb2, 172.29.0.1/16): a second build host, for tests of runs on two
-# hosts; and the image local/golang:bookworm (Debian's Go 1.19) for api/Dockerfile.
+# hosts; the image local/golang:bookworm (Debian's Go 1.19) for api/Dockerfile;
+# and, where the machine allows it, QEMU registered with binfmt_misc so that
+# arm64 containers run on an amd64 host (tests of multi-platform images).
 #
 # State, logs and pid files live in ${ECRBUILD_RIG_DIR:-/var/lib/ecrbuild-rig}.
 set -euo pipefail
@@ -274,6 +276,52 @@ ensure_dockerd2() {
     say "dockerd2: started"
 }
 
+# ---------------------------------------------------------------- QEMU
+
+binfmt_dir=/proc/sys/fs/binfmt_misc
+
+qemu_registered() { [[ "$(head -n 1 "$binfmt_dir/qemu-aarch64" 2>/dev/null)" == enabled ]]; }
+
+# QEMU for foreign-platform containers (linux/arm64 on amd64): qemu-user-static
+# and binfmt-support, binfmt_misc mounted, the interpreters enabled. Optional:
+# where it cannot be done (no root, a container without the mount), say so and
+# go on; the tests that run arm64 containers then skip that part and say why.
+ensure_qemu() {
+    local log="$LOGS/qemu.log"
+    if qemu_registered; then
+        say "qemu: qemu-aarch64 registered ($binfmt_dir)"
+        return
+    fi
+    if [[ "$(uname -m)" != x86_64 ]]; then
+        say "qemu: not an x86_64 host; skipped"
+        return
+    fi
+    if ! is_root; then
+        say "qemu: NOT registered, and registering needs root (sudo $0 up); arm64 containers will not run here"
+        return
+    fi
+    if ! { have update-binfmts && [[ -e /usr/bin/qemu-aarch64-static ]]; }; then
+        say "qemu: installing qemu-user-static binfmt-support (apt-get; log $log)"
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q install -y --no-install-recommends \
+            qemu-user-static binfmt-support >>"$log" 2>&1 || {
+            say "qemu: NOT installed (apt-get failed, see $log); arm64 containers will not run here"
+            return
+        }
+    fi
+    if [[ ! -e "$binfmt_dir/status" ]]; then
+        mount -t binfmt_misc binfmt_misc "$binfmt_dir" >>"$log" 2>&1 || {
+            say "qemu: NOT registered: cannot mount binfmt_misc on $binfmt_dir (a container without the privilege?)"
+            return
+        }
+    fi
+    update-binfmts --enable >>"$log" 2>&1 || true
+    if qemu_registered; then
+        say "qemu: qemu-aarch64 registered"
+    else
+        say "qemu: NOT registered after update-binfmts --enable (see $log); arm64 containers will not run here"
+    fi
+}
+
 # ---------------------------------------------------------------- moto
 
 ensure_moto() {
@@ -508,6 +556,7 @@ cmd_up() {
     ensure_registry ecr "$ECR_PORT" "ECR stand-in, user $REGISTRY_USER" "$password"
     ensure_registry bad "$BAD_PORT" "wrong password, user $REGISTRY_USER" "$BAD_PASSWORD"
     ensure_go_image
+    ensure_qemu
     say "up ($((SECONDS - start)) s); load the environment with: eval \"\$($0 env)\""
 }
 
@@ -570,6 +619,8 @@ cmd_status() {
     report bad "$HOST:$BAD_PORT htpasswd $REGISTRY_USER / $BAD_PASSWORD (rejects the ECR password)" \
         auth_registry_ok "$BAD_PORT" "$BAD_PASSWORD" "${password:-x}" || down=1
     report go-image "$GO_IMAGE" go_image_present || down=1
+    # Optional: reported, never counted as down.
+    report qemu "qemu-aarch64 in $binfmt_dir (optional: arm64 containers)" qemu_registered || true
     return "$down"
 }
 

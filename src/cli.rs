@@ -27,9 +27,116 @@ pub struct Cli {
 pub enum Command {
     /// Inspect the build context without contacting the daemon.
     Context(ContextArgs),
+    /// Join the images that `--platform P --defer-index` runs published under `<sha>-<os>-<arch>` into
+    /// one OCI index under the SHA tag, and move `latest` as a build would. Needs no Docker daemon.
+    Index(IndexArgs),
     /// Write an image from the registry into S3, a file or stdout, as `docker save` or an OCI layout
     /// would, streamed and verified (no Docker daemon needed).
     Export(ExportArgs),
+}
+
+/// `ecrbuild index`: the publishing flags of a build, and the platforms to join.
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// The platforms of the index, comma-separated or repeated (e.g. linux/amd64,linux/arm64). Each must
+    /// have been published under `<sha>-<os>-<arch>[-<variant>]` by a `--defer-index` run.
+    #[arg(
+        long = "platform",
+        value_name = "OS/ARCH",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub platforms: Vec<String>,
+
+    /// Commit SHA (as for a build; default: the CI's variables, then git).
+    #[arg(long, value_name = "SHA")]
+    pub sha: Option<String>,
+
+    /// Repository name inside the registry. Default: ECR_REPOSITORY.
+    #[arg(long, value_name = "NAME")]
+    pub repository: Option<String>,
+
+    /// Registry host[:port] (as for a build).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub registry: Option<String>,
+
+    /// AWS region for ECR. Default: AWS_REGION, AWS_DEFAULT_REGION.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// How to get registry credentials.
+    #[arg(long, value_enum, default_value_t = AuthMode::Ecr)]
+    pub auth: AuthMode,
+
+    /// Extra tag for the index (repeatable). IMAGE_TAG, when set, adds one more.
+    #[arg(short = 't', long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// When to move `latest`: `auto` only forward in history, `force` always, `never`.
+    #[arg(long, value_enum, default_value_t = LatestMode::Auto, value_name = "MODE")]
+    pub latest: LatestMode,
+
+    /// Do not move `latest` (same as --latest=never).
+    #[arg(long, conflicts_with = "latest")]
+    pub no_latest: bool,
+
+    /// Branch being built. Default: from the CI's variables, else git.
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+
+    /// The branch whose builds move `latest`. Default: the CI's, else `main` or `master`.
+    #[arg(long, value_name = "NAME")]
+    pub default_branch: Option<String>,
+
+    /// Attempts for each registry operation that fails transiently.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Stop retrying an operation after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub retry_max_time: u64,
+
+    /// Skip reading the index back from the registry.
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Write the index digest (sha256:...) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub digest_file: Option<PathBuf>,
+
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Print only errors and warnings on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+impl IndexArgs {
+    /// The same publishing flags as a build would take, so the plan resolves them by the same rules
+    /// (SHA sources, registry, tags, when `latest` moves).
+    pub fn publishing(&self) -> BuildArgs {
+        let mut args = Cli::parse_from(["ecrbuild"]).build;
+        args.platforms = self.platforms.clone();
+        args.sha = self.sha.clone();
+        args.repository = self.repository.clone();
+        args.registry = self.registry.clone();
+        args.region = self.region.clone();
+        args.auth = self.auth;
+        args.tags = self.tags.clone();
+        args.latest = self.latest;
+        args.no_latest = self.no_latest;
+        args.branch = self.branch.clone();
+        args.default_branch = self.default_branch.clone();
+        args.retries = self.retries;
+        args.retry_max_time = self.retry_max_time;
+        args.no_verify = self.no_verify;
+        args.digest_file = self.digest_file.clone();
+        args.output = self.output;
+        args.quiet = self.quiet;
+        args
+    }
 }
 
 /// What an export archive holds.
@@ -299,6 +406,18 @@ pub struct BuildArgs {
     /// Build-time variable (repeatable), as `docker build --build-arg`.
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
+
+    /// Target platform(s), comma-separated or repeated, e.g. linux/amd64,linux/arm64. Given, the image is
+    /// built with BuildKit for that platform (TARGETPLATFORM, TARGETOS, TARGETARCH, BUILDPLATFORM set;
+    /// `FROM --platform=$BUILDPLATFORM` stages run natively). Several platforms publish an OCI index under
+    /// the SHA tag. Default: the daemon's own platform, with the classic builder.
+    #[arg(long = "platform", value_name = "OS/ARCH", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+
+    /// With one --platform: publish this platform's image under `<sha>-<os>-<arch>` only (no SHA tag, no
+    /// `latest`), for `ecrbuild index` to join once every platform's host has built its own.
+    #[arg(long)]
+    pub defer_index: bool,
 
     /// Build stage to stop at.
     #[arg(long, value_name = "STAGE")]

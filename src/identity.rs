@@ -80,6 +80,12 @@ impl Tag {
         Tag(sha.as_str().to_string())
     }
 
+    /// The tag of one platform's image of a commit: `<sha>-<os>-<arch>[-<variant>]`, what `--defer-index`
+    /// publishes and `ecrbuild index` joins.
+    pub fn of_platform(sha: &Sha, platform: &Platform) -> Tag {
+        Tag(format!("{sha}-{}", platform.tag_suffix()))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -88,6 +94,59 @@ impl Tag {
 impl fmt::Display for Tag {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A target platform `os/architecture[/variant]`, e.g. `linux/amd64` or `linux/arm/v7`, as `--platform`
+/// and an OCI index name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    pub fn parse(source: &str, value: &str) -> Result<Platform> {
+        let value = value.trim();
+        let parts: Vec<&str> = value.split('/').collect();
+        let part_ok = |p: &&str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(part_ok) {
+            return Err(Error::usage(
+                source,
+                format!("{value:?} is not a platform: expected OS/ARCH[/VARIANT] in lowercase, e.g. linux/amd64 or linux/arm64"),
+            ));
+        }
+        Ok(Platform {
+            os: parts[0].to_string(),
+            architecture: parts[1].to_string(),
+            variant: parts.get(2).map(|v| v.to_string()),
+        })
+    }
+
+    /// The tag suffix of this platform's image: `linux-arm64`, `linux-arm-v7`.
+    pub fn tag_suffix(&self) -> String {
+        self.to_string().replace('/', "-")
+    }
+
+    /// Whether `other` runs here without emulation: the same OS and architecture (variants of one
+    /// architecture run natively on its hosts).
+    pub fn runs_natively(&self, other: &Platform) -> bool {
+        self.os == other.os && self.architecture == other.architecture
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
     }
 }
 
@@ -326,6 +385,37 @@ mod tests {
         // Marked, but without a revision: nothing to order it by.
         labels.remove(REVISION_LABEL);
         assert_eq!(Revision::candidate_from_labels(&labels), None);
+    }
+
+    #[test]
+    fn platforms_parse_and_name_their_tags() {
+        let arm = Platform::parse("--platform", "linux/arm64").unwrap();
+        assert_eq!(arm.to_string(), "linux/arm64");
+        assert_eq!(arm.variant, None);
+        let v7 = Platform::parse("--platform", " linux/arm/v7 ").unwrap();
+        assert_eq!(v7.variant.as_deref(), Some("v7"));
+        assert_eq!(v7.tag_suffix(), "linux-arm-v7");
+        let sha = Sha::parse("s", SHA).unwrap();
+        assert_eq!(
+            Tag::of_platform(&sha, &arm).as_str(),
+            format!("{SHA}-linux-arm64")
+        );
+        assert!(!is_sha_tag(Tag::of_platform(&sha, &arm).as_str()));
+        for bad in [
+            "linux",
+            "linux/",
+            "Linux/amd64",
+            "linux/amd64/v1/x",
+            "linux amd64",
+        ] {
+            let err = Platform::parse("--platform", bad).unwrap_err().to_string();
+            assert!(err.starts_with("--platform: "), "{err}");
+        }
+        let amd = Platform::parse("p", "linux/amd64").unwrap();
+        assert!(!amd.runs_natively(&arm));
+        assert!(Platform::parse("p", "linux/arm64/v8")
+            .unwrap()
+            .runs_natively(&arm));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::process::ExitCode as ProcessExit;
 
 use clap::Parser;
 use ecrbuild::ci::LocalGit;
-use ecrbuild::cli::{Cli, Command, ContextArgs, ExportArgs, OutputFormat};
+use ecrbuild::cli::{BuildArgs, Cli, Command, ContextArgs, ExportArgs, OutputFormat};
 use ecrbuild::context::BuildContext;
 use ecrbuild::env::Env;
 use ecrbuild::git::History;
@@ -22,8 +22,9 @@ fn main() -> ProcessExit {
 
     let outcome = match cli.command {
         Some(Command::Context(args)) => list_context(&args),
+        Some(Command::Index(args)) => run(args.publishing(), Run::Index),
         Some(Command::Export(args)) => export(&args),
-        None => build_and_push(cli.build),
+        None => run(cli.build, Run::Build),
     };
     match outcome {
         Ok(()) => ProcessExit::SUCCESS,
@@ -64,7 +65,15 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
     filter
 }
 
-fn build_and_push(args: ecrbuild::cli::BuildArgs) -> Result<(), Error> {
+/// What a run does with its plan.
+enum Run {
+    /// Build and push (the default command).
+    Build,
+    /// `ecrbuild index`: join the platform images into an index; no daemon.
+    Index,
+}
+
+fn run(args: BuildArgs, what: Run) -> Result<(), Error> {
     let reporter = Reporter::new(args.quiet);
     let env = Env::from_process();
     let history = History::at(&args.context);
@@ -86,7 +95,11 @@ fn build_and_push(args: ecrbuild::cli::BuildArgs) -> Result<(), Error> {
         reporter.step(note);
     }
     let output = plan.output;
-    let summary = runtime()?.block_on(pipeline::run_until_signalled(plan, &reporter))?;
+    let runtime = runtime()?;
+    let summary = match what {
+        Run::Build => runtime.block_on(pipeline::run_until_signalled(plan, &reporter))?,
+        Run::Index => runtime.block_on(pipeline::run_index(plan, &reporter))?,
+    };
     let text = match output {
         OutputFormat::Json => format!("{}\n", summary.to_json()),
         OutputFormat::Text => summary.to_text(),

@@ -1,7 +1,11 @@
 //! Runs the phases in order. Each phase hands the next the value only it can produce: a scanned context,
 //! a [`BuiltImage`] from a successful build, a [`PushedImage`](crate::push::PushedImage) from a push.
 //! A commit that is already published yields [`Outcome::AlreadyPublished`] instead of a build, and is
-//! only tagged in the registry.
+//! only tagged in the registry. Several `--platform`s run [`platforms::run`] instead: one image per
+//! platform, joined into an index; `ecrbuild index` runs [`platforms::run_index`].
+
+mod platforms;
+pub use platforms::run_index;
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
@@ -41,9 +45,13 @@ pub async fn run_until_signalled(plan: Plan, reporter: &Reporter) -> Result<Summ
 
 /// Run every phase in order: context, build (or find the commit published), push, verify, report.
 pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
+    if plan.platforms.len() > 1 {
+        return platforms::run(plan, reporter).await;
+    }
     let started = Instant::now();
     let context = scan_context(&plan.build, reporter).await?;
     let docker = daemon::connect(plan.build.daemon_timeout).await?;
+    platforms::check_emulation(&docker, &plan, reporter).await?;
     let context = choose_context(&docker, &plan.build, context, reporter).await?;
     let context_secs = secs(started.elapsed());
     let session = Session::open(&plan).await?;
@@ -157,7 +165,7 @@ impl Session {
 enum Outcome {
     /// The daemon built the image; `access` is the preflight's, when it ran.
     Built {
-        image: BuiltImage,
+        image: Box<BuiltImage>,
         access: Option<RegistryAccess>,
     },
     /// The SHA tag is in the registry with its labels: nothing to build.
@@ -224,12 +232,16 @@ async fn build_or_find(
             .build
             .compress
             .unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host())),
+        platform: plan.platforms.first().cloned(),
     };
     let building = build::build(docker, &plan.build, setup, context, reporter);
     let outcome = if preflight_wanted && access.is_none() {
         build_beside_preflight(plan, session, building, summary, reporter).await
     } else {
-        building.await.map(|image| Outcome::Built { image, access })
+        building.await.map(|image| Outcome::Built {
+            image: Box::new(image),
+            access,
+        })
     };
     summary.timings.build_secs = secs(phase.elapsed());
     if let Ok(Outcome::Built { image, .. }) = &outcome {
@@ -283,7 +295,7 @@ async fn build_beside_preflight(
                 None => building.await?,
             };
             Ok(Outcome::Built {
-                image,
+                image: Box::new(image),
                 access: Some(access),
             })
         }
@@ -481,9 +493,13 @@ async fn verify_pushed(
     let latest_settled = plan.publish.latest == LatestMode::Auto;
     let policy = &plan.publish.retry;
     let history = &session.history;
+    let expected = verify::Expected {
+        name: image.published(),
+        tags: image.tags(),
+    };
     verify::verify(
         &access.api,
-        image,
+        &expected,
         pushed,
         history,
         latest_settled,

@@ -13,7 +13,7 @@ use crate::ci::{self, CiContext, CiSystem, LocalGit};
 use crate::cli::{AuthMode, BuildArgs, LatestMode, OutputFormat};
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::identity::{Registry, Repository, Sha, Tag};
+use crate::identity::{Platform, Registry, Repository, Sha, Tag};
 use crate::push::PublishOptions;
 use crate::report::{utc_timestamp, OutputFiles, TimeLayout};
 use crate::retry::RetryPolicy;
@@ -66,6 +66,26 @@ pub struct Plan {
     pub ci: CiContext,
     /// Decisions worth telling the user (why latest is not moved, why nothing is pushed).
     pub notes: Vec<String>,
+    /// `--platform`, each once, in the order given. Empty: the daemon's own platform, classic builder.
+    pub platforms: Vec<Platform>,
+    /// `--defer-index`: publish the one platform's image under its platform tag only.
+    pub defer_index: bool,
+}
+
+/// `--platform` values, each once.
+fn resolve_platforms(values: &[String]) -> Result<Vec<Platform>> {
+    let mut platforms: Vec<Platform> = Vec::new();
+    for value in values {
+        let platform = Platform::parse("--platform", value)?;
+        if platforms.contains(&platform) {
+            return Err(Error::usage(
+                "--platform",
+                format!("{platform} is given twice"),
+            ));
+        }
+        platforms.push(platform);
+    }
+    Ok(platforms)
 }
 
 /// A value and the name of where it came from, for error messages: the flag, or the environment
@@ -148,8 +168,31 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
     } else {
         args.latest
     };
-    let tag_latest = takes_latest(latest, &ci, &mut notes);
-    let tags = resolve_tags(args, workspace, &identity.sha, &ci, tag_latest)?;
+    let platforms = resolve_platforms(&args.platforms)?;
+    let (latest, tags) = match (args.defer_index, platforms.as_slice()) {
+        (false, _) => {
+            let tag_latest = takes_latest(latest, &ci, &mut notes);
+            (
+                latest,
+                resolve_tags(args, workspace, &identity.sha, &ci, tag_latest)?,
+            )
+        }
+        (true, [platform]) => {
+            notes.push(format!(
+                "--defer-index: publishing the {platform} image under its platform tag only; `ecrbuild index` publishes the SHA tag, latest and the other tags"
+            ));
+            (
+                LatestMode::Never,
+                vec![Tag::of_platform(&identity.sha, platform)],
+            )
+        }
+        (true, _) => {
+            return Err(Error::usage(
+                "--defer-index",
+                "needs exactly one --platform: each host publishes its own platform's image, and `ecrbuild index` joins them",
+            ))
+        }
+    };
     let push = !args.no_push && (ci.pull_request.is_none() || args.push_pr);
     if !args.no_push && !push {
         notes.push(
@@ -194,6 +237,8 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
         output_files,
         ci,
         notes,
+        platforms,
+        defer_index: args.defer_index,
     })
 }
 
@@ -476,6 +521,74 @@ mod tests {
         let tags: Vec<&str> = plan.publish.tags.iter().map(Tag::as_str).collect();
         assert_eq!(tags, [SHA, "latest", "v1", "3.0.0"]);
         assert_eq!(plan.publish.follow_up_tags().len(), 3);
+    }
+
+    #[test]
+    fn platforms_are_parsed_once_each_and_defer_index_takes_one() {
+        let base = [
+            "--sha",
+            SHA,
+            "--repository",
+            "api",
+            "--registry",
+            "r.example",
+        ];
+        let with = |extra: &[&str]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            resolve_in(&args(&all), &Env::default())
+        };
+        let plan = with(&["--platform", "linux/amd64,linux/arm64"]).unwrap();
+        let named: Vec<String> = plan.platforms.iter().map(|p| p.to_string()).collect();
+        assert_eq!(named, ["linux/amd64", "linux/arm64"]);
+        assert_eq!(plan.publish.tags[0].as_str(), SHA);
+        let plan = with(&["--platform", "linux/amd64", "--platform", "linux/arm64"]).unwrap();
+        assert_eq!(plan.platforms.len(), 2);
+        let err = with(&["--platform", "linux/arm64,linux/arm64"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("given twice"), "{err}");
+
+        let plan = with(&["--platform", "linux/arm64", "--defer-index", "-t", "v1"]).unwrap();
+        let tags: Vec<&str> = plan.publish.tags.iter().map(Tag::as_str).collect();
+        assert_eq!(tags, [format!("{SHA}-linux-arm64")]);
+        assert_eq!(plan.publish.latest, LatestMode::Never);
+        assert!(plan.defer_index);
+        for extra in [
+            &["--defer-index"][..],
+            &["--defer-index", "--platform", "linux/amd64,linux/arm64"],
+        ] {
+            let err = with(extra).unwrap_err();
+            assert_eq!(err.exit_code(), crate::ExitCode::Usage);
+            assert!(err.to_string().starts_with("--defer-index: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn index_takes_the_publishing_flags_of_a_build() {
+        let cli = Cli::try_parse_from([
+            "ecrbuild",
+            "index",
+            "--sha",
+            SHA,
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--repository",
+            "api",
+            "--registry",
+            "127.0.0.1:5000",
+            "--auth",
+            "none",
+        ])
+        .unwrap();
+        let Some(crate::cli::Command::Index(index)) = cli.command else {
+            panic!("not the index command")
+        };
+        let plan = resolve_in(&index.publishing(), &Env::default()).unwrap();
+        assert_eq!(plan.platforms.len(), 2);
+        let tags: Vec<&str> = plan.publish.tags.iter().map(Tag::as_str).collect();
+        assert_eq!(tags, [SHA, "latest"]);
+        assert!(Cli::try_parse_from(["ecrbuild", "index", "--sha", SHA]).is_err());
     }
 
     #[test]

@@ -11,8 +11,10 @@ use oci_client::{Client, Reference};
 
 use crate::auth::Credentials;
 use crate::error::FailureKind;
-use crate::identity::{Registry, Repository, Tag};
+use crate::identity::{Platform, Registry, Repository, Tag};
+use index::{index_annotations, index_document, index_entries, platform_of_config, IndexEntry};
 
+pub mod index;
 pub mod relabel;
 
 /// Why a registry call failed, in the terms a caller acts on.
@@ -79,6 +81,21 @@ impl StoredManifest {
 
     pub fn media_type(&self) -> &str {
         &self.media_type
+    }
+
+    /// The platforms an index lists, with their images; `None` for a single image.
+    pub fn index_entries(&self) -> Option<Vec<IndexEntry>> {
+        index_entries(&self.bytes)
+    }
+
+    /// This image as an index lists it, on `platform`.
+    pub fn as_index_entry(&self, platform: Platform) -> IndexEntry {
+        IndexEntry {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.bytes.len(),
+            platform,
+        }
     }
 
     /// The digest of the image config blob; `None` for a manifest list or index.
@@ -351,9 +368,10 @@ impl RegistryApi {
     }
 
     /// The tags of the repository, at most [`MAX_LISTED_TAGS`] of them, each once; an unknown
-    /// repository has none. Pages are asked for while a full page moves the listing forward: a registry
-    /// that ignores `n` and `last` (Debian's `docker-registry` returns every tag on every request) is read
-    /// once more, adds nothing new, and the listing ends instead of looping.
+    /// repository has none. Pages are asked for while a full page moves the listing forward. A registry
+    /// that ignores `n` and `last` (Debian's `docker-registry` returns every tag on every request) sends
+    /// more than a page, which ends the listing; one that repeats a page adds nothing new, which ends it
+    /// too: it never loops.
     pub async fn tags(&self) -> Result<Vec<String>, RegistryApiError> {
         let image = self.reference(&Tag::latest());
         let mut listing = TagListing::default();
@@ -393,7 +411,7 @@ impl RegistryApi {
         tag: &Tag,
     ) -> Result<Option<(String, BTreeMap<String, String>)>, RegistryApiError> {
         let Some(manifest) = self
-            .read_manifest(&self.reference(tag), IMAGE_MANIFEST_TYPES)
+            .read_manifest(&self.reference(tag), ANY_MANIFEST_TYPES)
             .await?
         else {
             return Ok(None);
@@ -402,11 +420,29 @@ impl RegistryApi {
         Ok(Some((manifest.digest, labels)))
     }
 
-    /// The labels in the config of the image `manifest` describes.
+    /// The labels in the config of the image `manifest` describes. For a multi-platform index: its
+    /// annotations when they carry the revision (ecrbuild writes the provenance labels there), else the
+    /// labels of its first image, so an index made by another tool is ordered by its images' labels.
     pub async fn labels_of(
         &self,
         manifest: &StoredManifest,
     ) -> Result<BTreeMap<String, String>, RegistryApiError> {
+        if let Some(entries) = manifest.index_entries() {
+            let annotations = index_annotations(&manifest.bytes);
+            if annotations.contains_key(crate::identity::REVISION_LABEL) {
+                return Ok(annotations);
+            }
+            let Some(first) = entries.first() else {
+                return Ok(BTreeMap::new());
+            };
+            let child = self.image_manifest(&first.digest).await?.ok_or_else(|| {
+                RegistryApiError::permanent(format!(
+                    "{} lists {}, which the repository does not hold",
+                    manifest.digest, first.digest
+                ))
+            })?;
+            return Box::pin(self.labels_of(&child)).await;
+        }
         let name = &manifest.digest;
         let config_digest = manifest.config_digest().ok_or_else(|| {
             RegistryApiError::permanent(format!("manifest {name} has no config (a manifest list?)"))
@@ -416,6 +452,42 @@ impl RegistryApi {
             .await?;
         relabel::labels_of_config(&config)
             .map_err(|e| RegistryApiError::permanent(format!("config {config_digest}: {e}")))
+    }
+
+    /// The platform and the labels the config of the image `manifest` declares.
+    pub async fn platform_and_labels(
+        &self,
+        manifest: &StoredManifest,
+    ) -> Result<(Platform, BTreeMap<String, String>), RegistryApiError> {
+        let name = &manifest.digest;
+        let config_digest = manifest.config_digest().ok_or_else(|| {
+            RegistryApiError::permanent(format!("manifest {name} has no config (an index?)"))
+        })?;
+        let config = self
+            .config_blob(&self.by_digest(name), &config_digest)
+            .await?;
+        let bad = |e: String| RegistryApiError::permanent(format!("config {config_digest}: {e}"));
+        let platform = platform_of_config(&config).map_err(bad)?;
+        let labels = relabel::labels_of_config(&config).map_err(|e| bad(e.to_string()))?;
+        Ok((platform, labels))
+    }
+
+    /// Publish under `to` the OCI index over `entries` with `annotations`, byte for byte as computed
+    /// here (so `to` resolves to the returned digest). Every entry's image must be in the repository.
+    pub async fn put_index(
+        &self,
+        entries: &[IndexEntry],
+        annotations: &BTreeMap<String, String>,
+        to: &Tag,
+    ) -> Result<StoredManifest, RegistryApiError> {
+        let (bytes, digest) = index_document(entries, annotations);
+        let index = StoredManifest {
+            digest,
+            bytes,
+            media_type: index::OCI_INDEX_MEDIA_TYPE.to_string(),
+        };
+        self.put_copy(&index, to).await?;
+        Ok(index)
     }
 
     /// The config blob of the small OCI artifact under `tag` (see [`RegistryApi::put_artifact`]), or
@@ -482,7 +554,7 @@ impl RegistryApi {
     /// Returns the digest now behind `to`.
     pub async fn retag(&self, from: &Tag, to: &Tag) -> Result<String, RegistryApiError> {
         let manifest = self
-            .read_manifest(&self.reference(from), IMAGE_MANIFEST_TYPES)
+            .read_manifest(&self.reference(from), ANY_MANIFEST_TYPES)
             .await?
             .ok_or_else(|| RegistryApiError::Failed {
                 kind: FailureKind::NotFound,
@@ -535,10 +607,13 @@ impl TagListing {
         self.tags.last().map(String::as_str)
     }
 
-    /// Add a page; whether another page should be asked for: the page was full, it brought tags not
-    /// seen before, it ended past where the listing stood, and the bound is not reached.
+    /// Add a page; whether another page should be asked for: the page was exactly full (a longer one
+    /// means the registry ignores pagination and sent everything), it brought tags not seen before, it
+    /// ended past where the listing stood, and the bound is not reached.
     fn add_page(&mut self, page: Vec<String>) -> bool {
-        let full = page.len() >= TAGS_PAGE;
+        // More than asked for: the registry ignores `n` (and so `last`), and this is the whole list.
+        let ignores_pagination = page.len() > TAGS_PAGE;
+        let full = page.len() == TAGS_PAGE;
         let previous_last = self.last().map(str::to_string);
         let page_last = page.last().cloned();
         let before = self.tags.len();
@@ -555,7 +630,10 @@ impl TagListing {
             (None, Some(_)) => true,
             (_, None) => false,
         };
-        full && advanced && self.tags.len() > before && self.tags.len() < MAX_LISTED_TAGS
+        full && !ignores_pagination
+            && advanced
+            && self.tags.len() > before
+            && self.tags.len() < MAX_LISTED_TAGS
     }
 
     fn into_tags(self) -> Vec<String> {
@@ -689,12 +767,16 @@ mod tests {
     }
 
     #[test]
-    fn a_registry_that_ignores_pagination_is_read_once_more_then_stops() {
+    fn a_registry_that_ignores_pagination_is_read_once() {
         let mut listing = TagListing::default();
         // Debian's registry: every request returns all 1,003 tags.
-        assert!(listing.add_page(page(0..1003)));
         assert!(!listing.add_page(page(0..1003)));
         assert_eq!(listing.into_tags().len(), 1003);
+        // Exactly a page's worth, then the same page again: it stops there.
+        let mut listing = TagListing::default();
+        assert!(listing.add_page(page(0..1000)));
+        assert!(!listing.add_page(page(0..1000)));
+        assert_eq!(listing.into_tags().len(), 1000);
     }
 
     #[test]

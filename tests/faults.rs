@@ -463,19 +463,6 @@ fn linear_history(n: usize) -> (PathBuf, Vec<String>) {
     (dir, shas)
 }
 
-/// A deterministic shuffle from a seed (printed, so a failing order can be replayed).
-fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut state = seed | 1;
-    for i in (1..n).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        order.swap(i, (state % (i as u64 + 1)) as usize);
-    }
-    order
-}
-
 #[test]
 fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
     let rig = Rig::get();
@@ -483,10 +470,7 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
     for round in 0..3 {
         let repo = unique_repo(&format!("concurrent{round}"));
         let (dir, shas) = linear_history(8);
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
+        let seed = clock_seed();
         let order = shuffled(shas.len(), seed);
         eprintln!("round {round}: seed {seed}, start order {order:?}");
         let children: Vec<_> = order
@@ -499,13 +483,7 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
                     .unwrap()
             })
             .collect();
-        let mut logs = String::new();
-        for (child, i) in children.into_iter().zip(&order) {
-            let out = child.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(0), "{stderr}");
-            logs.push_str(&format!("--- run of commit {i}\n{stderr}"));
-        }
+        let logs = wait_for_all(children, &order);
         for sha in &shas {
             let labels = &registry.config(&repo, sha)["config"]["Labels"];
             assert_eq!(
@@ -514,14 +492,8 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
                 "label of {sha}"
             );
         }
-        let newest = shas.last().unwrap();
-        let latest = &registry.config(&repo, "latest")["config"]["Labels"];
-        assert_eq!(
-            latest["org.opencontainers.image.revision"],
-            newest.as_str(),
-            "round {round} (seed {seed}, order {order:?}): latest is not the newest commit\n{logs}"
-        );
-        registry.assert_same_digest(&repo, "latest", newest);
+        let context = format!("round {round} (seed {seed}, order {order:?})\n{logs}");
+        assert_latest_on(&registry, &repo, shas.last().unwrap(), &context);
     }
 }
 

@@ -125,50 +125,8 @@ fn the_candidate_record_spares_later_runs_the_label_reads() {
 /// A linear history in a bare repository, commits a minute apart, each with its own file content.
 fn origin_with_history(n: usize) -> (PathBuf, Vec<String>) {
     let dir = scratch_context("origin", "0");
-    let git = |args: &[&str]| git_in(&dir, args);
-    std::fs::write(dir.join(".dockerignore"), ".git\n").unwrap();
-    git(&["init", "-q", "-b", "main"]);
-    git(&["config", "user.email", "test@ecrbuild.invalid"]);
-    git(&["config", "user.name", "ecrbuild test"]);
-    git(&["config", "uploadpack.allowAnySHA1InWant", "true"]);
-    let mut shas = Vec::new();
-    for i in 0..n {
-        std::fs::write(dir.join("file.txt"), format!("commit {i}")).unwrap();
-        git(&["add", "."]);
-        let date = format!("2026-01-01T00:{i:02}:00Z");
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&dir)
-            .args([
-                "commit",
-                "-q",
-                "-m",
-                &format!("commit {i}"),
-                "--date",
-                &date,
-            ])
-            .env("GIT_COMMITTER_DATE", &date)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        shas.push(git(&["rev-parse", "HEAD"]));
-    }
+    let shas = commit_history(&dir, n);
     (dir, shas)
-}
-
-fn git_in(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// A depth-1 clone of `sha`, as CodeBuild and actions/checkout make: git knows no other commit.
@@ -194,10 +152,7 @@ fn runs_on_two_hosts_from_shallow_clones_leave_latest_on_the_newest_commit() {
     let clones: Vec<PathBuf> = shas.iter().map(|sha| shallow_clone(&origin, sha)).collect();
     for round in 0..3 {
         let repo = unique_repo(&format!("twohosts{round}"));
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
+        let seed = clock_seed();
         let order = shuffled(shas.len(), seed);
         let children: Vec<_> = order
             .iter()
@@ -213,33 +168,8 @@ fn runs_on_two_hosts_from_shallow_clones_leave_latest_on_the_newest_commit() {
                     .unwrap()
             })
             .collect();
-        let mut logs = String::new();
-        for (child, i) in children.into_iter().zip(&order) {
-            let out = child.wait_with_output().unwrap();
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(0), "commit {i}: {stderr}");
-            logs.push_str(&format!("--- run of commit {i}\n{stderr}"));
-        }
-        let newest = shas.last().unwrap();
-        let latest = &registry.config(&repo, "latest")["config"]["Labels"];
-        assert_eq!(
-            latest["org.opencontainers.image.revision"],
-            newest.as_str(),
-            "round {round} (seed {seed}, order {order:?}): latest is not the newest commit\n{logs}"
-        );
-        registry.assert_same_digest(&repo, "latest", newest);
+        let logs = wait_for_all(children, &order);
+        let context = format!("round {round} (seed {seed}, order {order:?})\n{logs}");
+        assert_latest_on(&registry, &repo, shas.last().unwrap(), &context);
     }
-}
-
-/// A deterministic shuffle from a seed (printed in failures, so an order can be replayed).
-fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut state = seed | 1;
-    for i in (1..n).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        order.swap(i, (state % (i as u64 + 1)) as usize);
-    }
-    order
 }

@@ -8,63 +8,49 @@ use std::collections::{BTreeMap, HashSet};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::identity::Platform;
+
 use super::plan::is_sha256_digest;
 
-/// `OS/ARCH[/VARIANT]`, as in an image index.
+/// The platform this binary runs on, in OCI's names: what `--platform` defaults to.
+pub fn host_platform() -> Platform {
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    Platform {
+        os: "linux".to_string(),
+        architecture: architecture.to_string(),
+        variant: None,
+    }
+}
+
+/// Whether an index entry for `offered` is the `wanted` platform. A variant asked for must match; none
+/// asked for takes any (`linux/arm64` picks `linux/arm64/v8`), as the docker CLI does.
+pub fn platform_matches(wanted: &Platform, offered: &Platform) -> bool {
+    wanted.os == offered.os
+        && wanted.architecture == offered.architecture
+        && (wanted.variant.is_none() || wanted.variant == offered.variant)
+}
+
+/// A platform as an index lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
+pub struct PlatformDoc {
+    os: String,
+    architecture: String,
     #[serde(default)]
-    pub variant: Option<String>,
+    variant: Option<String>,
 }
 
-impl Platform {
-    pub fn parse(value: &str) -> Option<Platform> {
-        let parts: Vec<&str> = value.split('/').collect();
-        let ok =
-            |s: &&str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        if !(2..=3).contains(&parts.len()) || !parts.iter().all(ok) {
-            return None;
-        }
-        Some(Platform {
-            os: parts[0].to_string(),
-            architecture: parts[1].to_string(),
-            variant: parts.get(2).map(|v| v.to_string()),
-        })
-    }
-
-    /// The platform this binary runs on, in OCI's names.
-    pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" => "ppc64le",
-            other => other,
-        };
+impl From<&PlatformDoc> for Platform {
+    fn from(doc: &PlatformDoc) -> Platform {
         Platform {
-            os: "linux".to_string(),
-            architecture: architecture.to_string(),
-            variant: None,
-        }
-    }
-
-    /// Whether an index entry's platform is this one. A variant asked for must match; none asked for
-    /// takes any (`linux/arm64` picks `linux/arm64/v8`).
-    pub fn matches(&self, other: &Platform) -> bool {
-        self.os == other.os
-            && self.architecture == other.architecture
-            && (self.variant.is_none() || self.variant == other.variant)
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        match &self.variant {
-            Some(variant) => write!(f, "/{variant}"),
-            None => Ok(()),
+            os: doc.os.clone(),
+            architecture: doc.architecture.clone(),
+            variant: doc.variant.clone(),
         }
     }
 }
@@ -78,7 +64,14 @@ pub struct Descriptor {
     pub digest: String,
     pub size: u64,
     #[serde(default)]
-    pub platform: Option<Platform>,
+    pub platform: Option<PlatformDoc>,
+}
+
+impl Descriptor {
+    /// The platform an index gives this entry.
+    pub fn platform(&self) -> Option<Platform> {
+        self.platform.as_ref().map(Platform::from)
+    }
 }
 
 /// Why a manifest cannot be exported.
@@ -457,14 +450,20 @@ mod tests {
     }
 
     #[test]
-    fn platforms_parse_and_match_like_the_docker_cli() {
-        let arm = Platform::parse("linux/arm64").unwrap();
-        let v8 = Platform::parse("linux/arm64/v8").unwrap();
-        assert!(arm.matches(&v8));
-        assert!(!v8.matches(&Platform::parse("linux/arm64/v7").unwrap()));
-        assert!(!arm.matches(&Platform::parse("linux/amd64").unwrap()));
-        assert_eq!(v8.to_string(), "linux/arm64/v8");
-        assert!(Platform::parse("linux").is_none());
-        assert!(Platform::parse("linux//v8").is_none());
+    fn platforms_match_like_the_docker_cli() {
+        let parse = |v| Platform::parse("--platform", v).unwrap();
+        assert!(platform_matches(
+            &parse("linux/arm64"),
+            &parse("linux/arm64/v8")
+        ));
+        assert!(!platform_matches(
+            &parse("linux/arm64/v8"),
+            &parse("linux/arm64/v7")
+        ));
+        assert!(!platform_matches(
+            &parse("linux/arm64"),
+            &parse("linux/amd64")
+        ));
+        assert!(platform_matches(&host_platform(), &host_platform()));
     }
 }

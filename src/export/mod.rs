@@ -205,13 +205,15 @@ async fn resolve_content(plan: &ExportPlan, source: &Source<'_>) -> Result<Conte
     let wanted: Vec<_> = match &plan.platforms {
         Platforms::All => entries,
         Platforms::One(platform) => {
-            let found = entries
-                .iter()
-                .find(|child| child.platform.as_ref().is_some_and(|p| platform.matches(p)));
+            let found = entries.iter().find(|child| {
+                child
+                    .platform()
+                    .is_some_and(|p| layout::platform_matches(platform, &p))
+            });
             let Some(child) = found else {
                 let offered: Vec<String> = entries
                     .iter()
-                    .filter_map(|c| c.platform.as_ref().map(ToString::to_string))
+                    .filter_map(|c| c.platform().map(|p| p.to_string()))
                     .collect();
                 return Err(Error::ImageNotFound {
                     reference: source.reference.to_string(),

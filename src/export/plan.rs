@@ -8,11 +8,11 @@ use std::time::Duration;
 use crate::cli::{ArchiveFormat, Compression, ExportArgs};
 use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::identity::{Registry, Repository, Tag};
+use crate::identity::{Platform, Registry, Repository, Tag};
 use crate::plan::{resolve_region, resolve_registry, Access, RegistrySource};
 use crate::retry::RetryPolicy;
 
-use super::layout::Platform;
+use super::layout::host_platform;
 use super::s3::{Encryption, S3Target, UploadOptions};
 
 /// What a reference names inside its repository.
@@ -90,13 +90,8 @@ pub fn resolve(args: &ExportArgs, env: &Env) -> Result<ExportPlan> {
     }
     let platforms = match (&args.platform, args.all_platforms) {
         (_, true) => Platforms::All,
-        (Some(value), false) => Platforms::One(Platform::parse(value).ok_or_else(|| {
-            Error::usage(
-                "--platform",
-                format!("{value:?} is not OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8"),
-            )
-        })?),
-        (None, false) => Platforms::One(Platform::host()),
+        (Some(value), false) => Platforms::One(Platform::parse("--platform", value)?),
+        (None, false) => Platforms::One(host_platform()),
     };
     let retry = RetryPolicy {
         attempts: args.retries.max(1),
@@ -435,7 +430,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             plan.platforms,
-            Platforms::One(Platform::parse("linux/arm64/v8").unwrap())
+            Platforms::One(Platform::parse("p", "linux/arm64/v8").unwrap())
         );
         let err = resolve(
             &args(&[&base[..], &["--platform", "arm64"]].concat()),

@@ -3,6 +3,9 @@
 //! a descendant in git history is newer; where git cannot tell (shallow clones, other checkouts), the
 //! later commit time is newer. Anything else leaves `latest` alone.
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+
 use crate::git::History;
 use crate::identity::Revision;
 
@@ -19,6 +22,46 @@ impl Ancestry for History {
 
     fn commit_time(&self, sha: &str) -> Option<i64> {
         History::commit_time(self, sha)
+    }
+}
+
+/// What git knows, asked only about the commits it has. In a shallow clone almost no candidate is known,
+/// and asking git about each would start processes in proportion to the repository's tags.
+/// Commit times are remembered: ordering many candidates asks for the same one again and again.
+pub struct KnownAncestry<'a, A: Ancestry> {
+    inner: &'a A,
+    known: HashSet<String>,
+    times: RefCell<HashMap<String, Option<i64>>>,
+}
+
+impl<'a> KnownAncestry<'a, History> {
+    /// `history`, which has exactly the commits in `known` of those it will be asked about.
+    pub fn new(history: &'a History, known: HashSet<String>) -> Self {
+        KnownAncestry {
+            inner: history,
+            known,
+            times: RefCell::default(),
+        }
+    }
+}
+
+impl<A: Ancestry> Ancestry for KnownAncestry<'_, A> {
+    fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Option<bool> {
+        (self.known.contains(ancestor) && self.known.contains(descendant))
+            .then(|| self.inner.is_ancestor(ancestor, descendant))
+            .flatten()
+    }
+
+    fn commit_time(&self, sha: &str) -> Option<i64> {
+        if !self.known.contains(sha) {
+            return None;
+        }
+        if let Some(time) = self.times.borrow().get(sha) {
+            return *time;
+        }
+        let time = self.inner.commit_time(sha);
+        self.times.borrow_mut().insert(sha.to_string(), time);
+        time
     }
 }
 
@@ -151,6 +194,45 @@ mod tests {
         };
         assert!(matches!(compare(&same_time, &old, &NoGit), Order::Older(_)));
         assert_eq!(compare(&rev("p"), &old, &NoGit), Order::Unknown);
+    }
+
+    /// Counts the questions that reach git.
+    struct Counting(std::cell::Cell<usize>);
+    impl Ancestry for Counting {
+        fn is_ancestor(&self, a: &str, d: &str) -> Option<bool> {
+            self.0.set(self.0.get() + 1);
+            Linear.is_ancestor(a, d)
+        }
+        fn commit_time(&self, sha: &str) -> Option<i64> {
+            self.0.set(self.0.get() + 1);
+            Linear.commit_time(sha)
+        }
+    }
+
+    #[test]
+    fn unknown_commits_are_never_asked_about() {
+        let counting = Counting(std::cell::Cell::new(0));
+        let known = KnownAncestry {
+            inner: &counting,
+            known: ["a", "c"].iter().map(|s| s.to_string()).collect(),
+            times: RefCell::default(),
+        };
+        let unknown: Vec<Revision> = (0..100)
+            .map(|i| Revision {
+                sha: format!("u{i}"),
+                commit_time: Some(i),
+            })
+            .collect();
+        let mut revisions = vec![rev("a")];
+        revisions.extend(unknown);
+        revisions.push(rev("c"));
+        // c descends from a; the unknown ones are ordered by their label times, without git.
+        assert_eq!(newest(&revisions, &known).unwrap().sha, "u99");
+        assert!(counting.0.get() <= 4, "{} questions", counting.0.get());
+        assert!(matches!(
+            compare(&rev("c"), &rev("a"), &known),
+            Order::Newer(_)
+        ));
     }
 
     #[test]

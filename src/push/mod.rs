@@ -8,6 +8,7 @@
 //! unchanged sources), nothing is uploaded at all: the labelled config and the manifest are the only
 //! new objects.
 
+pub mod index;
 pub mod latest;
 pub mod promote;
 pub mod record;
@@ -140,8 +141,6 @@ pub async fn push(
     };
     // Where `latest` stands does not depend on this write, so it is read meanwhile. A concurrent run can
     // move `latest` after this read as after any other; the settle step repairs that.
-    let latest_wanted =
-        options.latest != LatestMode::Never && follow_up.iter().any(|t| *t == Tag::latest());
     let label_step = format!("label {sha_reference}");
     let (labelled, latest_before) = tokio::join!(
         retry(&options.retry, &label_step, reporter, || async {
@@ -151,16 +150,10 @@ pub async fn push(
                 .await
                 .map_err(|e| api_error(target.name, sha_tag, e))
         }),
-        async {
-            if latest_wanted {
-                Some(look_at_latest(target, options, reporter).await)
-            } else {
-                None
-            }
-        }
+        latest_if_wanted(target, follow_up, options, reporter)
     );
     let manifest = labelled?;
-    let latest_before = latest_before.transpose()?;
+    let latest_before = latest_before?;
     reporter.step(format!("pushed {sha_reference} ({})", manifest.digest()));
 
     // The other tags are manifest copies inside the registry, not daemon pushes: a local tag such as
@@ -179,6 +172,23 @@ pub async fn push(
         references: std::iter::once(sha_reference).chain(references).collect(),
         latest,
     })
+}
+
+/// Where `latest` stands, when `follow_up` moves it; read while the SHA tag is written, since it does
+/// not depend on that write. A concurrent run can move `latest` after this read as after any other;
+/// the settle step repairs that.
+pub async fn latest_if_wanted(
+    target: &RegistryTarget<'_>,
+    follow_up: &[Tag],
+    options: &PublishOptions,
+    reporter: &Reporter,
+) -> Result<Option<LatestSeen>> {
+    let wanted =
+        options.latest != LatestMode::Never && follow_up.iter().any(|t| *t == Tag::latest());
+    if !wanted {
+        return Ok(None);
+    }
+    look_at_latest(target, options, reporter).await.map(Some)
 }
 
 /// Have the daemon push the SHA tag, then read the manifest it wrote.

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use futures_util::StreamExt;
 
-use super::latest::{compare, newest, Order};
+use super::latest::{compare, newest, KnownAncestry, Order};
 use super::record::{CandidateRecord, RECORD_MEDIA_TYPE, RECORD_TAG};
 use super::{api_error, LatestOutcome, PublishOptions, RegistryTarget};
 use crate::cli::LatestMode;
@@ -232,9 +232,12 @@ async fn settle_latest(
         let on_our_line = candidates_on_our_line(target, &mut known, options, reporter).await?;
         listed = on_our_line.listed;
         candidates.extend(on_our_line.candidates);
+        let known_to_git = on_our_line.known_to_git;
         let newest = target
             .history
-            .ask(move |history| newest(&candidates, history).cloned())
+            .ask(move |history| {
+                newest(&candidates, &KnownAncestry::new(history, known_to_git)).cloned()
+            })
             .await?;
         // We are the newest and have just written `latest`: a run that overwrote it since is older than
         // us and repairs it itself, in its own check.
@@ -292,10 +295,12 @@ async fn save_record(
     }
 }
 
-/// The SHA tags that may replace ours as `latest`, and every tag the registry listed.
+/// The SHA tags that may replace ours as `latest`, every tag the registry listed, and which of the
+/// candidates' commits (ours included) git has.
 struct OnOurLine {
     candidates: Vec<Revision>,
     listed: HashSet<String>,
+    known_to_git: HashSet<String>,
 }
 
 /// The images of SHA tags that may replace ours as `latest`: commits on our line of history (git rules
@@ -325,24 +330,53 @@ async fn candidates_on_our_line(
         .cloned()
         .collect();
     let listed: HashSet<String> = tags.into_iter().collect();
-    let on_our_line: Vec<String> = {
-        let asked = others.clone();
-        let descend = target
-            .history
-            .ask(move |history| {
-                let refs: Vec<&str> = asked.iter().map(String::as_str).collect();
-                history.descend_from(&mine, &refs)
-            })
-            .await?;
-        others
-            .into_iter()
-            .zip(descend)
-            .filter(|(_, descends)| *descends != Some(false))
-            .map(|(tag, _)| tag)
-            .collect()
-    };
+    let asked = others.clone();
+    let ancestor = mine.clone();
+    let descend = target
+        .history
+        .ask(move |history| {
+            let refs: Vec<&str> = asked.iter().map(String::as_str).collect();
+            history.descend_from(&ancestor, &refs)
+        })
+        .await?;
+    let mut known_to_git = HashSet::new();
+    if descend.iter().any(Option::is_some) {
+        // `descend_from` answers only when git has our own commit.
+        known_to_git.insert(mine);
+    }
+    let mut on_our_line = Vec::new();
+    for (tag, descends) in others.into_iter().zip(descend) {
+        match descends {
+            Some(false) => {}
+            Some(true) => {
+                known_to_git.insert(tag.clone());
+                on_our_line.push(tag);
+            }
+            None => on_our_line.push(tag),
+        }
+    }
+    learn_unknown(target, known, &on_our_line, options, reporter).await?;
+    let candidates = on_our_line
+        .iter()
+        .filter_map(|tag| known.get(tag).flatten())
+        .collect();
+    Ok(OnOurLine {
+        candidates,
+        listed,
+        known_to_git,
+    })
+}
+
+/// Read the labels of the SHA tags `known` does not name, a few at a time, and learn them.
+async fn learn_unknown(
+    target: &RegistryTarget<'_>,
+    known: &mut CandidateRecord,
+    on_our_line: &[String],
+    options: &PublishOptions,
+    reporter: &Reporter,
+) -> Result<()> {
     let mut unread = Vec::new();
-    for tag in &on_our_line {
+    for tag in on_our_line {
         if known.get(tag).is_none() {
             unread.push(Tag::parse("registry tag", tag)?);
         }
@@ -367,11 +401,7 @@ async fn candidates_on_our_line(
             );
         }
     }
-    let candidates = on_our_line
-        .iter()
-        .filter_map(|tag| known.get(tag).flatten())
-        .collect();
-    Ok(OnOurLine { candidates, listed })
+    Ok(())
 }
 
 /// Put `latest` on `newest` when it holds an older commit; whether it was moved.

@@ -402,14 +402,35 @@ impl RegistryHttp {
 
     /// The config digest of a tag's image: the image ID the daemon gives it.
     pub fn config_digest(&self, repo: &str, tag: &str) -> String {
-        let manifest = self.get_json(
-            &format!("/v2/{repo}/manifests/{tag}"),
-            Some(MANIFEST_ACCEPT),
-        );
-        manifest["config"]["digest"]
+        self.manifest_json(repo, tag)["config"]["digest"]
             .as_str()
             .expect("manifest has a config")
             .to_string()
+    }
+
+    /// The manifest behind a tag or digest, parsed (an image manifest or an index).
+    pub fn manifest_json(&self, repo: &str, reference: &str) -> serde_json::Value {
+        serde_json::from_str(&self.manifest_text(repo, reference)).unwrap()
+    }
+
+    /// A blob's bytes (`GET /v2/<repo>/blobs/<digest>`), e.g. a gzipped layer.
+    pub fn blob(&self, repo: &str, digest: &str) -> Vec<u8> {
+        use std::io::Read;
+        let url = format!("http://{}/v2/{repo}/blobs/{digest}", self.host);
+        let mut req = Self::agent().get(&url);
+        if let Some(a) = self.authorization() {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(resp.status().as_u16(), 200, "GET {url}");
+        let mut bytes = Vec::new();
+        resp.body_mut()
+            .with_config()
+            .limit(512 * 1024 * 1024)
+            .reader()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        bytes
     }
 
     /// The manifest of a tag, byte for byte as the registry stores it.
@@ -489,6 +510,101 @@ pub fn docker_ok(args: &[&str]) -> bool {
         .unwrap_or(false)
 }
 
+/// `git -C dir ARGS`, which must succeed; its trimmed stdout.
+pub fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Make `dir` a repository (branch `main`, `.git` left out of the context) with `n` linear commits a
+/// minute apart, each writing its own `file.txt`; the SHAs, oldest first.
+pub fn commit_history(dir: &Path, n: usize) -> Vec<String> {
+    let git = |args: &[&str]| git_in(dir, args);
+    std::fs::write(dir.join(".dockerignore"), ".git\n").unwrap();
+    git(&["init", "-q", "-b", "main"]);
+    git(&["config", "user.email", "test@ecrbuild.invalid"]);
+    git(&["config", "user.name", "ecrbuild test"]);
+    git(&["config", "uploadpack.allowAnySHA1InWant", "true"]);
+    let mut shas = Vec::new();
+    for i in 0..n {
+        std::fs::write(dir.join("file.txt"), format!("commit {i}")).unwrap();
+        git(&["add", "."]);
+        let date = format!("2026-01-01T00:{i:02}:00Z");
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "commit",
+                "-q",
+                "-m",
+                &format!("commit {i}"),
+                "--date",
+                &date,
+            ])
+            .env("GIT_COMMITTER_DATE", &date)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        shas.push(git(&["rev-parse", "HEAD"]));
+    }
+    shas
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// A deterministic shuffle of `0..n` from a seed (print the seed, so a failing order can be replayed).
+pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut state = seed | 1;
+    for i in (1..n).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        order.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+/// A seed from the clock, for [`shuffled`].
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Wait for runs started at once (`commits[k]` is what child `k` built); each must exit 0. Returns their
+/// stderr, labelled by commit, for failure messages.
+pub fn wait_for_all(children: Vec<std::process::Child>, commits: &[usize]) -> String {
+    let mut logs = String::new();
+    for (child, i) in children.into_iter().zip(commits) {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "commit {i}: {stderr}");
+        logs.push_str(&format!("--- run of commit {i}\n{stderr}"));
+    }
+    logs
+}
+
+/// Assert that `latest` holds `newest`: by its revision label and by its digest.
+#[track_caller]
+pub fn assert_latest_on(registry: &RegistryHttp, repo: &str, newest: &str, context: &str) {
+    let latest = &registry.config(repo, "latest")["config"]["Labels"];
+    assert_eq!(
+        latest["org.opencontainers.image.revision"], newest,
+        "{context}: latest is not the newest commit"
+    );
+    registry.assert_same_digest(repo, "latest", newest);
 }
