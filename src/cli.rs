@@ -200,7 +200,8 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value_t = AuthMode::Ecr)]
     pub auth: AuthMode,
 
-    /// Encrypt the S3 object with this KMS key (SSE-KMS). Default: SSE-S3 (AES256).
+    /// Encrypt the S3 object with this KMS key (SSE-KMS). Default: ECRBUILD_KMS_KEY_ID, else SSE-S3
+    /// (AES256).
     #[arg(long, value_name = "KEY")]
     pub kms_key_id: Option<String>,
 

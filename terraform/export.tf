@@ -189,6 +189,12 @@ resource "aws_codebuild_project" "export" {
       value = var.region
     }
     environment_variable {
+      # The bucket's KMS key, when it has one: ecrbuild export encrypts each
+      # object with it (empty: SSE-S3, AES256).
+      name  = "ECRBUILD_KMS_KEY_ID"
+      value = var.export_kms_key_arn == null ? "" : var.export_kms_key_arn
+    }
+    environment_variable {
       name  = "ECRBUILD_DOWNLOAD_URL"
       value = var.ecrbuild_download_url
     }

@@ -112,7 +112,7 @@ pub fn resolve(args: &ExportArgs, env: &Env) -> Result<ExportPlan> {
         destination,
         format: args.format,
         platforms,
-        upload: upload_options(args)?,
+        upload: upload_options(args, env)?,
         s3_endpoint: env
             .get("AWS_ENDPOINT_URL_S3")
             .or_else(|| env.get("AWS_ENDPOINT_URL"))
@@ -122,7 +122,7 @@ pub fn resolve(args: &ExportArgs, env: &Env) -> Result<ExportPlan> {
     })
 }
 
-fn upload_options(args: &ExportArgs) -> Result<UploadOptions> {
+fn upload_options(args: &ExportArgs, env: &Env) -> Result<UploadOptions> {
     if !(1..=5120).contains(&args.part_size) {
         return Err(Error::usage(
             "--part-size",
@@ -135,10 +135,14 @@ fn upload_options(args: &ExportArgs) -> Result<UploadOptions> {
             format!("{} is not between 1 and 64", args.parallel_uploads),
         ));
     }
-    let encryption = match &args.kms_key_id {
-        Some(key) if key.trim().is_empty() => return Err(Error::usage("--kms-key-id", "is empty")),
-        Some(key) => Encryption::Kms(key.clone()),
-        None => Encryption::Aes256,
+    // ECRBUILD_KMS_KEY_ID lets a deployment (the export CodeBuild project) name its bucket's key once.
+    let encryption = match (&args.kms_key_id, env.get("ECRBUILD_KMS_KEY_ID")) {
+        (Some(key), _) if key.trim().is_empty() => {
+            return Err(Error::usage("--kms-key-id", "is empty"))
+        }
+        (Some(key), _) => Encryption::Kms(key.clone()),
+        (None, Some(key)) => Encryption::Kms(key.trim().to_string()),
+        (None, None) => Encryption::Aes256,
     };
     Ok(UploadOptions {
         part_size: args.part_size as usize * 1024 * 1024,
@@ -458,6 +462,19 @@ mod tests {
         let plan = resolve(
             &args(&[&base[..], &["--kms-key-id", "alias/x"]].concat()),
             &Env::default(),
+        )
+        .unwrap();
+        assert_eq!(plan.upload.encryption, Encryption::Kms("alias/x".into()));
+        // The deployment's key from the environment; the flag wins over it.
+        let env = Env::from_pairs([("ECRBUILD_KMS_KEY_ID", "arn:aws:kms:r:1:key/k")]);
+        let plan = resolve(&args(&base), &env).unwrap();
+        assert_eq!(
+            plan.upload.encryption,
+            Encryption::Kms("arn:aws:kms:r:1:key/k".into())
+        );
+        let plan = resolve(
+            &args(&[&base[..], &["--kms-key-id", "alias/x"]].concat()),
+            &env,
         )
         .unwrap();
         assert_eq!(plan.upload.encryption, Encryption::Kms("alias/x".into()));
