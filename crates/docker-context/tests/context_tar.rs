@@ -9,7 +9,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use ecrbuild::context::{BuildContext, ContextError};
+use docker_context::{BuildContext, ContextError};
 use futures_util::StreamExt;
 use tar::EntryType;
 

@@ -328,33 +328,6 @@ mod tests {
     }
 
     #[test]
-    fn the_api_dockerfile_reads_only_api() {
-        let dockerfile = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("api/Dockerfile"),
-        )
-        .unwrap();
-        let mut args = BTreeMap::new();
-        args.insert("GO_IMAGE".to_string(), "local/golang:bookworm".to_string());
-        assert_eq!(
-            context_needs(dockerfile.as_bytes(), &args),
-            ContextNeeds::Subtrees {
-                roots: vec![SourceRoot {
-                    path: "api".into(),
-                    wildcard: false
-                }],
-                base_images: vec!["local/golang:bookworm".into()],
-            }
-        );
-        // Without the build argument, the ARG's default names the image.
-        match context_needs(dockerfile.as_bytes(), &BTreeMap::new()) {
-            ContextNeeds::Subtrees { base_images, .. } => {
-                assert_eq!(base_images, vec!["golang:1.22-bookworm".to_string()])
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
     fn continuation_lines_are_joined_as_the_parser_joins_them() {
         assert_eq!(
             roots("FROM scratch\nCOPY a \\\n# a comment\n\n     b /dest/\nCOPY c\\\nd /e\n"),

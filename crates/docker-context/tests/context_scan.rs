@@ -8,7 +8,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ecrbuild::context::{BuildContext, ContextError, EntryKind};
+use docker_context::{BuildContext, ContextError, EntryKind};
 
 const DOCKERFILE: &str = "FROM scratch\nCOPY . /c/\n";
 

@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 
-use ecrbuild::context::{BuildContext, EntryKind, IgnoreRules};
+use docker_context::{BuildContext, EntryKind, IgnoreRules};
 use proptest::prelude::*;
 
 /// Shrunk failures are printed, not written next to the sources.
