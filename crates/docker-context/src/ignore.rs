@@ -563,11 +563,14 @@ fn compile(text: &[u8]) -> Result<Matcher, String> {
         Kind::Regex => {
             regex.push('$');
             let compiled = Regex::parse(&regex).map_err(|err| {
-                format!(
-                    "docker reads this pattern as the regular expression `{regex}`, which is invalid ({}); \
-                     escape the character with `\\` or rewrite the pattern",
-                    err.0
-                )
+                if err.unsupported {
+                    format!("docker reads this pattern as the regular expression `{regex}`: {err}")
+                } else {
+                    format!(
+                        "docker reads this pattern as the regular expression `{regex}`, which is invalid ({err}); \
+                         escape the character with `\\` or rewrite the pattern"
+                    )
+                }
             })?;
             Matcher::Regex(compiled)
         }
