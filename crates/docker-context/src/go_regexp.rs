@@ -1314,3 +1314,5 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod differential;
