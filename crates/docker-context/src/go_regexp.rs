@@ -222,6 +222,8 @@ enum Inst {
 #[derive(Debug, Clone)]
 pub(crate) struct Regex {
     program: Vec<Inst>,
+    /// Starts with `^`: a match can only start at the beginning (every `.dockerignore` regexp).
+    anchored: bool,
 }
 
 impl Regex {
@@ -237,18 +239,39 @@ impl Regex {
         let mut program = Vec::new();
         compile_sequence(&nodes, &mut program);
         program.push(Inst::Match);
-        Ok(Regex { program })
+        let anchored = matches!(program[0], Inst::Assert(Assertion::BeginText));
+        Ok(Regex { program, anchored })
     }
 
     /// Go's `Regexp.MatchString`: is there a match anywhere in `text`?
     pub(crate) fn is_match(&self, text: &[char]) -> bool {
-        let mut current = Threads::new(self.program.len());
-        let mut next = Threads::new(self.program.len());
-        let mut stack = Vec::new();
+        SCRATCH.with(|scratch| {
+            let Scratch {
+                current,
+                next,
+                stack,
+            } = &mut *scratch.borrow_mut();
+            current.reset(self.program.len());
+            next.reset(self.program.len());
+            self.run(text, current, next, stack)
+        })
+    }
+
+    fn run<'a>(
+        &self,
+        text: &[char],
+        mut current: &'a mut Threads,
+        mut next: &'a mut Threads,
+        stack: &mut Vec<usize>,
+    ) -> bool {
         for at in 0..=text.len() {
-            // Unanchored search: a new thread starts at every position.
-            if self.add(&mut current, 0, text, at, &mut stack) {
+            // Unanchored search: a new thread starts at every position, unless the pattern can
+            // only match from the start.
+            if (at == 0 || !self.anchored) && self.add(current, 0, text, at, stack) {
                 return true;
+            }
+            if self.anchored && current.pcs.is_empty() {
+                return false;
             }
             let Some(&rune) = text.get(at) else {
                 break;
@@ -256,7 +279,7 @@ impl Regex {
             next.clear();
             for &pc in &current.pcs {
                 if let Inst::Rune(set) = &self.program[pc] {
-                    if set.contains(rune) && self.add(&mut next, pc + 1, text, at + 1, &mut stack) {
+                    if set.contains(rune) && self.add(next, pc + 1, text, at + 1, stack) {
                         return true;
                     }
                 }
@@ -301,18 +324,31 @@ impl Regex {
     }
 }
 
+/// The buffers of [`Regex::is_match`], reused across calls: matching runs for every path and
+/// pattern of a walk.
+#[derive(Default)]
+struct Scratch {
+    current: Threads,
+    next: Threads,
+    stack: Vec<usize>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::default();
+}
+
 /// The instructions live at one position, each at most once.
+#[derive(Default)]
 struct Threads {
     pcs: Vec<usize>,
     seen: Vec<bool>,
 }
 
 impl Threads {
-    fn new(len: usize) -> Threads {
-        Threads {
-            pcs: Vec::new(),
-            seen: vec![false; len],
-        }
+    fn reset(&mut self, len: usize) {
+        self.pcs.clear();
+        self.seen.clear();
+        self.seen.resize(len, false);
     }
 
     fn insert(&mut self, pc: usize) -> bool {
