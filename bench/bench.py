@@ -6,12 +6,14 @@ because the machine has 2 cores and other work runs at the same time. Each comma
 os.wait4 and GNU time: wall time, user+sys CPU of the process and everything it waited for, peak
 RSS (GNU time's %M), and the CPU time the Docker daemon spent meanwhile.
 
-Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss[,bigcold] selects some; default: all but bigcold):
+Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss,platforms,export[,bigcold] selects some; default: all
+but bigcold):
   warm     api/ image, new commit, unchanged sources: ecrbuild vs the shell pipeline
   skip     re-run of an already published SHA: ecrbuild (skips) vs the shell pipeline (re-runs)
   labels   daemon cost of per-build labels (why ecrbuild writes its provenance labels in the registry):
            cached CLI build without / with three unique labels
-  tags     ecrbuild warm re-runs in a repository holding 0 and 100 SHA tags of commits git does not know
+  tags     ecrbuild warm re-runs from shallow clones in a repository holding 0 and 1,000 SHA tags of
+           commits git does not know (each labelled as a `latest` candidate)
   cold     the same as warm with --no-cache on both sides
   big      ~1 GiB / ~50k files, half excluded, FROM scratch + COPY, --no-push --no-cache: ecrbuild
            --full-context (the whole context streamed) vs `docker build` (CLI, classic builder) vs a
@@ -20,6 +22,17 @@ Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss[,bigcold] selects some;
   rss      peak RSS of ecrbuild --full-context (and the docker CLI, for reference) on 100 MiB, 1 GiB,
            2 GiB contexts
   bigcold  big, with our inputs evicted from the page cache before each run (disk-bound)
+  platforms  api/ with a source change per run (the `go build` step re-runs, as on a real commit):
+           ecrbuild --platform linux/amd64,linux/arm64 (BuildKit, the build stage cross-compiles natively)
+           vs --platform linux/amd64 alone; and vs building the arm64 binary under QEMU emulation, as
+           buildx with QEMU would (every Go tool run through qemu-x86_64 user-mode emulation via
+           `go build -toolexec`: there is no arm64 Go image offline, and user-mode QEMU translates x86-64
+           code the same way it translates arm64, so the compile costs what an emulated arm64 compiler
+           would). Both sides use a bench Go image whose build cache also holds the arm64 standard
+           library, so only the api package is compiled, as for amd64 in the rig's image.
+  export   a ~500 MiB image (FROM scratch, 5 layers of random data, pushed by ecrbuild to the ECR stand-in)
+           written to S3 (moto): `ecrbuild export` vs the seed's pipeline (ECR login, `docker pull`,
+           `docker save -o`, `aws s3 cp`), from an empty image store each time; wall, peak RSS, temporary disk
 """
 
 import base64
@@ -52,7 +65,8 @@ N = env_int("BENCH_N", 1 if QUICK else 5)
 N_COLD = env_int("BENCH_N_COLD", N)
 N_RSS = env_int("BENCH_N_RSS", 1 if QUICK else min(N, 3))
 N_BIGCOLD = env_int("BENCH_N_BIGCOLD", 1 if QUICK else min(N, 3))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "warm,skip,labels,tags,cold,big,rss").split(",")))
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "warm,skip,labels,tags,cold,big,rss,platforms,export")
+                  .split(",")))
 CACHE = os.environ.get("BENCH_CACHE", "/var/lib/ecrbuild-rig/bench-cache")
 ECRBUILD = os.path.abspath(os.environ.get("ECRBUILD", os.path.join(REPO_ROOT, "target/release/ecrbuild")))
 TIME = "/usr/bin/time"  # GNU time (Debian package `time`)
@@ -61,6 +75,10 @@ AWS = os.environ.get("BENCH_AWS", "/var/lib/ecrbuild-rig/bench-venv/bin/aws")
 GO_IMAGE = os.environ.get("ECRBUILD_RIG_GO_IMAGE", "local/golang:bookworm")
 ECR = os.environ.get("ECRBUILD_RIG_ECR_REGISTRY", "127.0.0.1:5002")
 ANON = os.environ.get("ECRBUILD_RIG_REGISTRY", "127.0.0.1:5000")
+
+MOTO = os.environ.get("ECRBUILD_RIG_MOTO", "http://127.0.0.1:5001")
+# The exported image: layers x bytes of random data each.
+EXPORT_LAYERS = (5, 100 * MIB) if not QUICK else (3, 20 * MIB)
 
 # Context trees: (total bytes, files). Half of each is excluded by its .dockerignore.
 if QUICK:
@@ -221,12 +239,19 @@ class Bench:
         quiet(self.git + ["commit", "-q", "--allow-empty", "-m", f"bench {self.sha_counter}"], check=True)
         return quiet(self.git + ["rev-parse", "HEAD"], check=True).stdout.strip()
 
-    def ecrbuild_api(self, sha, *flags, repository=None):
+    def shallow_clone(self):
+        """A depth-1 clone of the current commit, as CodeBuild (git_clone_depth = 1) and actions/checkout
+        make: git there knows no other commit."""
+        clone = tempfile.mkdtemp(prefix="shallow-", dir=self.work)
+        quiet(["git", "clone", "-q", "--depth", "1", f"file://{self.api}", clone], check=True)
+        return clone
+
+    def ecrbuild_api(self, sha, *flags, repository=None, cwd=None):
         repository = repository or self.ecr_repository
         argv = [ECRBUILD, "--sha", sha, "--repository", repository, "--registry", ECR, "--auth", "ecr",
                 "--create-repository", "--build-arg", f"GO_IMAGE={GO_IMAGE}", "--output", "json", *flags]
         out = os.path.join(self.work, "ecrbuild.json")
-        result = measure(argv, cwd=self.api, env=self.env, logfile=self.logfile, stdout_path=out)
+        result = measure(argv, cwd=cwd or self.api, env=self.env, logfile=self.logfile, stdout_path=out)
         with open(out) as f:
             summary = json.load(f)
         result["summary"] = summary
@@ -311,26 +336,49 @@ mark push_latest
             return 0
 
     def scenario_tags(self):
-        """ecrbuild's `latest` bookkeeping against the number of SHA tags already in the repository. Each
-        repository gets `count` extra SHA tags for commits git does not know (as in a shallow CI clone),
-        copied registry-side from the first image; then warm runs with new commits."""
-        counts = (0, 10) if QUICK else (0, 100)
+        """`latest` at scale: warm runs from shallow clones (git knows no other commit) in a repository
+        holding 0 and one holding 1,000 extra SHA tags of commits git does not know, each labelled as a
+        `latest` candidate (registry-side copies of the first image, labels included). After the tags
+        appear, one run reads them and records them (reported apart); then the two repositories are
+        measured side by side."""
+        counts = (0, 50) if QUICK else (0, 1000)
         media = "application/vnd.docker.distribution.manifest.v2+json"
+        repositories = {}
         for count in counts:
             repository = f"{self.ecr_repository}-tags{count}"
+            repositories[count] = repository
             first = self.new_commit()
-            self.ecrbuild_api(first, repository=repository)
+            self.ecrbuild_api(first, repository=repository, cwd=self.shallow_clone())
             manifest, _ = self.registry("GET", f"/v2/{repository}/manifests/{first}", headers={"Accept": media})
             for _ in range(count):
                 self.registry("PUT", f"/v2/{repository}/manifests/{os.urandom(20).hex()}", body=manifest,
                               headers={"Content-Type": media})
-            log(f"tags: {count} unknown SHA tags in the repository, {N} warm runs")
-            for i in range(N):
-                before = self.registry_requests(repository)
-                result = self.record(f"tags/{count}", self.ecrbuild_api(self.new_commit(), repository=repository))
-                result["registry_requests"] = self.registry_requests(repository) - before
-                log(f"  tags {count} {i + 1}/{N}: {result['wall']:.2f}s, push phase "
-                    f"{result['summary']['timings']['push_secs']:.2f}s, {result['registry_requests']} registry requests")
+            before = self.registry_requests(repository)
+            result = self.record(f"tagsfirst/{count}",
+                                 self.ecrbuild_api(self.new_commit(), repository=repository,
+                                                   cwd=self.shallow_clone()))
+            result["registry_requests"] = self.registry_requests(repository) - before
+            log(f"tags: {count} unknown SHA tags; first run after they appeared: {result['wall']:.2f}s, "
+                f"{result['registry_requests']} registry requests")
+        log(f"tags: {N} interleaved pairs of warm runs from shallow clones")
+
+        def warm(count):
+            repository = repositories[count]
+            clone = self.shallow_clone()
+            sha = quiet(["git", "-C", clone, "rev-parse", "HEAD"], check=True).stdout.strip()
+            before = self.registry_requests(repository)
+            result = self.ecrbuild_api(sha, repository=repository, cwd=clone)
+            result["registry_requests"] = self.registry_requests(repository) - before
+            shutil.rmtree(clone, ignore_errors=True)
+            return result
+
+        for i in range(N):
+            self.new_commit()
+            r = self.interleaved(i, [(f"tags/{count}", lambda c=count: warm(c)) for count in counts])
+            log(f"  tags {i + 1}/{N}: " + "  ".join(
+                f"{count} tags {r[f'tags/{count}']['wall']:.2f}s "
+                f"({r[f'tags/{count}']['registry_requests']} requests)" for count in counts))
+        for repository in repositories.values():
             rmi(*docker_tags(f"{ECR}/{repository}"))
 
     def scenario_cold(self):
@@ -359,6 +407,79 @@ mark push_latest
             rmi("bench/labels:three")
             log(f"  labels {i + 1}/{N}: none {a['wall']:.2f}s  three {b['wall']:.2f}s")
         rmi("bench/labels:plain")
+
+    # ------------------------------------------------------------ platforms
+
+    CROSS_IMAGE = "bench/golang-cross:v1"
+
+    def cross_go_image(self):
+        """The rig's Go image with the arm64 standard library compiled into its build cache too (once)."""
+        if quiet(["docker", "image", "inspect", self.CROSS_IMAGE]).returncode == 0:
+            return
+        log(f"platforms: making {self.CROSS_IMAGE} (go build std for arm64, once)")
+        name = f"bench-cross-{os.getpid()}"
+        quiet(["docker", "rm", "-f", name])
+        quiet(["docker", "run", "--name", name, "--network", "none", "-e", "CGO_ENABLED=0", "-e", "GOARCH=arm64",
+               GO_IMAGE, "go", "build", "-trimpath", "std"], check=True)
+        quiet(["docker", "commit", name, self.CROSS_IMAGE], check=True)
+        quiet(["docker", "rm", name])
+
+    def source_change(self):
+        """A new commit that changes api/'s sources, so `COPY api/` and `go build` run again."""
+        self.sha_counter += 1
+        with open(os.path.join(self.api, "api", "bench_stamp.go"), "w") as f:
+            f.write(f'package main\n\nconst benchStamp = "{self.sha_counter}-{time.time()}"\n')
+        quiet(self.git + ["add", "-A"], check=True)
+        quiet(self.git + ["commit", "-q", "-m", f"bench {self.sha_counter}"], check=True)
+        return quiet(self.git + ["rev-parse", "HEAD"], check=True).stdout.strip()
+
+    def ecrbuild_platforms(self, platforms, repository):
+        sha = self.source_change()
+        argv = [ECRBUILD, "--sha", sha, "--repository", repository, "--registry", ANON, "--auth", "none",
+                "--build-arg", f"GO_IMAGE={self.CROSS_IMAGE}", "--platform", platforms, "--output", "json"]
+        out = os.path.join(self.work, "ecrbuild.json")
+        result = measure(argv, cwd=self.api, env=self.env, logfile=self.logfile, stdout_path=out)
+        with open(out) as f:
+            result["summary"] = json.load(f)
+        refs = [f"{ANON}/{repository}:{sha}-{p.replace('/', '-')}" for p in platforms.split(",")]
+        self.created_images.update(image_id(r) for r in refs)
+        rmi(*refs)
+        return result
+
+    def emulated_arm64_compile(self):
+        """The arm64 binary compiled with every Go tool under user-mode QEMU (see the module docstring)."""
+        self.source_change()
+        qemu = shutil.which("qemu-x86_64-static") or "/usr/bin/qemu-x86_64-static"
+        script = ("cd /src/api && CGO_ENABLED=0 GOOS=linux GOARCH=arm64 /qemu /usr/bin/go build -toolexec /qemu "
+                  "-trimpath -ldflags='-s -w' -o /tmp/api . && test -s /tmp/api")
+        argv = ["docker", "run", "--rm", "--network", "none", "-v", f"{qemu}:/qemu:ro", "-v", f"{self.api}:/src:ro",
+                "-e", "GOFLAGS=-mod=readonly", "-e", "GOTOOLCHAIN=local", "-e", "GOPROXY=off",
+                self.CROSS_IMAGE, "sh", "-c", script]
+        return measure(argv, cwd=self.api, env=self.env, logfile=self.logfile)
+
+    def scenario_platforms(self):
+        if not os.path.exists(shutil.which("qemu-x86_64-static") or "/usr/bin/qemu-x86_64-static"):
+            raise Failed("platforms: qemu-user-static is not installed (scripts/rig.sh up installs it)")
+        self.cross_go_image()
+        run_id = datetime.now().strftime("%Y%m%d%H%M%S")
+        two, one = f"bench/platforms-two-{run_id}", f"bench/platforms-one-{run_id}"
+        log(f"platforms: warming up, then {N} interleaved runs of two platforms / one platform / QEMU compile")
+        self.ecrbuild_platforms("linux/amd64,linux/arm64", two)
+        self.ecrbuild_platforms("linux/amd64", one)
+        for i in range(N):
+            r = self.interleaved(i, [
+                ("platforms/two", lambda: self.ecrbuild_platforms("linux/amd64,linux/arm64", two)),
+                ("platforms/one", lambda: self.ecrbuild_platforms("linux/amd64", one)),
+                ("platforms/qemu", self.emulated_arm64_compile),
+            ])
+            log(f"  platforms {i + 1}/{N}: two {r['platforms/two']['wall']:.2f}s  one {r['platforms/one']['wall']:.2f}s"
+                f"  arm64 compile under QEMU {r['platforms/qemu']['wall']:.2f}s")
+        for repository in (two, one):
+            rmi(*docker_tags(f"{ANON}/{repository}"))
+        # The next scenarios see api/ as committed before.
+        os.remove(os.path.join(self.api, "api", "bench_stamp.go"))
+        quiet(self.git + ["add", "-A"], check=True)
+        quiet(self.git + ["commit", "-q", "-m", "bench: drop the stamp"], check=True)
 
     def cleanup_created(self):
         """Remove the untagged images our builds left behind (e.g. the build stage of every --no-cache api
@@ -513,6 +634,80 @@ mark push_latest
                 log(f"  rss {key} {i + 1}/{N_RSS}: ecrbuild {a['rss_kib'] / 1024:.1f} MiB  "
                     f"cli {b['rss_kib'] / 1024:.1f} MiB")
 
+    # ------------------------------------------------------------ export
+
+    def export_image(self):
+        """The image to export, pushed once per run: FROM scratch + one COPY per generated random file
+        (cached under $BENCH_CACHE), so every layer is incompressible and the registry holds about
+        layers x size bytes of gzip."""
+        layers, size = EXPORT_LAYERS
+        root = os.path.join(CACHE, f"export-{layers}x{size // MIB}m")
+        if not os.path.exists(os.path.join(root, ".complete")):
+            os.makedirs(root, exist_ok=True)
+            log(f"export: generating {layers} x {human_size(size)} of random data in {root}")
+            for i in range(layers):
+                with open(os.path.join(root, f"layer{i}.bin"), "wb") as f:
+                    for _ in range(size // MIB):
+                        f.write(os.urandom(MIB))
+            with open(os.path.join(root, "Dockerfile"), "w") as f:
+                f.write("FROM scratch\n" + "".join(f"COPY layer{i}.bin /data/layer{i}.bin\n" for i in range(layers)))
+            open(os.path.join(root, ".complete"), "w").close()
+        repository = f"bench/export-{self.ecr_repository.rsplit('-', 1)[-1]}"
+        sha = self.fake_sha()
+        argv = [ECRBUILD, "--sha", sha, "--repository", repository, "--registry", ECR, "--auth", "ecr",
+                "--create-repository", "--no-latest", "--context", root, "-f", os.path.join(root, "Dockerfile")]
+        measure(argv, cwd=root, env=self.env, logfile=self.logfile)
+        reference = f"{ECR}/{repository}:{sha}"
+        rmi(reference)  # the shell side starts from an empty store, as a fresh CodeBuild host does
+        return reference
+
+    def aws(self, *args):
+        return quiet([AWS, "--endpoint-url", MOTO, *args], env=self.env)
+
+    def ecrbuild_export(self, reference, bucket, i):
+        argv = [ECRBUILD, "export", reference, "--to", f"s3://{bucket}/exports/ecrbuild-{i}.tar", "--auth", "ecr"]
+        result = measure(argv, cwd=self.work, env=self.env, logfile=self.logfile)
+        result["temp_bytes"] = 0
+        return result
+
+    def shell_export(self, reference, bucket, i):
+        out = os.path.join(self.work, "export.tar")
+        script = f"""set -euo pipefail
+{AWS} ecr get-login-password | docker login --username AWS --password-stdin {ECR}
+docker pull {reference}
+docker save {reference} -o {out}
+stat -c %s {out} > {out}.size
+{AWS} --endpoint-url {MOTO} s3 cp {out} s3://{bucket}/exports/shell-{i}.tar --only-show-errors
+"""
+        config = tempfile.mkdtemp(prefix="docker-config-", dir=self.work)
+        try:
+            result = measure(["bash", "-c", script], cwd=self.work, env=dict(self.env, DOCKER_CONFIG=config),
+                             logfile=self.logfile)
+            with open(f"{out}.size") as f:
+                result["temp_bytes"] = int(f.read())
+        finally:
+            shutil.rmtree(config, ignore_errors=True)
+            for path in (out, f"{out}.size"):
+                if os.path.exists(path):
+                    os.remove(path)
+            rmi(reference)
+        return result
+
+    def scenario_export(self):
+        reference = self.export_image()
+        bucket = f"ecrbuild-bench-{datetime.now().strftime('%Y%m%d%H%M%S')}"
+        made = self.aws("s3", "mb", f"s3://{bucket}")
+        if made.returncode != 0:
+            raise Failed(f"aws s3 mb s3://{bucket}: {made.stderr}")
+        log(f"export: {reference} to s3://{bucket}; {N} interleaved pairs")
+        for i in range(N):
+            r = self.interleaved(i, [("export/ecrbuild", lambda: self.ecrbuild_export(reference, bucket, i)),
+                                     ("export/shell", lambda: self.shell_export(reference, bucket, i))])
+            a, b = r["export/ecrbuild"], r["export/shell"]
+            log(f"  export {i + 1}/{N}: ecrbuild {a['wall']:.2f}s {a['rss_kib'] / 1024:.1f} MiB | "
+                f"shell {b['wall']:.2f}s, {b['temp_bytes'] / MIB:.0f} MiB on disk")
+        self.aws("s3", "rb", f"s3://{bucket}", "--force")
+
     # ------------------------------------------------------------ report
 
     def machine(self):
@@ -552,8 +747,12 @@ mark push_latest
         tag_counts = sorted(int(k.split("/")[1]) for k in self.runs if k.startswith("tags/"))
         if len(tag_counts) == 2:
             few, many = (f"tags/{c}" for c in tag_counts)
-            ratio_row(f"warm re-run, wall, {tag_counts[1]} vs {tag_counts[0]} unknown SHA tags in the repository",
-                      many, few, "wall", None)
+            ratio_row(f"warm re-run from a shallow clone, wall, {tag_counts[1]} vs {tag_counts[0]} unknown SHA "
+                      f"tags in the repository", many, few, "wall", 1.25)
+        ratio_row("api/ for linux/amd64 + linux/arm64, wall (vs linux/amd64 alone)", "platforms/two", "platforms/one",
+                  "wall", 1.50)
+        ratio_row("api/ for amd64 + arm64, cross-compiled (vs the arm64 compile alone under QEMU)", "platforms/two",
+                  "platforms/qemu", "wall", None)
         big = human_size(BIG[0])
         ratio_row(f"big context {big}, wall, default: only what COPY reads (vs docker CLI)", "big/selected",
                   "big/cli", "wall", 0.95)
@@ -571,6 +770,18 @@ mark push_latest
                   "wall", None)
         ratio_row(f"big context {big}, cold page cache, wall (vs floor)", "bigcold/ecrbuild", "bigcold/floor",
                   "wall", None)
+
+        ratio_row(f"export {human_size(EXPORT_LAYERS[0] * EXPORT_LAYERS[1])} image to S3, wall (vs docker pull + "
+                  "save + aws s3 cp)", "export/ecrbuild", "export/shell", "wall", 0.50)
+        rss_export = self.median("export/ecrbuild", "rss_kib")
+        if rss_export is not None:
+            rows.append((f"export {human_size(EXPORT_LAYERS[0] * EXPORT_LAYERS[1])} image to S3, peak RSS",
+                         f"{rss_export / 1024:.1f} MiB", "", "", "<= 64 MiB",
+                         "met" if rss_export <= 64 * 1024 else "MISSED"))
+            temp = self.median("export/ecrbuild", "temp_bytes")
+            rows.append(("export, temporary disk (vs docker save -o)", f"{temp / MIB:.0f} MiB",
+                         f"{self.median('export/shell', 'temp_bytes') / MIB:.0f} MiB", "", "0",
+                         "met" if temp == 0 else "MISSED"))
 
         rss = {}
         for tree in RSS_TREES:
@@ -608,7 +819,7 @@ mark push_latest
                          f"cpu {self.median(name, 'cpu'):.2f}s (user {self.median(name, 'user'):.2f} "
                          f"sys {self.median(name, 'sys'):.2f})  rss {self.median(name, 'rss_kib') / 1024:.1f} MiB  "
                          f"daemon cpu {self.median(name, 'daemon_cpu'):.2f}s")
-        for name in sorted(k for k in self.runs if k.startswith("tags/")):
+        for name in sorted(k for k in self.runs if k.startswith(("tags/", "tagsfirst/"))):
             requests = statistics.median(r.get("registry_requests", 0) for r in self.runs[name])
             pushes = statistics.median(r["summary"]["timings"]["push_secs"] for r in self.runs[name])
             lines.append(f"{name:24} median {requests:.0f} registry requests per run, push phase {pushes:.2f}s")
@@ -641,7 +852,7 @@ mark push_latest
         started = time.monotonic()
         machine_start = open("/proc/loadavg").read().split()[:3]
         try:
-            if ONLY & {"warm", "skip", "labels", "tags", "cold"}:
+            if ONLY & {"warm", "skip", "labels", "tags", "cold", "platforms"}:
                 self.prepare_api()
                 try:
                     if "warm" in ONLY:
@@ -654,6 +865,8 @@ mark push_latest
                         self.scenario_tags()
                     if "cold" in ONLY:
                         self.scenario_cold()
+                    if "platforms" in ONLY:
+                        self.scenario_platforms()
                 finally:
                     self.cleanup_api()
             if "big" in ONLY:
@@ -662,6 +875,8 @@ mark push_latest
                 self.scenario_rss()
             if "bigcold" in ONLY:
                 self.scenario_big(hot=False)
+            if "export" in ONLY:
+                self.scenario_export()
         finally:
             rmi(*docker_tags(f"{ANON}/bench/big"), "bench/big:cli", "bench/big:floor")
             self.cleanup_created()

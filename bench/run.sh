@@ -8,7 +8,8 @@
 #
 # Environment:
 #   BENCH_N=5            repetitions per side (BENCH_N_COLD defaults to N, BENCH_N_RSS to min(N, 3))
-#   BENCH_ONLY=...       comma list of scenarios: warm,skip,labels,tags,cold,big,rss (default), bigcold
+#   BENCH_ONLY=...       comma list of scenarios: warm,skip,labels,tags,cold,big,rss,platforms,export (default),
+#                        bigcold
 #   BENCH_CACHE=DIR      generated trees, floor tars, results (default /var/lib/ecrbuild-rig/bench-cache)
 #   ECRBUILD=PATH        binary to measure (default: target/release/ecrbuild, built here)
 #   BENCH_CARGO_BUILD=1  also time a cold `cargo build --release` in a throwaway target dir

@@ -12,10 +12,14 @@
 #
 # What runs (all bound to 127.0.0.1):
 #   :5000  registry, anonymous
-#   :5001  moto (ECR + STS)
+#   :5001  moto (ECR + STS + S3)
 #   :5002  registry, htpasswd user AWS / moto's ECR token password ("ECR")
 #   :5003  registry, htpasswd user AWS / a different password (auth failures)
-# and the image local/golang:bookworm (Debian's Go 1.19) for api/Dockerfile.
+# a second dockerd on $STATE/dockerd2/docker.sock with its own data root and
+# bridge (ecrb2, 172.29.0.1/16): a second build host, for tests of runs on two
+# hosts; the image local/golang:bookworm (Debian's Go 1.19) for api/Dockerfile;
+# and, where the machine allows it, QEMU registered with binfmt_misc so that
+# arm64 containers run on an amd64 host (tests of multi-platform images).
 #
 # State, logs and pid files live in ${ECRBUILD_RIG_DIR:-/var/lib/ecrbuild-rig}.
 set -euo pipefail
@@ -25,9 +29,14 @@ readonly LOGS="$STATE/logs"
 readonly RUN="$STATE/run"
 readonly DEBIAN_MIRROR="${ECRBUILD_RIG_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
-readonly MOTO_VERSION="5.2.1"
+# 5.2.5: 5.2.1 answers CompleteMultipartUpload with a root element the AWS SDK rejects (getmoto/moto#10055).
+readonly MOTO_VERSION="5.2.5"
+readonly MOTO_VENV="$STATE/venv-moto-$MOTO_VERSION"
 readonly GO_IMAGE="local/golang:bookworm"
 readonly DOCKER_SOCK="/var/run/docker.sock"
+readonly DOCKERD2="$STATE/dockerd2"
+readonly DOCKER2_SOCK="$DOCKERD2/docker.sock"
+readonly DOCKER2_BRIDGE="ecrb2" DOCKER2_BRIDGE_CIDR="172.29.0.1/16"
 readonly HOST="127.0.0.1"
 readonly ANON_PORT=5000 MOTO_PORT=5001 ECR_PORT=5002 BAD_PORT=5003
 readonly REGISTRY_USER="AWS"
@@ -158,6 +167,9 @@ missing_packages() {
     # `go test` (cgo on by default) and cargo's linker need a C toolchain.
     have gcc || printf '%s\n' gcc libc6-dev
     have curl || echo curl
+    have ip || echo iproute2
+    # An independent client that checks what `ecrbuild export` writes (OCI layouts, docker archives).
+    have skopeo || echo skopeo
     [[ -e /etc/ssl/certs/ca-certificates.crt ]] || echo ca-certificates
     if [[ -z "$py" ]] || ! "$py" -c 'import ensurepip, venv' 2>/dev/null; then echo python3-venv; fi
 }
@@ -233,10 +245,90 @@ ensure_dockerd() {
     say "dockerd: started"
 }
 
+docker2_answers() {
+    curl -fsS --max-time 2 --unix-socket "$DOCKER2_SOCK" -o /dev/null http://localhost/_ping 2>/dev/null
+}
+
+# A second daemon beside the first, as a second build host: its own state, its own bridge. Never
+# `--bridge none`: that deletes the first daemon's docker0.
+ensure_dockerd2() {
+    local log="$LOGS/dockerd2.log"
+    if docker2_answers; then
+        say "dockerd2: running ($DOCKER2_SOCK)"
+        return
+    fi
+    need_root "start a second dockerd"
+    mkdir -p "$DOCKERD2/data" "$DOCKERD2/exec"
+    if ! ip link show "$DOCKER2_BRIDGE" >/dev/null 2>&1; then
+        ip link add name "$DOCKER2_BRIDGE" type bridge >>"$log" 2>&1 ||
+            fail "ip link add $DOCKER2_BRIDGE" "$log"
+        ip addr add "$DOCKER2_BRIDGE_CIDR" dev "$DOCKER2_BRIDGE" >>"$log" 2>&1 ||
+            fail "ip addr add $DOCKER2_BRIDGE_CIDR" "$log"
+    fi
+    ip link set "$DOCKER2_BRIDGE" up >>"$log" 2>&1 || fail "ip link set $DOCKER2_BRIDGE up" "$log"
+    if ! running dockerd2 "$DOCKER2_SOCK" >/dev/null; then
+        say "dockerd2: starting (log $log)"
+        start_bg dockerd2 "$log" dockerd --data-root "$DOCKERD2/data" --exec-root "$DOCKERD2/exec" \
+            --pidfile "$DOCKERD2/dockerd.pid" -H "unix://$DOCKER2_SOCK" --bridge "$DOCKER2_BRIDGE" \
+            --iptables=false --ip-masq=false
+    fi
+    wait_for 60 docker2_answers || fail "dockerd2 did not answer on $DOCKER2_SOCK within 60 s" "$log"
+    say "dockerd2: started"
+}
+
+# ---------------------------------------------------------------- QEMU
+
+binfmt_dir=/proc/sys/fs/binfmt_misc
+
+qemu_registered() { [[ "$(head -n 1 "$binfmt_dir/qemu-aarch64" 2>/dev/null)" == enabled ]]; }
+
+# QEMU for foreign-platform containers (linux/arm64 on amd64): qemu-user-static
+# and binfmt-support, binfmt_misc mounted, the interpreters enabled. Optional:
+# where it cannot be done (no root, a container without the mount), say so and
+# go on; the tests that run arm64 containers then skip that part and say why.
+ensure_qemu() {
+    local log="$LOGS/qemu.log"
+    if qemu_registered; then
+        say "qemu: qemu-aarch64 registered ($binfmt_dir)"
+        return
+    fi
+    if [[ "$(uname -m)" != x86_64 ]]; then
+        say "qemu: not an x86_64 host; skipped"
+        return
+    fi
+    if ! is_root; then
+        say "qemu: NOT registered, and registering needs root (sudo $0 up); arm64 containers will not run here"
+        return
+    fi
+    if ! { have update-binfmts && [[ -e /usr/bin/qemu-aarch64-static ]]; }; then
+        say "qemu: installing qemu-user-static binfmt-support (apt-get; log $log)"
+        DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -q install -y --no-install-recommends \
+            qemu-user-static binfmt-support >>"$log" 2>&1 || {
+            say "qemu: NOT installed (apt-get failed, see $log); arm64 containers will not run here"
+            return
+        }
+    fi
+    if [[ ! -e "$binfmt_dir/status" ]]; then
+        mount -t binfmt_misc binfmt_misc "$binfmt_dir" >>"$log" 2>&1 || {
+            say "qemu: NOT registered: cannot mount binfmt_misc on $binfmt_dir (a container without the privilege?)"
+            return
+        }
+    fi
+    update-binfmts --enable >>"$log" 2>&1 || true
+    if qemu_registered; then
+        say "qemu: qemu-aarch64 registered"
+    else
+        say "qemu: NOT registered after update-binfmts --enable (see $log); arm64 containers will not run here"
+    fi
+}
+
 # ---------------------------------------------------------------- moto
 
 ensure_moto() {
-    local venv="$STATE/venv" log="$LOGS/moto.log" marker="moto_server -H $HOST -p $MOTO_PORT"
+    # One venv per moto version: a rig of another version leaves this one's moto running (its marker
+    # is a substring of ours), and ours restarts one it did not start from here.
+    local venv="$MOTO_VENV" log="$LOGS/moto.log" any="moto_server -H $HOST -p $MOTO_PORT"
+    local marker="$venv/bin/$any"
     local fresh=0 pid py
     if [[ ! -x "$venv/bin/moto_server" || "$(cat "$venv/.rig-moto-version" 2>/dev/null)" != "$MOTO_VERSION" ]]; then
         py=$(system_python)
@@ -255,7 +347,7 @@ ensure_moto() {
         say "moto: running ($MOTO_URL, pid $pid)"
         return
     fi
-    stop_bg moto "$marker"
+    stop_bg moto "$any"
     port_free "$MOTO_PORT" || port_taken "$MOTO_PORT"
     start_bg moto "$log" "$venv/bin/moto_server" -H "$HOST" -p "$MOTO_PORT"
     wait_for 30 moto_answers || fail "moto did not answer on $MOTO_URL within 30 s" "$log"
@@ -267,7 +359,7 @@ moto_answers() { [[ "$(http_code "$MOTO_URL/")" == 200 ]]; }
 # The password inside moto's ECR token: GetAuthorizationToken returns
 # base64("AWS:<password>"). Asked of the running moto, never assumed.
 moto_ecr_password() {
-    "$STATE/venv/bin/python" - "$MOTO_URL" <<'PY'
+    "$MOTO_VENV/bin/python" - "$MOTO_URL" <<'PY'
 import base64, json, sys, urllib.request
 
 request = urllib.request.Request(
@@ -455,6 +547,7 @@ cmd_up() {
     ensure_packages
     stop_distro_registry
     ensure_dockerd
+    ensure_dockerd2
     ensure_moto
     ensure_ecr_password
     local password
@@ -463,6 +556,7 @@ cmd_up() {
     ensure_registry ecr "$ECR_PORT" "ECR stand-in, user $REGISTRY_USER" "$password"
     ensure_registry bad "$BAD_PORT" "wrong password, user $REGISTRY_USER" "$BAD_PASSWORD"
     ensure_go_image
+    ensure_qemu
     say "up ($((SECONDS - start)) s); load the environment with: eval \"\$($0 env)\""
 }
 
@@ -478,12 +572,14 @@ cmd_env() {
         "ECRBUILD_RIG_BAD_REGISTRY_PASSWORD=$BAD_PASSWORD"
         "ECRBUILD_RIG_MOTO=$MOTO_URL"
         "ECRBUILD_RIG_GO_IMAGE=$GO_IMAGE"
+        "ECRBUILD_RIG_DOCKER_HOST_2=unix://$DOCKER2_SOCK"
         "ECRBUILD_RIG_ECR_PASSWORD=$password"
         "AWS_ACCESS_KEY_ID=testing"
         "AWS_SECRET_ACCESS_KEY=testing"
         "AWS_REGION=us-east-1"
         "AWS_ENDPOINT_URL_ECR=$MOTO_URL"
         "AWS_ENDPOINT_URL_STS=$MOTO_URL"
+        "AWS_ENDPOINT_URL_S3=$MOTO_URL"
         "AWS_EC2_METADATA_DISABLED=true"
     )
     local var
@@ -515,6 +611,7 @@ cmd_status() {
     [[ -r "$PASSWORD_FILE" ]] && password=$(<"$PASSWORD_FILE")
 
     report dockerd "unix://$DOCKER_SOCK" docker_answers || down=1
+    report dockerd2 "unix://$DOCKER2_SOCK (second host)" docker2_answers || down=1
     report registry "$HOST:$ANON_PORT anonymous" registry_answers "$ANON_PORT" || down=1
     report moto "$MOTO_URL" moto_answers || down=1
     report ecr "$HOST:$ECR_PORT htpasswd $REGISTRY_USER / moto's token password" \
@@ -522,6 +619,8 @@ cmd_status() {
     report bad "$HOST:$BAD_PORT htpasswd $REGISTRY_USER / $BAD_PASSWORD (rejects the ECR password)" \
         auth_registry_ok "$BAD_PORT" "$BAD_PASSWORD" "${password:-x}" || down=1
     report go-image "$GO_IMAGE" go_image_present || down=1
+    # Optional: reported, never counted as down.
+    report qemu "qemu-aarch64 in $binfmt_dir (optional: arm64 containers)" qemu_registered || true
     return "$down"
 }
 
@@ -544,6 +643,7 @@ cmd_down() {
     stop_bg moto "moto_server -H $HOST -p $MOTO_PORT" &
     wait
     if ((all)); then
+        stop_bg dockerd2 "$DOCKER2_SOCK" 30
         if running dockerd dockerd >/dev/null; then
             stop_bg dockerd dockerd 30
         elif docker_answers; then

@@ -12,7 +12,7 @@ use aws_sdk_ecr::error::{DisplayErrorContext, SdkError};
 use base64::Engine;
 
 use crate::error::{Error, Result};
-use crate::plan::Registry;
+use crate::identity::Registry;
 
 /// A secret string whose `Debug` and `Display` never show the value.
 #[derive(Clone, PartialEq, Eq)]

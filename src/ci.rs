@@ -2,7 +2,8 @@
 //! source URL, git tag. Each system's own variables, so the same command line works in CodeBuild,
 //! GitHub Actions, GitLab CI and on a laptop. Flags override everything here.
 
-use crate::plan::Env;
+use crate::env::Env;
+use crate::identity::is_sha_tag;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CiSystem {
@@ -85,8 +86,7 @@ fn codebuild(env: &Env) -> CiContext {
         // A StartBuild with a branch as source version (`refs/heads/main` or `main`) names it.
         let from_version = env.get("CODEBUILD_SOURCE_VERSION").and_then(|v| {
             let v = v.strip_prefix("refs/heads/").unwrap_or(v);
-            (!crate::push::latest::is_sha_tag(v) && !v.starts_with("pr/") && !v.contains("refs/"))
-                .then(|| v.to_string())
+            (!is_sha_tag(v) && !v.starts_with("pr/") && !v.contains("refs/")).then(|| v.to_string())
         });
         (head_branch.or(from_version), None, None)
     };

@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = None,
     args_conflicts_with_subcommands = true,
     after_help = "Exit codes: 0 ok, 1 internal, 2 usage/config, 3 context, 4 daemon unreachable, 5 build failed, \
-6 auth failed, 7 push failed, 8 verify failed, 9 scan findings, 10 repository not found, 130 SIGINT, 143 SIGTERM."
+6 auth failed, 7 push failed, 8 verify failed, 9 scan findings, 10 repository not found, 11 image not found (export), \
+12 bucket not found (export), 13 corrupt blob (export), 14 export failed (export), 130 SIGINT, 143 SIGTERM."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -26,6 +27,202 @@ pub struct Cli {
 pub enum Command {
     /// Inspect the build context without contacting the daemon.
     Context(ContextArgs),
+    /// Join the images that `--platform P --defer-index` runs published under `<sha>-<os>-<arch>` into
+    /// one OCI index under the SHA tag, and move `latest` as a build would. Needs no Docker daemon.
+    Index(IndexArgs),
+    /// Write an image from the registry into S3, a file or stdout, as `docker save` or an OCI layout
+    /// would, streamed and verified (no Docker daemon needed).
+    Export(ExportArgs),
+}
+
+/// `ecrbuild index`: the publishing flags of a build, and the platforms to join.
+#[derive(Debug, Args)]
+pub struct IndexArgs {
+    /// The platforms of the index, comma-separated or repeated (e.g. linux/amd64,linux/arm64). Each must
+    /// have been published under `<sha>-<os>-<arch>[-<variant>]` by a `--defer-index` run.
+    #[arg(
+        long = "platform",
+        value_name = "OS/ARCH",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub platforms: Vec<String>,
+
+    /// Commit SHA (as for a build; default: the CI's variables, then git).
+    #[arg(long, value_name = "SHA")]
+    pub sha: Option<String>,
+
+    /// Repository name inside the registry. Default: ECR_REPOSITORY.
+    #[arg(long, value_name = "NAME")]
+    pub repository: Option<String>,
+
+    /// Registry host[:port] (as for a build).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub registry: Option<String>,
+
+    /// AWS region for ECR. Default: AWS_REGION, AWS_DEFAULT_REGION.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// How to get registry credentials.
+    #[arg(long, value_enum, default_value_t = AuthMode::Ecr)]
+    pub auth: AuthMode,
+
+    /// Extra tag for the index (repeatable). IMAGE_TAG, when set, adds one more.
+    #[arg(short = 't', long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+
+    /// When to move `latest`: `auto` only forward in history, `force` always, `never`.
+    #[arg(long, value_enum, default_value_t = LatestMode::Auto, value_name = "MODE")]
+    pub latest: LatestMode,
+
+    /// Do not move `latest` (same as --latest=never).
+    #[arg(long, conflicts_with = "latest")]
+    pub no_latest: bool,
+
+    /// Branch being built. Default: from the CI's variables, else git.
+    #[arg(long, value_name = "NAME")]
+    pub branch: Option<String>,
+
+    /// The branch whose builds move `latest`. Default: the CI's, else `main` or `master`.
+    #[arg(long, value_name = "NAME")]
+    pub default_branch: Option<String>,
+
+    /// Attempts for each registry operation that fails transiently.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Stop retrying an operation after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub retry_max_time: u64,
+
+    /// Skip reading the index back from the registry.
+    #[arg(long)]
+    pub no_verify: bool,
+
+    /// Write the index digest (sha256:...) to this file.
+    #[arg(long, value_name = "PATH")]
+    pub digest_file: Option<PathBuf>,
+
+    /// Result format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// Print only errors and warnings on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
+
+impl IndexArgs {
+    /// The same publishing flags as a build would take, so the plan resolves them by the same rules
+    /// (SHA sources, registry, tags, when `latest` moves).
+    pub fn publishing(&self) -> BuildArgs {
+        let mut args = Cli::parse_from(["ecrbuild"]).build;
+        args.platforms = self.platforms.clone();
+        args.sha = self.sha.clone();
+        args.repository = self.repository.clone();
+        args.registry = self.registry.clone();
+        args.region = self.region.clone();
+        args.auth = self.auth;
+        args.tags = self.tags.clone();
+        args.latest = self.latest;
+        args.no_latest = self.no_latest;
+        args.branch = self.branch.clone();
+        args.default_branch = self.default_branch.clone();
+        args.retries = self.retries;
+        args.retry_max_time = self.retry_max_time;
+        args.no_verify = self.no_verify;
+        args.digest_file = self.digest_file.clone();
+        args.output = self.output;
+        args.quiet = self.quiet;
+        args
+    }
+}
+
+/// What an export archive holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchiveFormat {
+    /// What `docker save` writes: `docker load` loads it with its tag.
+    Docker,
+    /// An OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`).
+    Oci,
+}
+
+/// How an export archive is compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    Gzip,
+    Zstd,
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The image: `[REGISTRY/]REPOSITORY[:TAG|@DIGEST]` (the tag defaults to `latest`).
+    #[arg(value_name = "REF")]
+    pub reference: String,
+
+    /// Where to write: `s3://BUCKET/KEY`, a file path, or `-` for stdout.
+    #[arg(long, value_name = "DEST")]
+    pub to: String,
+
+    /// `docker` (what `docker save` writes) or `oci` (an OCI image layout).
+    #[arg(long, value_enum, default_value_t = ArchiveFormat::Docker)]
+    pub format: ArchiveFormat,
+
+    /// Compression of the archive. Default: from the suffix of DEST (`.tar`, `.tar.gz`/`.tgz`,
+    /// `.tar.zst`), else none.
+    #[arg(long, value_enum, value_name = "ALGORITHM")]
+    pub compress: Option<Compression>,
+
+    /// The platform to export from a multi-platform image, `OS/ARCH[/VARIANT]`. Default: this host's.
+    #[arg(
+        long,
+        value_name = "OS/ARCH[/VARIANT]",
+        conflicts_with = "all_platforms"
+    )]
+    pub platform: Option<String>,
+
+    /// Keep every platform of a multi-platform image (needs `--format oci`).
+    #[arg(long)]
+    pub all_platforms: bool,
+
+    /// Registry host[:port] for a REF without one. Default: ECR_REGISTRY, else
+    /// <AWS_ACCOUNT_ID>.dkr.ecr.<region>.amazonaws.com, else the ECR token's endpoint.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub registry: Option<String>,
+
+    /// AWS region for ECR and S3. Default: AWS_REGION, AWS_DEFAULT_REGION, then the AWS profile's region.
+    #[arg(long, value_name = "REGION")]
+    pub region: Option<String>,
+
+    /// How to get registry credentials.
+    #[arg(long, value_enum, default_value_t = AuthMode::Ecr)]
+    pub auth: AuthMode,
+
+    /// Encrypt the S3 object with this KMS key (SSE-KMS). Default: SSE-S3 (AES256).
+    #[arg(long, value_name = "KEY")]
+    pub kms_key_id: Option<String>,
+
+    /// Size of each S3 multipart part in MiB (S3 takes 5 to 5120; the last part may be smaller).
+    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    pub part_size: u32,
+
+    /// S3 parts uploaded at once. Memory is about (N + 1) x --part-size.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub parallel_uploads: u32,
+
+    /// Attempts for each registry read and S3 request that fails transiently.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Stop retrying an operation after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub retry_max_time: u64,
+
+    /// Print only errors and warnings on stderr.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -99,12 +296,13 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub context: PathBuf,
 
-    /// Repository name inside the registry, e.g. `api` or `team/api`.
-    #[arg(long, env = "ECR_REPOSITORY", value_name = "NAME")]
+    /// Repository name inside the registry, e.g. `api` or `team/api`. Default: ECR_REPOSITORY.
+    #[arg(long, value_name = "NAME")]
     pub repository: Option<String>,
 
-    /// Registry host[:port]. Default: <AWS_ACCOUNT_ID>.dkr.ecr.<region>.amazonaws.com, else the ECR token's endpoint.
-    #[arg(long, env = "ECR_REGISTRY", value_name = "HOST[:PORT]")]
+    /// Registry host[:port]. Default: ECR_REGISTRY, else <AWS_ACCOUNT_ID>.dkr.ecr.<region>.amazonaws.com, else
+    /// the ECR token's endpoint.
+    #[arg(long, value_name = "HOST[:PORT]")]
     pub registry: Option<String>,
 
     /// AWS region for ECR. Default: AWS_REGION, AWS_DEFAULT_REGION, then the AWS profile's region.
@@ -208,6 +406,18 @@ pub struct BuildArgs {
     /// Build-time variable (repeatable), as `docker build --build-arg`.
     #[arg(long = "build-arg", value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
+
+    /// Target platform(s), comma-separated or repeated, e.g. linux/amd64,linux/arm64. Given, the image is
+    /// built with BuildKit for that platform (TARGETPLATFORM, TARGETOS, TARGETARCH, BUILDPLATFORM set;
+    /// `FROM --platform=$BUILDPLATFORM` stages run natively). Several platforms publish an OCI index under
+    /// the SHA tag. Default: the daemon's own platform, with the classic builder.
+    #[arg(long = "platform", value_name = "OS/ARCH", value_delimiter = ',')]
+    pub platforms: Vec<String>,
+
+    /// With one --platform: publish this platform's image under `<sha>-<os>-<arch>` only (no SHA tag, no
+    /// `latest`), for `ecrbuild index` to join once every platform's host has built its own.
+    #[arg(long)]
+    pub defer_index: bool,
 
     /// Build stage to stop at.
     #[arg(long, value_name = "STAGE")]

@@ -30,6 +30,14 @@ pub enum ExitCode {
     ScanFindings = 9,
     /// The repository does not exist in the registry.
     RepositoryNotFound = 10,
+    /// `export`: the tag, digest or platform is not in the repository.
+    ImageNotFound = 11,
+    /// `export`: the S3 bucket does not exist.
+    BucketNotFound = 12,
+    /// `export`: a blob's content does not match its digest or size.
+    BlobCorrupt = 13,
+    /// `export`: the registry could not be read or the destination written (after retries).
+    ExportFailed = 14,
     /// Stopped by SIGINT (128 + 2).
     Interrupted = 130,
     /// Stopped by SIGTERM (128 + 15).
@@ -52,6 +60,52 @@ pub struct Invalid {
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.input, self.problem)
+    }
+}
+
+/// What kind of failure a registry or daemon call met, decided where it is seen (the HTTP status, the
+/// I/O error kind, the daemon's error code). Retries look only at this, never at message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A state that passes: 5xx, 429, a reset or refused connection, a timeout. Worth another attempt.
+    Transient,
+    /// 401 or 403: the credentials were refused.
+    CredentialsRefused,
+    /// 404: the repository, tag or blob is not there.
+    NotFound,
+    /// Anything else: another attempt gets the same answer.
+    Permanent,
+}
+
+impl FailureKind {
+    /// The kind of an HTTP status a registry answered with.
+    pub fn from_status(status: u16) -> Self {
+        match status {
+            401 | 403 => FailureKind::CredentialsRefused,
+            404 => FailureKind::NotFound,
+            // 408 Request Timeout and 429 Too Many Requests pass; so do the server's own failures.
+            408 | 429 | 500..=599 => FailureKind::Transient,
+            _ => FailureKind::Permanent,
+        }
+    }
+
+    /// The kind of an I/O error met while talking to a registry or the daemon.
+    pub fn from_io(kind: std::io::ErrorKind) -> Self {
+        use std::io::ErrorKind as K;
+        match kind {
+            K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::BrokenPipe
+            | K::TimedOut
+            | K::UnexpectedEof
+            | K::Interrupted
+            | K::WouldBlock => FailureKind::Transient,
+            K::PermissionDenied => FailureKind::CredentialsRefused,
+            K::NotFound => FailureKind::NotFound,
+            _ => FailureKind::Permanent,
+        }
     }
 }
 
@@ -81,7 +135,11 @@ pub enum Error {
     AuthFailed { target: String, detail: String },
 
     #[error("push of {reference} failed: {detail}")]
-    PushFailed { reference: String, detail: String },
+    PushFailed {
+        reference: String,
+        detail: String,
+        kind: FailureKind,
+    },
 
     #[error("verification failed: {reference} resolves to {actual}, but {expected} was pushed")]
     DigestMismatch {
@@ -91,7 +149,11 @@ pub enum Error {
     },
 
     #[error("verification failed for {reference}: {detail}")]
-    VerifyFailed { reference: String, detail: String },
+    VerifyFailed {
+        reference: String,
+        detail: String,
+        kind: FailureKind,
+    },
 
     #[error("repository {repository} does not exist in {registry}; create it first (terraform apply in terraform/ creates it), or check --repository and --region")]
     RepositoryNotFound {
@@ -104,6 +166,26 @@ pub enum Error {
         reference: String,
         summary: String,
         threshold: String,
+    },
+
+    #[error("{reference} is not in the registry: {detail}")]
+    ImageNotFound { reference: String, detail: String },
+
+    #[error("S3 bucket {bucket} does not exist ({action} answered NoSuchBucket); check the bucket in --to and the region")]
+    BucketNotFound { bucket: String, action: String },
+
+    #[error("blob {digest} of {reference} is corrupt: {detail}; nothing was exported")]
+    BlobCorrupt {
+        reference: String,
+        digest: String,
+        detail: String,
+    },
+
+    #[error("export to {target} failed: {detail}")]
+    ExportFailed {
+        target: String,
+        detail: String,
+        kind: FailureKind,
     },
 
     #[error("stopped by {}; nothing more was pushed", match .0 { Signal::Interrupt => "SIGINT", Signal::Terminate => "SIGTERM" })]
@@ -121,6 +203,23 @@ impl Error {
         })
     }
 
+    /// Whether the failure may pass if tried again.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::PushFailed {
+                kind: FailureKind::Transient,
+                ..
+            } | Error::VerifyFailed {
+                kind: FailureKind::Transient,
+                ..
+            } | Error::ExportFailed {
+                kind: FailureKind::Transient,
+                ..
+            }
+        )
+    }
+
     pub fn exit_code(&self) -> ExitCode {
         match self {
             Error::Usage(_) => ExitCode::Usage,
@@ -132,6 +231,10 @@ impl Error {
             Error::DigestMismatch { .. } | Error::VerifyFailed { .. } => ExitCode::VerifyFailed,
             Error::RepositoryNotFound { .. } => ExitCode::RepositoryNotFound,
             Error::ScanFindings { .. } => ExitCode::ScanFindings,
+            Error::ImageNotFound { .. } => ExitCode::ImageNotFound,
+            Error::BucketNotFound { .. } => ExitCode::BucketNotFound,
+            Error::BlobCorrupt { .. } => ExitCode::BlobCorrupt,
+            Error::ExportFailed { .. } => ExitCode::ExportFailed,
             Error::Interrupted(Signal::Interrupt) => ExitCode::Interrupted,
             Error::Interrupted(Signal::Terminate) => ExitCode::Terminated,
             Error::Internal(_) => ExitCode::Internal,
@@ -159,13 +262,22 @@ mod tests {
             ExitCode::VerifyFailed,
             ExitCode::ScanFindings,
             ExitCode::RepositoryNotFound,
+            ExitCode::ImageNotFound,
+            ExitCode::BucketNotFound,
+            ExitCode::BlobCorrupt,
+            ExitCode::ExportFailed,
             ExitCode::Interrupted,
             ExitCode::Terminated,
         ];
-        let mut seen: Vec<u8> = codes.iter().map(|c| c.code()).collect();
-        seen.sort_unstable();
-        seen.dedup();
-        assert_eq!(seen.len(), codes.len());
+        let unique: std::collections::HashSet<u8> = codes.iter().map(|c| c.code()).collect();
+        assert_eq!(unique.len(), codes.len());
+        assert_eq!(ExitCode::ExportFailed.code(), 14);
+        assert!(Error::ExportFailed {
+            target: "s3://b/k".into(),
+            detail: "d".into(),
+            kind: FailureKind::Transient
+        }
+        .is_transient());
     }
 
     #[test]
@@ -173,5 +285,81 @@ mod tests {
         let err = Error::usage("--sha", "must be 40 or 64 lowercase hex characters");
         assert_eq!(err.exit_code(), ExitCode::Usage);
         assert!(err.to_string().starts_with("--sha: "));
+    }
+
+    #[test]
+    fn http_statuses_are_classified() {
+        for status in [500, 502, 503, 504, 429, 408] {
+            assert_eq!(
+                FailureKind::from_status(status),
+                FailureKind::Transient,
+                "{status}"
+            );
+        }
+        assert_eq!(
+            FailureKind::from_status(401),
+            FailureKind::CredentialsRefused
+        );
+        assert_eq!(
+            FailureKind::from_status(403),
+            FailureKind::CredentialsRefused
+        );
+        assert_eq!(FailureKind::from_status(404), FailureKind::NotFound);
+        for status in [400, 405, 409, 413, 415, 422] {
+            assert_eq!(
+                FailureKind::from_status(status),
+                FailureKind::Permanent,
+                "{status}"
+            );
+        }
+    }
+
+    #[test]
+    fn io_error_kinds_are_classified() {
+        use std::io::ErrorKind as K;
+        for kind in [
+            K::ConnectionRefused,
+            K::ConnectionReset,
+            K::ConnectionAborted,
+            K::BrokenPipe,
+            K::TimedOut,
+            K::UnexpectedEof,
+        ] {
+            assert_eq!(
+                FailureKind::from_io(kind),
+                FailureKind::Transient,
+                "{kind:?}"
+            );
+        }
+        assert_eq!(
+            FailureKind::from_io(K::PermissionDenied),
+            FailureKind::CredentialsRefused
+        );
+        assert_eq!(FailureKind::from_io(K::NotFound), FailureKind::NotFound);
+        assert_eq!(FailureKind::from_io(K::InvalidData), FailureKind::Permanent);
+    }
+
+    #[test]
+    fn only_transient_push_and_verify_failures_are_retried() {
+        let push = |kind| Error::PushFailed {
+            reference: "r/a:t".into(),
+            detail: "d".into(),
+            kind,
+        };
+        assert!(push(FailureKind::Transient).is_transient());
+        assert!(!push(FailureKind::Permanent).is_transient());
+        assert!(!push(FailureKind::NotFound).is_transient());
+        let verify = Error::VerifyFailed {
+            reference: "r/a:t".into(),
+            detail: "d".into(),
+            kind: FailureKind::Transient,
+        };
+        assert!(verify.is_transient());
+        // The message says "503", but the kind decides.
+        assert!(!Error::AuthFailed {
+            target: "r".into(),
+            detail: "503 transient".into()
+        }
+        .is_transient());
     }
 }

@@ -18,6 +18,19 @@ impl History {
         }
     }
 
+    /// Ask git from async code: on a blocking thread, since git runs as a child process and the
+    /// runtime's threads must not wait for it.
+    pub async fn ask<T, F>(&self, question: F) -> crate::Result<T>
+    where
+        F: FnOnce(&History) -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let history = self.clone();
+        tokio::task::spawn_blocking(move || question(&history))
+            .await
+            .map_err(|e| crate::Error::Internal(format!("a git query stopped: {e}")))
+    }
+
     fn git(&self, args: &[&str]) -> Option<std::process::Output> {
         Command::new("git")
             .arg("-C")
@@ -65,47 +78,54 @@ impl History {
     }
 
     /// Which of `shas` descend from `ancestor`: `Some(true)` or `Some(false)`, or `None` for a commit git
-    /// does not have (a shallow clone, another checkout). Two git processes however many are asked about,
-    /// where [`History::is_ancestor`] would take one each.
+    /// does not have (a shallow clone, another checkout). At most two git processes however many are
+    /// asked about, where [`History::is_ancestor`] would take one each; only the commits git has go to
+    /// the second (in a shallow clone there are none, and `rev-list` is slow to look for missing ones).
     pub fn descend_from(&self, ancestor: &str, shas: &[&str]) -> Vec<Option<bool>> {
         let unknown = || vec![None; shas.len()];
-        let mut query = String::with_capacity(41 * (shas.len() + 1));
-        for sha in std::iter::once(&ancestor).chain(shas) {
+        let known = self.known_commits(&[&[ancestor][..], shas].concat());
+        if !known.contains(ancestor) {
+            return unknown();
+        }
+        let known_shas: Vec<&str> = shas
+            .iter()
+            .copied()
+            .filter(|sha| known.contains(*sha))
+            .collect();
+        let descendants: std::collections::HashSet<String> = if known_shas.is_empty() {
+            Default::default()
+        } else {
+            let mut revisions = format!("^{ancestor}\n");
+            for sha in &known_shas {
+                revisions.push_str(sha);
+                revisions.push('\n');
+            }
+            let args = ["rev-list", "--ancestry-path", "--stdin"];
+            match self.git_with_input(&args, &revisions) {
+                Some(listed) => listed.lines().map(str::to_string).collect(),
+                None => return unknown(),
+            }
+        };
+        shas.iter()
+            .map(|sha| known.contains(*sha).then(|| descendants.contains(*sha)))
+            .collect()
+    }
+
+    /// Which of `shas` are commits this checkout has, in one git process. Empty when git cannot say.
+    pub fn known_commits(&self, shas: &[&str]) -> std::collections::HashSet<String> {
+        let mut query = String::with_capacity(41 * shas.len());
+        for sha in shas {
             query.push_str(sha);
             query.push('\n');
         }
-        let mut revisions = format!("^{ancestor}\n");
-        for sha in shas {
-            revisions.push_str(sha);
-            revisions.push('\n');
-        }
-        // Both at once: which commits git has, and which of those descend from `ancestor`
-        // (--ignore-missing skips the ones it lacks).
-        let (types, listed) = std::thread::scope(|scope| {
-            let listed = scope.spawn(|| {
-                self.git_with_input(
-                    &["rev-list", "--ancestry-path", "--ignore-missing", "--stdin"],
-                    &revisions,
-                )
-            });
-            let types = self.git_with_input(&["cat-file", "--batch-check=%(objecttype)"], &query);
-            (types, listed.join().ok().flatten())
-        });
-        let Some(types) = types else {
-            return unknown();
+        let Some(types) = self.git_with_input(&["cat-file", "--batch-check=%(objecttype)"], &query)
+        else {
+            return Default::default();
         };
-        let mut is_commit = types.lines().map(|t| t == "commit");
-        if is_commit.next() != Some(true) {
-            return unknown();
-        }
-        let known: Vec<bool> = is_commit.collect();
-        let Some(listed) = listed.filter(|_| known.len() == shas.len()) else {
-            return unknown();
-        };
-        let descendants: std::collections::HashSet<&str> = listed.lines().collect();
         shas.iter()
-            .zip(known)
-            .map(|(sha, known)| known.then(|| descendants.contains(sha)))
+            .zip(types.lines())
+            .filter(|(_, kind)| *kind == "commit")
+            .map(|(sha, _)| sha.to_string())
             .collect()
     }
 
@@ -186,6 +206,13 @@ mod tests {
         );
         // An ancestor git does not have: nothing can be said.
         assert_eq!(history.descend_from(&unknown, &[&a]), vec![None]);
+        let known = history.known_commits(&[&a, &unknown, &d]);
+        assert_eq!(
+            known,
+            [a.clone(), d.clone()]
+                .into_iter()
+                .collect::<std::collections::HashSet<_>>()
+        );
         assert_eq!(history.descend_from(&c, &[]), Vec::<Option<bool>>::new());
         std::fs::remove_dir_all(&dir).unwrap();
     }

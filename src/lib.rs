@@ -10,13 +10,17 @@ pub mod ci;
 pub mod cli;
 pub use docker_context as context;
 pub mod daemon;
+pub mod env;
 pub mod error;
+pub mod export;
 pub mod git;
+pub mod identity;
 pub mod pipeline;
 pub mod plan;
 pub mod push;
 pub mod registry;
 pub mod report;
+pub mod retry;
 pub mod scan;
 pub mod verify;
 

@@ -5,10 +5,11 @@ use std::process::ExitCode as ProcessExit;
 
 use clap::Parser;
 use ecrbuild::ci::LocalGit;
-use ecrbuild::cli::{Cli, Command, ContextArgs, OutputFormat};
+use ecrbuild::cli::{BuildArgs, Cli, Command, ContextArgs, ExportArgs, OutputFormat};
 use ecrbuild::context::BuildContext;
+use ecrbuild::env::Env;
 use ecrbuild::git::History;
-use ecrbuild::plan::{self, Env, Workspace};
+use ecrbuild::plan::{self, Workspace};
 use ecrbuild::report::Reporter;
 use ecrbuild::{pipeline, Error};
 
@@ -21,7 +22,9 @@ fn main() -> ProcessExit {
 
     let outcome = match cli.command {
         Some(Command::Context(args)) => list_context(&args),
-        None => build_and_push(cli.build),
+        Some(Command::Index(args)) => run(args.publishing(), Run::Index),
+        Some(Command::Export(args)) => export(&args),
+        None => run(cli.build, Run::Build),
     };
     match outcome {
         Ok(()) => ProcessExit::SUCCESS,
@@ -36,12 +39,13 @@ fn main() -> ProcessExit {
 /// `trace` they print request headers and response bodies, which hold the registry password and the ECR
 /// token. No log level may show a secret.
 fn log_filter() -> tracing_subscriber::EnvFilter {
-    const SEES_SECRETS: [&str; 13] = [
+    const SEES_SECRETS: [&str; 14] = [
         "aws_smithy_runtime",
         "aws_smithy_runtime_api",
         "aws_smithy_http_client",
         "aws_smithy_types",
         "aws_sdk_ecr",
+        "aws_sdk_s3",
         "aws_config",
         "bollard",
         "hyper",
@@ -61,7 +65,15 @@ fn log_filter() -> tracing_subscriber::EnvFilter {
     filter
 }
 
-fn build_and_push(args: ecrbuild::cli::BuildArgs) -> Result<(), Error> {
+/// What a run does with its plan.
+enum Run {
+    /// Build and push (the default command).
+    Build,
+    /// `ecrbuild index`: join the platform images into an index; no daemon.
+    Index,
+}
+
+fn run(args: BuildArgs, what: Run) -> Result<(), Error> {
     let reporter = Reporter::new(args.quiet);
     let env = Env::from_process();
     let history = History::at(&args.context);
@@ -83,17 +95,31 @@ fn build_and_push(args: ecrbuild::cli::BuildArgs) -> Result<(), Error> {
         reporter.step(note);
     }
     let output = plan.output;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-    let summary = runtime.block_on(pipeline::run_until_signalled(plan, &reporter))?;
+    let runtime = runtime()?;
+    let summary = match what {
+        Run::Build => runtime.block_on(pipeline::run_until_signalled(plan, &reporter))?,
+        Run::Index => runtime.block_on(pipeline::run_index(plan, &reporter))?,
+    };
     let text = match output {
         OutputFormat::Json => format!("{}\n", summary.to_json()),
         OutputFormat::Text => summary.to_text(),
     };
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
     Ok(())
+}
+
+fn export(args: &ExportArgs) -> Result<(), Error> {
+    let plan = ecrbuild::export::plan::resolve(args, &Env::from_process())?;
+    let reporter = Reporter::new(plan.quiet);
+    runtime()?.block_on(ecrbuild::export::run(plan, &reporter))?;
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Error> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))
 }
 
 fn list_context(args: &ContextArgs) -> Result<(), Error> {

@@ -1,21 +1,30 @@
 //! Runs the phases in order. Each phase hands the next the value only it can produce: a scanned context,
-//! a [`BuiltImage`](crate::build::BuiltImage) from a successful build, a [`PushedImage`](crate::push::PushedImage).
+//! a [`BuiltImage`] from a successful build, a [`PushedImage`](crate::push::PushedImage) from a push.
+//! A commit that is already published yields [`Outcome::AlreadyPublished`] instead of a build, and is
+//! only tagged in the registry. Several `--platform`s run [`platforms::run`] instead: one image per
+//! platform, joined into an index; `ecrbuild index` runs [`platforms::run_index`].
 
+mod platforms;
+pub use platforms::run_index;
+
+use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
 
+use indicatif::HumanBytes;
+
 use crate::auth::{self, Credentials, RepositoryState};
-use crate::build;
-use crate::cli::AuthMode;
+use crate::build::{self, BuildOptions, BuildSetup, BuiltImage};
+use crate::cli::{AuthMode, LatestMode};
 use crate::context::{context_needs, BuildContext, ContextNeeds, SourceRoot};
 use crate::daemon;
 use crate::error::{Error, Result, Signal};
 use crate::git::History;
-use crate::plan::{LatestMode, Plan, Registry, RegistrySource, Tag};
-use crate::push::latest::Revision;
-use crate::push::retry::retry;
-use crate::push::{self, LatestOutcome, Published, PushOptions, Target};
+use crate::identity::{Published, Registry, Revision, Tag, REVISION_LABEL};
+use crate::plan::{Plan, RegistrySource};
+use crate::push::{self, api_error, DaemonPush, PushedImage, RegistryTarget};
 use crate::registry::{RegistryApi, RegistryApiError, StoredManifest};
 use crate::report::{self, secs, Reporter, Summary, Timings};
+use crate::retry::retry;
 use crate::scan;
 use crate::verify;
 
@@ -34,217 +43,411 @@ pub async fn run_until_signalled(plan: Plan, reporter: &Reporter) -> Result<Summ
     }
 }
 
-/// Run every phase in order.
+/// Run every phase in order: context, build (or find the commit published), push, verify, report.
 pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
+    if plan.platforms.len() > 1 {
+        return platforms::run(plan, reporter).await;
+    }
     let started = Instant::now();
-    let mut timings = Timings::default();
+    let context = scan_context(&plan.build, reporter).await?;
+    let docker = daemon::connect(plan.build.daemon_timeout).await?;
+    platforms::check_emulation(&docker, &plan, reporter).await?;
+    let context = choose_context(&docker, &plan.build, context, reporter).await?;
+    let context_secs = secs(started.elapsed());
+    let session = Session::open(&plan).await?;
+    let mut summary = session.summary(&plan, context_secs);
 
-    let phase = Instant::now();
-    let context = scan_context(&plan).await?;
-    reporter.step(format!(
-        "context {}: {} entries, {} of file data, Dockerfile {}",
-        plan.context_dir.display(),
-        context.entry_count(),
-        human_bytes(context.content_bytes()),
-        context.dockerfile_in_tar()
-    ));
-    timings.context_secs = secs(phase.elapsed());
-
-    let docker = daemon::connect(Duration::from_secs(plan.daemon_timeout_secs)).await?;
-    let phase = Instant::now();
-    let context = if plan.full_context {
-        context
-    } else {
-        select_context(&docker, &plan, context, reporter).await?
-    };
-    timings.context_secs += secs(phase.elapsed());
-    let aws = match plan.auth {
-        AuthMode::Ecr => Some(auth::aws_config(plan.region.as_deref(), plan.retry.attempts).await),
-        AuthMode::None => None,
-    };
-    let history = History::at(&plan.context_dir);
-    let revision = Revision {
-        sha: plan.sha.to_string(),
-        commit_time: history.commit_time(plan.sha.as_str()),
-    };
-    let registry = resolve_registry(&plan, aws.as_ref()).await?;
-    let published = Published {
-        registry: registry.clone(),
-        repository: plan.repository.clone(),
-        revision: revision.clone(),
-    };
-    let push_options = PushOptions {
-        latest: plan.latest,
-        retry: plan.retry,
-    };
-
-    let mut summary = Summary {
-        sha: plan.sha.to_string(),
-        image_id: String::new(),
-        registry: registry.to_string(),
-        repository: plan.repository.as_str().to_string(),
-        references: plan.tags.iter().map(|t| published.reference(t)).collect(),
-        pushed_references: Vec::new(),
-        digest: None,
-        pushed: false,
-        skipped: false,
-        latest: None,
-        scan: None,
-        timings,
-    };
-    let gzip = plan
-        .compress
-        .unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host()));
-    let preflight_wanted = plan.push && plan.preflight;
-    if preflight_wanted && aws.is_none() && plan.create_repository {
-        reporter.warn("--create-repository applies to ECR only (--auth ecr); ignored");
-    }
-
-    // Cache sources are pulled with the preflight's credentials, so then the preflight comes first.
-    let mut checked: Option<Checked> = None;
-    if preflight_wanted && !plan.cache_from.is_empty() {
-        let phase = Instant::now();
-        let result = preflight(&plan, aws.as_ref(), &registry, &published, reporter).await?;
-        summary.timings.auth_secs = secs(phase.elapsed());
-        checked = Some(result);
-    }
-    if let Some(Checked::Published { manifest, api }) = checked {
-        return skip(
-            &plan,
-            aws.as_ref(),
-            &docker,
-            &history,
-            &published,
-            &push_options,
-            (manifest, api),
-            summary,
-            started,
-            reporter,
-        )
-        .await;
-    }
-    let cache_from = if plan.cache_from.is_empty() {
-        Vec::new()
-    } else {
-        let fetched;
-        let cache_credentials = match &checked {
-            Some(Checked::Ready { credentials, .. }) => credentials,
-            _ => {
-                fetched = registry_credentials(aws.as_ref(), &registry).await?.0;
-                &fetched
+    match build_or_find(&plan, &session, &docker, context, &mut summary, reporter).await? {
+        Outcome::AlreadyPublished { manifest, api } => {
+            republish(&plan, &session, &manifest, &api, &mut summary, reporter).await?;
+        }
+        Outcome::Built { image, access } => {
+            summary.image_id = image.id().to_string();
+            if !plan.publish.push {
+                reporter.step("not pushing (--no-push or a pull/merge request build)");
+                summary.timings.total_secs = secs(started.elapsed());
+                return Ok(summary);
             }
-        };
-        build::pull_cache_sources(&docker, &plan, &registry, cache_credentials, reporter).await
-    };
-
-    let phase = Instant::now();
-    reporter.step(format!("building {}", published.reference(&plan.sha_tag())));
-    let setup = build::BuildSetup {
-        registry: &registry,
-        revision: &revision,
-        cache_from: &cache_from,
-        gzip,
-    };
-    let building = build::build(&docker, &plan, &setup, context, reporter);
-    tokio::pin!(building);
-    let mut built = None;
-    if preflight_wanted && checked.is_none() {
-        // The preflight runs while the daemon builds: it costs no time, and a failure (bad credentials,
-        // no repository) still stops the build within seconds. An already published commit cancels
-        // the build (dropping it closes the connection) and is not pushed again.
-        let started_preflight = Instant::now();
-        let checking = preflight(&plan, aws.as_ref(), &registry, &published, reporter);
-        tokio::pin!(checking);
-        let result = tokio::select! {
-            result = &mut checking => result,
-            result = &mut building => {
-                built = Some(result);
-                checking.await
-            }
-        };
-        summary.timings.auth_secs = secs(started_preflight.elapsed());
-        match result? {
-            Checked::Published { manifest, api } => {
-                if built.is_none() {
-                    reporter.step("build cancelled: this commit is already published");
-                }
-                return skip(
+            let pushed = publish(
+                &plan,
+                &session,
+                &docker,
+                &image,
+                access,
+                &mut summary,
+                reporter,
+            );
+            let (pushed, access) = pushed.await?;
+            if plan.publish.verify {
+                verify_pushed(
                     &plan,
-                    aws.as_ref(),
-                    &docker,
-                    &history,
-                    &published,
-                    &push_options,
-                    (manifest, api),
-                    summary,
-                    started,
+                    &session,
+                    &access,
+                    &image,
+                    &pushed,
+                    &mut summary,
                     reporter,
                 )
-                .await;
+                .await?;
             }
-            ready => checked = Some(ready),
         }
     }
-    let image = match built {
-        Some(result) => result?,
-        None => building.await?,
-    };
-    summary.timings.build_secs = secs(phase.elapsed());
-    summary.image_id = image.id().to_string();
-    reporter.step(format!(
-        "built {} and tagged {}",
-        image.id(),
-        image
-            .tags()
-            .iter()
-            .map(Tag::as_str)
-            .collect::<Vec<_>>()
-            .join(", ")
-    ));
-    if !plan.push {
-        reporter.step("not pushing (--no-push or a pull/merge request build)");
-        summary.timings.total_secs = secs(started.elapsed());
-        return Ok(summary);
+    finish(&plan, &session, &mut summary, reporter).await?;
+    summary.timings.total_secs = secs(started.elapsed());
+    Ok(summary)
+}
+
+/// What the run holds once the plan is checked: AWS configuration, the registry, git, and the name and
+/// commit the image is published under.
+struct Session {
+    aws: Option<aws_config::SdkConfig>,
+    registry: Registry,
+    history: History,
+    name: Published,
+}
+
+impl Session {
+    async fn open(plan: &Plan) -> Result<Session> {
+        let aws = match plan.access.auth {
+            AuthMode::Ecr => Some(
+                auth::aws_config(plan.access.region.as_deref(), plan.publish.retry.attempts).await,
+            ),
+            AuthMode::None => None,
+        };
+        let history = History::at(&plan.build.context_dir);
+        let sha = plan.identity.sha.to_string();
+        let commit_time = {
+            let sha = sha.clone();
+            history.ask(move |git| git.commit_time(&sha)).await?
+        };
+        let registry = resolve_registry(&plan.identity.registry, aws.as_ref()).await?;
+        let name = Published {
+            registry: registry.clone(),
+            repository: plan.identity.repository.clone(),
+            revision: Revision { sha, commit_time },
+        };
+        Ok(Session {
+            aws,
+            registry,
+            history,
+            name,
+        })
     }
 
-    // The token from before the build is used only while it has a safe margin left (ECR tokens last
-    // 12 hours); otherwise a fresh one is fetched right before the push.
+    /// The result as far as it is known before the build.
+    fn summary(&self, plan: &Plan, context_secs: f64) -> Summary {
+        Summary {
+            sha: plan.identity.sha.to_string(),
+            image_id: String::new(),
+            registry: self.registry.to_string(),
+            repository: plan.identity.repository.as_str().to_string(),
+            references: plan
+                .publish
+                .tags
+                .iter()
+                .map(|t| self.name.reference(t))
+                .collect(),
+            pushed_references: Vec::new(),
+            digest: None,
+            pushed: false,
+            skipped: false,
+            latest: None,
+            scan: None,
+            timings: Timings {
+                context_secs,
+                ..Timings::default()
+            },
+        }
+    }
+}
+
+/// A build, or the commit found already published: the two ways to the registry.
+enum Outcome {
+    /// The daemon built the image; `access` is the preflight's, when it ran.
+    Built {
+        image: Box<BuiltImage>,
+        access: Option<RegistryAccess>,
+    },
+    /// The SHA tag is in the registry with its labels: nothing to build.
+    AlreadyPublished {
+        manifest: StoredManifest,
+        api: RegistryApi,
+    },
+}
+
+/// Credentials that work, when they expire (`None`: never), and a client that has used them.
+struct RegistryAccess {
+    credentials: Credentials,
+    expires_at: Option<SystemTime>,
+    api: RegistryApi,
+}
+
+/// What the preflight found.
+enum Checked {
+    Published {
+        manifest: StoredManifest,
+        api: RegistryApi,
+    },
+    Ready(RegistryAccess),
+}
+
+/// Build the image, unless the preflight finds this commit already published. The preflight runs beside
+/// the build; with `--cache-from` it runs first, since the cache sources are pulled with its credentials.
+async fn build_or_find(
+    plan: &Plan,
+    session: &Session,
+    docker: &bollard::Docker,
+    context: BuildContext,
+    summary: &mut Summary,
+    reporter: &Reporter,
+) -> Result<Outcome> {
+    let preflight_wanted = plan.publish.push && plan.publish.preflight;
+    if preflight_wanted && session.aws.is_none() && plan.publish.create_repository {
+        reporter.warn("--create-repository applies to ECR only (--auth ecr); ignored");
+    }
+    let mut access = None;
+    if preflight_wanted && !plan.build.cache_from.is_empty() {
+        let phase = Instant::now();
+        let checked = preflight(plan, session, reporter).await?;
+        summary.timings.auth_secs = secs(phase.elapsed());
+        match checked {
+            Checked::Published { manifest, api } => {
+                return Ok(Outcome::AlreadyPublished { manifest, api })
+            }
+            Checked::Ready(ready) => access = Some(ready),
+        }
+    }
+    let cache_from = pull_cache_sources(plan, session, docker, access.as_ref(), reporter).await?;
     let phase = Instant::now();
-    let (mut credentials, reused_api) = match checked {
-        Some(Checked::Ready {
-            credentials,
-            expires_at,
-            api,
-        }) if still_valid(expires_at) => (credentials, Some(api)),
-        _ => (registry_credentials(aws.as_ref(), &registry).await?.0, None),
+    reporter.step(format!(
+        "building {}",
+        session.name.reference(plan.publish.sha_tag())
+    ));
+    let setup = BuildSetup {
+        name: session.name.clone(),
+        tags: plan.publish.tags.clone(),
+        latest_candidate: plan.publish.latest_candidate(),
+        cache_from,
+        gzip: plan
+            .build
+            .compress
+            .unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host())),
+        platform: plan.platforms.first().cloned(),
+    };
+    let building = build::build(docker, &plan.build, setup, context, reporter);
+    let outcome = if preflight_wanted && access.is_none() {
+        build_beside_preflight(plan, session, building, summary, reporter).await
+    } else {
+        building.await.map(|image| Outcome::Built {
+            image: Box::new(image),
+            access,
+        })
+    };
+    summary.timings.build_secs = secs(phase.elapsed());
+    if let Ok(Outcome::Built { image, .. }) = &outcome {
+        reporter.step(format!(
+            "built {} and tagged {}",
+            image.id(),
+            image
+                .tags()
+                .iter()
+                .map(Tag::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    outcome
+}
+
+/// The preflight runs while the daemon builds: it costs no time, and a failure (bad credentials, no
+/// repository) still stops the build within seconds. An already published commit cancels the build
+/// (dropping it closes the connection) and is not pushed again.
+async fn build_beside_preflight(
+    plan: &Plan,
+    session: &Session,
+    building: impl Future<Output = Result<BuiltImage>>,
+    summary: &mut Summary,
+    reporter: &Reporter,
+) -> Result<Outcome> {
+    tokio::pin!(building);
+    let started = Instant::now();
+    let checking = preflight(plan, session, reporter);
+    tokio::pin!(checking);
+    let mut built = None;
+    let checked = tokio::select! {
+        result = &mut checking => result,
+        result = &mut building => {
+            built = Some(result);
+            checking.await
+        }
+    };
+    summary.timings.auth_secs = secs(started.elapsed());
+    match checked? {
+        Checked::Published { manifest, api } => {
+            if built.is_none() {
+                reporter.step("build cancelled: this commit is already published");
+            }
+            Ok(Outcome::AlreadyPublished { manifest, api })
+        }
+        Checked::Ready(access) => {
+            let image = match built {
+                Some(result) => result?,
+                None => building.await?,
+            };
+            Ok(Outcome::Built {
+                image: Box::new(image),
+                access: Some(access),
+            })
+        }
+    }
+}
+
+/// Pull the `--cache-from` images with this run's credentials (the preflight's when it ran).
+async fn pull_cache_sources(
+    plan: &Plan,
+    session: &Session,
+    docker: &bollard::Docker,
+    access: Option<&RegistryAccess>,
+    reporter: &Reporter,
+) -> Result<Vec<String>> {
+    if plan.build.cache_from.is_empty() {
+        return Ok(Vec::new());
+    }
+    let credentials = match access {
+        Some(access) => access.credentials.clone(),
+        None => registry_credentials(session).await?.0,
+    };
+    let sources = &plan.build.cache_from;
+    Ok(build::pull_cache_sources(docker, sources, &session.name, &credentials, reporter).await)
+}
+
+/// Fail in seconds on bad credentials or a missing repository, not after a long build; and find out
+/// whether this commit is already published.
+async fn preflight(plan: &Plan, session: &Session, reporter: &Reporter) -> Result<Checked> {
+    let repository = plan.identity.repository.as_str();
+    // Two independent ECR calls: asked at the same time.
+    let (exists, fetched) = tokio::join!(
+        async {
+            match &session.aws {
+                Some(config) => {
+                    auth::ensure_repository(config, repository, plan.publish.create_repository)
+                        .await
+                        .map(Some)
+                }
+                None => Ok(None),
+            }
+        },
+        registry_credentials(session)
+    );
+    if exists? == Some(RepositoryState::Created) {
+        reporter.step(format!("created repository {repository}"));
+    }
+    let (credentials, expires_at) = fetched?;
+    let api = RegistryApi::new(&session.registry, &plan.identity.repository, &credentials);
+    let access = RegistryAccess {
+        credentials,
+        expires_at,
+        api,
+    };
+    let sha_tag = plan.publish.sha_tag();
+    let name = &session.name;
+    let policy = &plan.publish.retry;
+    let existing = retry(policy, "preflight", reporter, || async {
+        match access.api.manifest(sha_tag).await {
+            Ok(found) => Ok(found),
+            Err(RegistryApiError::RepositoryNotFound) => Ok(None),
+            Err(e) => Err(preflight_error(name, sha_tag, e)),
+        }
+    })
+    .await?;
+    let Some(manifest) = existing.filter(|_| !plan.publish.force) else {
+        return Ok(Checked::Ready(access));
+    };
+    // A SHA tag without its revision label was left by a run stopped between the daemon's push and the
+    // labelled config (or pushed by another tool): build again to finish it.
+    let expected = plan
+        .build
+        .labels
+        .get(REVISION_LABEL)
+        .map_or(plan.identity.sha.as_str(), String::as_str);
+    let labels = retry(policy, "preflight", reporter, || async {
+        access
+            .api
+            .labels_of(&manifest)
+            .await
+            .map_err(|e| preflight_error(name, sha_tag, e))
+    })
+    .await?;
+    if Revision::from_labels(&labels).is_some_and(|r| r.sha == expected) {
+        return Ok(Checked::Published {
+            manifest,
+            api: access.api,
+        });
+    }
+    reporter.warn(format!(
+        "{} exists but does not carry its revision label (an interrupted run or another tool); building it again",
+        name.reference(sha_tag)
+    ));
+    Ok(Checked::Ready(access))
+}
+
+/// The commit is already published: point `latest` and the extra tags at it, build nothing.
+async fn republish(
+    plan: &Plan,
+    session: &Session,
+    manifest: &StoredManifest,
+    api: &RegistryApi,
+    summary: &mut Summary,
+    reporter: &Reporter,
+) -> Result<()> {
+    let sha_reference = session.name.reference(plan.publish.sha_tag());
+    reporter.step(format!(
+        "{sha_reference} is already published ({}); not rebuilding (use --force to rebuild)",
+        manifest.digest()
+    ));
+    // Registry-side only: the daemon is not asked to push, so no credentials go to it.
+    let target = RegistryTarget {
+        api,
+        name: &session.name,
+        history: &session.history,
+    };
+    let follow_up = plan.publish.follow_up_tags();
+    let (references, latest) =
+        push::promote_published(&target, manifest, follow_up, None, &plan.publish, reporter)
+            .await?;
+    summary.pushed_references = std::iter::once(sha_reference).chain(references).collect();
+    summary.digest = Some(manifest.digest().to_string());
+    summary.skipped = true;
+    summary.latest = Some(latest.describe());
+    Ok(())
+}
+
+/// Push the built image with working credentials: the preflight's while they have a safe margin left
+/// (ECR tokens last 12 hours), else fresh ones. A refused ECR token is refreshed once (it may have
+/// expired or been revoked); a second refusal is final.
+async fn publish(
+    plan: &Plan,
+    session: &Session,
+    docker: &bollard::Docker,
+    image: &BuiltImage,
+    access: Option<RegistryAccess>,
+    summary: &mut Summary,
+    reporter: &Reporter,
+) -> Result<(PushedImage, RegistryAccess)> {
+    let phase = Instant::now();
+    let mut access = match access {
+        Some(access) if still_valid(access.expires_at) => access,
+        _ => fresh_access(plan, session).await?,
     };
     summary.timings.auth_secs += secs(phase.elapsed());
-
     let phase = Instant::now();
-    let mut api =
-        reused_api.unwrap_or_else(|| RegistryApi::new(&registry, &plan.repository, &credentials));
-    let target = Target {
-        docker: &docker,
-        credentials: &credentials,
-        api: &api,
-        history: &history,
-    };
-    let pushed = match push::push(&target, &image, &push_options, reporter).await {
-        // A refused ECR token gets one refresh (it may have expired or been revoked); a second refusal
-        // is final.
-        Err(Error::AuthFailed { detail, .. }) if aws.is_some() => {
+    let pushed = match push_with(&access, plan, session, docker, image, reporter).await {
+        Err(Error::AuthFailed { detail, .. }) if session.aws.is_some() => {
             reporter.warn(format!(
                 "the registry refused the token ({detail}); fetching a new one"
             ));
-            credentials = registry_credentials(aws.as_ref(), &registry).await?.0;
-            api = RegistryApi::new(&registry, &plan.repository, &credentials);
-            let target = Target {
-                docker: &docker,
-                credentials: &credentials,
-                api: &api,
-                history: &history,
-            };
-            push::push(&target, &image, &push_options, reporter).await?
+            access = fresh_access(plan, session).await?;
+            push_with(&access, plan, session, docker, image, reporter).await?
         }
         other => other?,
     };
@@ -252,184 +455,83 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
     summary.digest = Some(pushed.digest.clone());
     summary.pushed_references = pushed.references.clone();
     summary.pushed = true;
-    summary.latest = Some(describe_latest(&pushed.latest));
-
-    if plan.verify {
-        let phase = Instant::now();
-        verify::verify(
-            &api,
-            &image,
-            &pushed,
-            &history,
-            plan.latest == LatestMode::Auto,
-            &plan.retry,
-            reporter,
-        )
-        .await?;
-        summary.timings.verify_secs = secs(phase.elapsed());
-        reporter.step(format!(
-            "verified: {} tag(s) resolve to {}",
-            pushed.references.len(),
-            pushed.digest
-        ));
-    }
-    finish(&plan, aws.as_ref(), summary, started, reporter).await
+    summary.latest = Some(pushed.latest.describe());
+    Ok((pushed, access))
 }
 
-/// What the preflight found.
-enum Checked {
-    /// The SHA tag is in the registry with its labels: nothing to build.
-    Published {
-        manifest: StoredManifest,
-        api: RegistryApi,
-    },
-    /// Ready to push, with credentials that work and a client that has used them.
-    Ready {
-        credentials: Credentials,
-        expires_at: Option<SystemTime>,
-        api: RegistryApi,
-    },
-}
-
-/// Fail in seconds on bad credentials or a missing repository, not after a long build; and find out
-/// whether this commit is already published.
-async fn preflight(
+async fn push_with(
+    access: &RegistryAccess,
     plan: &Plan,
-    aws: Option<&aws_config::SdkConfig>,
-    registry: &Registry,
-    published: &Published,
-    reporter: &Reporter,
-) -> Result<Checked> {
-    // Two independent ECR calls: asked at the same time.
-    let (repository, fetched) = tokio::join!(
-        async {
-            match aws {
-                Some(config) => auth::ensure_repository(
-                    config,
-                    plan.repository.as_str(),
-                    plan.create_repository,
-                )
-                .await
-                .map(Some),
-                None => Ok(None),
-            }
-        },
-        registry_credentials(aws, registry)
-    );
-    if repository? == Some(RepositoryState::Created) {
-        reporter.step(format!("created repository {}", plan.repository.as_str()));
-    }
-    let (credentials, expires_at) = fetched?;
-    let api = RegistryApi::new(registry, &plan.repository, &credentials);
-    let sha_tag = plan.sha_tag();
-    let existing = retry(&plan.retry, "preflight", reporter, || async {
-        match api.manifest(&sha_tag).await {
-            Ok(found) => Ok(found),
-            Err(RegistryApiError::RepositoryNotFound) => Ok(None),
-            Err(e) => Err(preflight_error(published, &sha_tag, e)),
-        }
-    })
-    .await?;
-    let Some(manifest) = existing.filter(|_| !plan.force) else {
-        return Ok(Checked::Ready {
-            credentials,
-            expires_at,
-            api,
-        });
-    };
-    // A SHA tag without its revision label was left by a run stopped between the daemon's push and the
-    // labelled config (or pushed by another tool): build again to finish it.
-    let expected = plan
-        .labels
-        .get(crate::push::latest::REVISION_LABEL)
-        .map_or(plan.sha.as_str(), String::as_str);
-    let labels = retry(&plan.retry, "preflight", reporter, || async {
-        api.labels_of(&manifest)
-            .await
-            .map_err(|e| preflight_error(published, &sha_tag, e))
-    })
-    .await?;
-    if Revision::from_labels(&labels).is_some_and(|r| r.sha == expected) {
-        return Ok(Checked::Published { manifest, api });
-    }
-    reporter.warn(format!(
-        "{} exists but does not carry its revision label (an interrupted run or another tool); building it again",
-        published.reference(&sha_tag)
-    ));
-    Ok(Checked::Ready {
-        credentials,
-        expires_at,
-        api,
-    })
-}
-
-/// The commit is already published: point `latest` and the extra tags at it, build nothing.
-#[allow(clippy::too_many_arguments)]
-async fn skip(
-    plan: &Plan,
-    aws: Option<&aws_config::SdkConfig>,
+    session: &Session,
     docker: &bollard::Docker,
-    history: &History,
-    published: &Published,
-    push_options: &PushOptions,
-    (manifest, api): (StoredManifest, RegistryApi),
-    mut summary: Summary,
-    started: Instant,
+    image: &BuiltImage,
     reporter: &Reporter,
-) -> Result<Summary> {
-    let sha_tag = plan.sha_tag();
-    reporter.step(format!(
-        "{} is already published ({}); not rebuilding (use --force to rebuild)",
-        published.reference(&sha_tag),
-        manifest.digest()
-    ));
-    // Registry-side only: the daemon is not asked to push, so no credentials go to it.
-    let credentials = Credentials::Anonymous;
-    let target = Target {
+) -> Result<PushedImage> {
+    let daemon = DaemonPush {
         docker,
-        credentials: &credentials,
-        api: &api,
-        history,
+        credentials: &access.credentials,
     };
-    let (references, latest) = push::promote_published(
-        &target,
-        published,
-        &manifest,
-        plan.follow_up_tags(),
-        None,
-        push_options,
+    let target = RegistryTarget {
+        api: &access.api,
+        name: image.published(),
+        history: &session.history,
+    };
+    push::push(&daemon, &target, image, &plan.publish, reporter).await
+}
+
+/// Read every pushed tag back from the registry.
+async fn verify_pushed(
+    plan: &Plan,
+    session: &Session,
+    access: &RegistryAccess,
+    image: &BuiltImage,
+    pushed: &PushedImage,
+    summary: &mut Summary,
+    reporter: &Reporter,
+) -> Result<()> {
+    let phase = Instant::now();
+    let latest_settled = plan.publish.latest == LatestMode::Auto;
+    let policy = &plan.publish.retry;
+    let history = &session.history;
+    let expected = verify::Expected {
+        name: image.published(),
+        tags: image.tags(),
+    };
+    verify::verify(
+        &access.api,
+        &expected,
+        pushed,
+        history,
+        latest_settled,
+        policy,
         reporter,
     )
     .await?;
-    summary.pushed_references = std::iter::once(published.reference(&sha_tag))
-        .chain(references)
-        .collect();
-    summary.digest = Some(manifest.digest().to_string());
-    summary.skipped = true;
-    summary.latest = Some(describe_latest(&latest));
-    finish(plan, aws, summary, started, reporter).await
+    summary.timings.verify_secs = secs(phase.elapsed());
+    reporter.step(format!(
+        "verified: {} tag(s) resolve to {}",
+        pushed.references.len(),
+        pushed.digest
+    ));
+    Ok(())
 }
 
 /// After the image is in the registry: wait for the scan if asked, write the output files.
 async fn finish(
     plan: &Plan,
-    aws: Option<&aws_config::SdkConfig>,
-    mut summary: Summary,
-    started: Instant,
+    session: &Session,
+    summary: &mut Summary,
     reporter: &Reporter,
-) -> Result<Summary> {
+) -> Result<()> {
     if let (Some(scan_plan), Some(_)) = (&plan.scan, &summary.digest) {
-        match aws {
+        match &session.aws {
             Some(config) => {
-                let reference = format!(
-                    "{}/{}:{}",
-                    summary.registry, summary.repository, summary.sha
-                );
+                let reference = session.name.reference(plan.publish.sha_tag());
                 summary.scan = scan::wait_for_scan(
                     config,
-                    plan.repository.as_str(),
+                    plan.identity.repository.as_str(),
                     &reference,
-                    plan.sha.as_str(),
+                    plan.identity.sha.as_str(),
                     scan_plan,
                     reporter,
                 )
@@ -438,45 +540,34 @@ async fn finish(
             None => reporter.warn("--wait-scan needs ECR (--auth ecr); no scan to wait for"),
         }
     }
-    let written = report::write_outputs(&plan.outputs, &summary)
+    let written = report::write_outputs(&plan.output_files, summary)
         .map_err(|e| Error::Internal(format!("cannot write an output file: {e}")))?;
     for path in written {
         reporter.step(format!("wrote {path}"));
     }
-    summary.timings.total_secs = secs(started.elapsed());
-    Ok(summary)
+    Ok(())
 }
 
-fn describe_latest(outcome: &LatestOutcome) -> String {
-    match outcome {
-        LatestOutcome::NotRequested => "not requested".to_string(),
-        LatestOutcome::Moved => "moved".to_string(),
-        LatestOutcome::Kept { current, reason } => format!("kept on {current}: {reason}"),
-        LatestOutcome::Corrected { to } => format!("corrected to {to}"),
-    }
-}
-
-fn preflight_error(published: &Published, tag: &Tag, error: RegistryApiError) -> Error {
+fn preflight_error(name: &Published, tag: &Tag, error: RegistryApiError) -> Error {
     match error {
         RegistryApiError::Unauthorized => Error::AuthFailed {
-            target: published.registry.to_string(),
+            target: name.registry.to_string(),
             detail: "the registry refused the credentials before the build (preflight)".to_string(),
         },
-        RegistryApiError::RepositoryNotFound => Error::RepositoryNotFound {
-            repository: published.repository.as_str().to_string(),
-            registry: published.registry.to_string(),
+        RegistryApiError::Failed { kind, detail } => Error::PushFailed {
+            reference: name.reference(tag),
+            detail: format!("registry check before the build failed: {detail}"),
+            kind,
         },
-        RegistryApiError::Transient(detail) | RegistryApiError::Other(detail) => {
-            Error::PushFailed {
-                reference: published.reference(tag),
-                detail: format!("registry check before the build failed: {detail}"),
-            }
-        }
+        other => api_error(name, tag, other),
     }
 }
 
-async fn resolve_registry(plan: &Plan, aws: Option<&aws_config::SdkConfig>) -> Result<Registry> {
-    match (&plan.registry, aws) {
+async fn resolve_registry(
+    source: &RegistrySource,
+    aws: Option<&aws_config::SdkConfig>,
+) -> Result<Registry> {
+    match (source, aws) {
         (RegistrySource::Known(registry), _) => Ok(registry.clone()),
         (RegistrySource::FromEcrToken, Some(config)) => {
             let token = auth::ecr_token(config).await?;
@@ -494,56 +585,78 @@ async fn resolve_registry(plan: &Plan, aws: Option<&aws_config::SdkConfig>) -> R
     }
 }
 
+async fn scan_context(options: &BuildOptions, reporter: &Reporter) -> Result<BuildContext> {
+    let (dir, dockerfile) = (options.context_dir.clone(), options.dockerfile.clone());
+    let context = tokio::task::spawn_blocking(move || BuildContext::scan(&dir, &dockerfile))
+        .await
+        .map_err(|e| Error::Internal(format!("context scan stopped: {e}")))??;
+    reporter.step(format!(
+        "context {}: {} entries, {} of file data, Dockerfile {}",
+        options.context_dir.display(),
+        context.entry_count(),
+        HumanBytes(context.content_bytes()),
+        context.dockerfile_in_tar()
+    ));
+    Ok(context)
+}
+
 /// Send only what the Dockerfile's COPY/ADD read when the daemon provably reads the same from it as from
 /// the whole context; otherwise the whole context, and the run says why.
-async fn select_context(
+async fn choose_context(
     docker: &bollard::Docker,
-    plan: &Plan,
+    options: &BuildOptions,
     mut context: BuildContext,
     reporter: &Reporter,
 ) -> Result<BuildContext> {
+    if options.full_context {
+        return Ok(context);
+    }
     let (all_entries, all_bytes) = (context.entry_count(), context.content_bytes());
-    let refused = match needed_subtrees(docker, plan).await {
-        Ok(roots) => {
-            let (selected, back) = tokio::task::spawn_blocking(move || {
-                let selected = context.select(&roots).map(|()| roots);
-                (selected, context)
-            })
-            .await
-            .map_err(|e| Error::Internal(format!("context selection stopped: {e}")))?;
-            context = back;
-            match selected {
-                Ok(roots) => {
-                    let named: Vec<&str> = roots.iter().map(|r| r.path.as_str()).collect();
-                    reporter.step(format!(
-                        "sending {} of {all_entries} entries ({} of {}): what COPY/ADD read ({}); --full-context sends all",
-                        context.entry_count(),
-                        human_bytes(context.content_bytes()),
-                        human_bytes(all_bytes),
-                        named.join(", ")
-                    ));
-                    return Ok(context);
-                }
-                Err(reason) => reason,
-            }
+    let roots = match needed_subtrees(docker, options).await {
+        Ok(roots) => roots,
+        Err(reason) => {
+            reporter.step(format!("sending the whole context: {reason}"));
+            return Ok(context);
         }
-        Err(reason) => reason,
     };
-    reporter.step(format!("sending the whole context: {refused}"));
+    let (selected, back) = tokio::task::spawn_blocking(move || {
+        let selected = context.select(&roots).map(|()| roots);
+        (selected, context)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("context selection stopped: {e}")))?;
+    context = back;
+    match selected {
+        Ok(roots) => {
+            let named: Vec<&str> = roots.iter().map(|r| r.path.as_str()).collect();
+            reporter.step(format!(
+                "sending {} of {all_entries} entries ({} of {}): what COPY/ADD read ({}); --full-context sends all",
+                context.entry_count(),
+                HumanBytes(context.content_bytes()),
+                HumanBytes(all_bytes),
+                named.join(", ")
+            ));
+        }
+        Err(reason) => reporter.step(format!("sending the whole context: {reason}")),
+    }
     Ok(context)
 }
 
 /// The subtrees the build reads, or why it may read anything.
 async fn needed_subtrees(
     docker: &bollard::Docker,
-    plan: &Plan,
+    options: &BuildOptions,
 ) -> std::result::Result<Vec<SourceRoot>, String> {
-    if plan.pull {
+    if options.pull {
         return Err("--pull may bring base images with ONBUILD triggers".to_string());
     }
-    let dockerfile = std::fs::read(&plan.dockerfile)
-        .map_err(|e| format!("{} could not be read again: {e}", plan.dockerfile.display()))?;
-    let (roots, base_images) = match context_needs(&dockerfile, &plan.build_args) {
+    let dockerfile = std::fs::read(&options.dockerfile).map_err(|e| {
+        format!(
+            "{} could not be read again: {e}",
+            options.dockerfile.display()
+        )
+    })?;
+    let (roots, base_images) = match context_needs(&dockerfile, &options.build_args) {
         ContextNeeds::Everything(reason) => return Err(reason),
         ContextNeeds::Subtrees { roots, base_images } => (roots, base_images),
     };
@@ -551,11 +664,8 @@ async fn needed_subtrees(
     for image in &base_images {
         match docker.inspect_image(image).await {
             Ok(found) => {
-                if found
-                    .config
-                    .and_then(|c| c.on_build)
-                    .is_some_and(|triggers| !triggers.is_empty())
-                {
+                let triggers = found.config.and_then(|c| c.on_build);
+                if triggers.is_some_and(|t| !t.is_empty()) {
                     return Err(format!("base image {image} has ONBUILD triggers"));
                 }
             }
@@ -569,14 +679,6 @@ async fn needed_subtrees(
     Ok(roots)
 }
 
-async fn scan_context(plan: &Plan) -> Result<BuildContext> {
-    let (dir, dockerfile) = (plan.context_dir.clone(), plan.dockerfile.clone());
-    tokio::task::spawn_blocking(move || BuildContext::scan(&dir, &dockerfile))
-        .await
-        .map_err(|e| Error::Internal(format!("context scan stopped: {e}")))?
-        .map_err(Error::from)
-}
-
 /// How long a token must still be valid to be used for a push instead of fetching a new one.
 const TOKEN_MARGIN: Duration = Duration::from_secs(30 * 60);
 
@@ -584,36 +686,29 @@ fn still_valid(expires_at: Option<SystemTime>) -> bool {
     expires_at.is_none_or(|at| at > SystemTime::now() + TOKEN_MARGIN)
 }
 
-/// Credentials for `registry` and when they expire (`None`: they do not).
-async fn registry_credentials(
-    aws: Option<&aws_config::SdkConfig>,
-    registry: &Registry,
-) -> Result<(Credentials, Option<SystemTime>)> {
-    match aws {
+/// New credentials and a client that uses them.
+async fn fresh_access(plan: &Plan, session: &Session) -> Result<RegistryAccess> {
+    let (credentials, expires_at) = registry_credentials(session).await?;
+    let api = RegistryApi::new(&session.registry, &plan.identity.repository, &credentials);
+    Ok(RegistryAccess {
+        credentials,
+        expires_at,
+        api,
+    })
+}
+
+/// Credentials for the session's registry and when they expire (`None`: they do not).
+async fn registry_credentials(session: &Session) -> Result<(Credentials, Option<SystemTime>)> {
+    match &session.aws {
         None => Ok((Credentials::Anonymous, None)),
         Some(config) => {
             let token = auth::ecr_token(config).await?;
             if let Some(endpoint) = &token.proxy_endpoint {
-                if endpoint != registry {
-                    tracing::debug!(%endpoint, %registry, "using the ECR token for a registry other than its endpoint");
+                if *endpoint != session.registry {
+                    tracing::debug!(%endpoint, registry = %session.registry, "using the ECR token for a registry other than its endpoint");
                 }
             }
             Ok((token.credentials, token.expires_at))
         }
-    }
-}
-
-fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

@@ -1,47 +1,23 @@
 //! Plan phase: turn flags and environment into a fully checked plan before anything is touched.
 //! Pure: the environment and git are passed in, so every rule here is unit-tested.
+//!
+//! The plan is made of each phase's own options ([`BuildOptions`], [`PublishOptions`], [`ScanPlan`],
+//! [`OutputFiles`]) plus the image's identity; each phase is handed only its part.
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use crate::build::BuildOptions;
 use crate::ci::{self, CiContext, CiSystem, LocalGit};
-use crate::cli::{AuthMode, BuildArgs, OutputFormat};
-pub use crate::cli::{LatestMode, Severity};
+use crate::cli::{AuthMode, BuildArgs, LatestMode, OutputFormat};
+use crate::env::Env;
 use crate::error::{Error, Result};
-use crate::push::retry::RetryPolicy;
-
-/// Environment variables the plan reads, captured once so resolution is a pure function.
-#[derive(Debug, Default, Clone)]
-pub struct Env {
-    vars: HashMap<String, String>,
-}
-
-impl Env {
-    pub fn from_process() -> Self {
-        Env {
-            vars: std::env::vars().collect(),
-        }
-    }
-
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Env {
-            vars: pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
-    }
-
-    /// A variable's value; empty counts as unset, as CI systems often export empty variables.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.vars
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.trim().is_empty())
-    }
-}
+use crate::identity::{Platform, Registry, Repository, Sha, Tag};
+use crate::push::PublishOptions;
+use crate::report::{utc_timestamp, OutputFiles, TimeLayout};
+use crate::retry::RetryPolicy;
+use crate::scan::ScanPlan;
 
 /// Where each SHA source comes from, in order of precedence after `--sha`.
 pub const SHA_ENV_VARS: [&str; 3] = [
@@ -49,174 +25,6 @@ pub const SHA_ENV_VARS: [&str; 3] = [
     "GITHUB_SHA",
     "CI_COMMIT_SHA",
 ];
-
-/// A full commit id: 40 (SHA-1) or 64 (SHA-256) lowercase hex characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Sha(String);
-
-impl Sha {
-    pub fn parse(source: &str, value: &str) -> Result<Sha> {
-        let value = value.trim();
-        let hex = value
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        if (value.len() == 40 || value.len() == 64) && hex {
-            return Ok(Sha(value.to_string()));
-        }
-        let hint = if value.bytes().any(|b| b.is_ascii_uppercase()) && value.len() == 40 {
-            " (it has uppercase letters; git prints lowercase)"
-        } else if value.len() < 40 && !value.is_empty() && hex {
-            " (it looks abbreviated; pass the full `git rev-parse HEAD`)"
-        } else {
-            ""
-        };
-        Err(Error::usage(
-            source,
-            format!(
-                "{value:?} is not a commit SHA: expected 40 or 64 lowercase hex characters{hint}"
-            ),
-        ))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Sha {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// An image tag, checked against the registry grammar `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Tag(String);
-
-impl Tag {
-    pub fn parse(source: &str, value: &str) -> Result<Tag> {
-        let bytes = value.as_bytes();
-        let first_ok = bytes
-            .first()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
-        let rest_ok = bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-        if first_ok && rest_ok && bytes.len() <= 128 {
-            Ok(Tag(value.to_string()))
-        } else {
-            Err(Error::usage(
-                source,
-                format!(
-                    "{value:?} is not a valid tag: use 1 to 128 of A-Z a-z 0-9 _ . - , not starting with . or -"
-                ),
-            ))
-        }
-    }
-
-    pub fn latest() -> Tag {
-        Tag("latest".to_string())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Registry host with optional port, e.g. `123456789012.dkr.ecr.us-east-1.amazonaws.com` or `127.0.0.1:5000`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Registry(String);
-
-impl Registry {
-    pub fn parse(source: &str, value: &str) -> Result<Registry> {
-        let trimmed = value
-            .trim()
-            .trim_start_matches("https://")
-            .trim_start_matches("http://")
-            .trim_end_matches('/');
-        let (host, port) = match trimmed.rsplit_once(':') {
-            Some((h, p)) if !h.contains(']') || h.ends_with(']') => (h, Some(p)),
-            _ => (trimmed, None),
-        };
-        let host_ok = !host.is_empty()
-            && host.split('.').all(|label| {
-                !label.is_empty()
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-            });
-        let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
-        if host_ok && port_ok {
-            Ok(Registry(trimmed.to_ascii_lowercase()))
-        } else {
-            Err(Error::usage(
-                source,
-                format!("{value:?} is not a registry host: expected HOST or HOST:PORT, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com or 127.0.0.1:5000"),
-            ))
-        }
-    }
-
-    /// The ECR registry of an account and region.
-    pub fn ecr(account: &str, region: &str) -> Registry {
-        Registry(format!("{account}.dkr.ecr.{region}.amazonaws.com"))
-    }
-
-    pub fn host(&self) -> &str {
-        &self.0
-    }
-
-    /// Loopback registries speak plain HTTP (the daemon treats 127.0.0.0/8 as insecure too).
-    pub fn is_loopback(&self) -> bool {
-        let host = self.0.rsplit_once(':').map_or(self.0.as_str(), |(h, _)| h);
-        host == "localhost" || host.starts_with("127.") || host == "[::1]"
-    }
-}
-
-impl fmt::Display for Registry {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// Repository path inside a registry, checked against the distribution grammar (lowercase components).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Repository(String);
-
-impl Repository {
-    pub fn parse(source: &str, value: &str) -> Result<Repository> {
-        let component_ok = |c: &str| {
-            let b = c.as_bytes();
-            !b.is_empty()
-                && b.first()
-                    .is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
-                && b.last()
-                    .is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
-                && b.iter().all(|x| {
-                    x.is_ascii_lowercase() || x.is_ascii_digit() || matches!(x, b'.' | b'_' | b'-')
-                })
-        };
-        if !value.is_empty() && value.len() <= 256 && value.split('/').all(component_ok) {
-            Ok(Repository(value.to_string()))
-        } else {
-            Err(Error::usage(
-                source,
-                format!("{value:?} is not a repository name: use lowercase letters, digits and . _ - in /-separated parts, e.g. api or team/api"),
-            ))
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
 
 /// Where the registry comes from when it was not given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,78 +34,81 @@ pub enum RegistrySource {
     FromEcrToken,
 }
 
-/// A full image reference `registry/repository:tag`.
-pub fn reference(registry: &Registry, repository: &Repository, tag: &Tag) -> String {
-    format!("{registry}/{}:{tag}", repository.as_str())
+/// Which image this run makes: the commit and where it is published.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub sha: Sha,
+    pub registry: RegistrySource,
+    pub repository: Repository,
+}
+
+/// How to reach the registry's credentials.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub auth: AuthMode,
+    pub region: Option<String>,
 }
 
 /// Everything a run needs, checked. Built only through [`resolve`].
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub sha: Sha,
-    pub registry: RegistrySource,
-    pub repository: Repository,
-    pub region: Option<String>,
-    pub auth: AuthMode,
-    /// The tags in push order: the SHA tag first, then `latest` (unless disabled), then extras.
-    pub tags: Vec<Tag>,
-    pub context_dir: PathBuf,
-    pub dockerfile: PathBuf,
-    pub build_args: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
-    pub target: Option<String>,
-    pub no_cache: bool,
-    pub pull: bool,
-    /// Send the whole context, not only what COPY/ADD read.
-    pub full_context: bool,
-    pub push: bool,
-    pub verify: bool,
-    pub latest: LatestMode,
-    /// Rebuild and push even when the SHA tag is already published.
-    pub force: bool,
-    pub preflight: bool,
-    pub create_repository: bool,
-    pub retry: RetryPolicy,
-    pub output: OutputFormat,
-    /// Files the result is written to.
-    pub outputs: Outputs,
+    pub identity: Identity,
+    pub access: Access,
+    pub build: BuildOptions,
+    pub publish: PublishOptions,
     /// Wait for the image scan after pushing, when set.
     pub scan: Option<ScanPlan>,
-    pub cache_from: Vec<String>,
-    pub daemon_timeout_secs: u64,
-    pub compress: Option<bool>,
+    /// The result's format on stdout.
+    pub output: OutputFormat,
+    /// Files the result is written to.
+    pub output_files: OutputFiles,
     /// What the CI (or git) says about this build.
     pub ci: CiContext,
     /// Decisions worth telling the user (why latest is not moved, why nothing is pushed).
     pub notes: Vec<String>,
+    /// `--platform`, each once, in the order given. Empty: the daemon's own platform, classic builder.
+    pub platforms: Vec<Platform>,
+    /// `--defer-index`: publish the one platform's image under its platform tag only.
+    pub defer_index: bool,
 }
 
-/// Where to write the result besides stdout.
-#[derive(Debug, Clone, Default)]
-pub struct Outputs {
-    /// CodePipeline's imagedefinitions.json: (path, container name).
-    pub imagedefinitions: Option<(PathBuf, String)>,
-    pub digest_file: Option<PathBuf>,
-    /// `$GITHUB_OUTPUT` in GitHub Actions.
-    pub github_output: Option<PathBuf>,
-}
-
-/// How to wait for the ECR scan.
-#[derive(Debug, Clone, Copy)]
-pub struct ScanPlan {
-    pub timeout_secs: u64,
-    pub fail_on: Option<Severity>,
-}
-
-impl Plan {
-    pub fn sha_tag(&self) -> Tag {
-        Tag(self.sha.as_str().to_string())
+/// `--platform` values, each once.
+fn resolve_platforms(values: &[String]) -> Result<Vec<Platform>> {
+    let mut platforms: Vec<Platform> = Vec::new();
+    for value in values {
+        let platform = Platform::parse("--platform", value)?;
+        if platforms.contains(&platform) {
+            return Err(Error::usage(
+                "--platform",
+                format!("{platform} is given twice"),
+            ));
+        }
+        platforms.push(platform);
     }
+    Ok(platforms)
+}
 
-    /// Tags pushed after the SHA tag succeeded.
-    pub fn follow_up_tags(&self) -> &[Tag] {
-        &self.tags[1..]
+/// A value and the name of where it came from, for error messages: the flag, or the environment
+/// variable (then also the flag that overrides it).
+struct Sourced {
+    source: String,
+    value: String,
+}
+
+/// A flag's value, else an environment variable's.
+fn flag_or_env(flag: &str, value: Option<&str>, env: &Env, vars: &[&str]) -> Option<Sourced> {
+    if let Some(value) = value.filter(|v| !v.is_empty()) {
+        return Some(Sourced {
+            source: flag.to_string(),
+            value: value.to_string(),
+        });
     }
+    vars.iter().find_map(|var| {
+        env.get(var).map(|value| Sourced {
+            source: format!("{var} (or {flag})"),
+            value: value.to_string(),
+        })
+    })
 }
 
 fn parse_key_values(flag: &str, items: &[String]) -> Result<BTreeMap<String, String>> {
@@ -349,10 +160,99 @@ pub struct Workspace<'a> {
 /// Check every input and produce the plan.
 pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
     let env = workspace.env;
-    let sha = resolve_sha(args.sha.as_deref(), env, workspace.head)?;
+    let (identity, access) = resolve_identity(args, workspace)?;
+    let ci = resolve_ci(args, workspace);
+    let mut notes = Vec::new();
+    let latest = if args.no_latest {
+        LatestMode::Never
+    } else {
+        args.latest
+    };
+    let platforms = resolve_platforms(&args.platforms)?;
+    let (latest, tags) = match (args.defer_index, platforms.as_slice()) {
+        (false, _) => {
+            let tag_latest = takes_latest(latest, &ci, &mut notes);
+            (
+                latest,
+                resolve_tags(args, workspace, &identity.sha, &ci, tag_latest)?,
+            )
+        }
+        (true, [platform]) => {
+            notes.push(format!(
+                "--defer-index: publishing the {platform} image under its platform tag only; `ecrbuild index` publishes the SHA tag, latest and the other tags"
+            ));
+            (
+                LatestMode::Never,
+                vec![Tag::of_platform(&identity.sha, platform)],
+            )
+        }
+        (true, _) => {
+            return Err(Error::usage(
+                "--defer-index",
+                "needs exactly one --platform: each host publishes its own platform's image, and `ecrbuild index` joins them",
+            ))
+        }
+    };
+    let push = !args.no_push && (ci.pull_request.is_none() || args.push_pr);
+    if !args.no_push && !push {
+        notes.push(
+            "pull/merge request build: built and tagged, not pushed (pass --push-pr to push)"
+                .to_string(),
+        );
+    }
+    let publish = PublishOptions {
+        tags,
+        push,
+        latest,
+        force: args.force,
+        preflight: !args.no_preflight,
+        create_repository: args.create_repository,
+        verify: !args.no_verify,
+        retry: RetryPolicy {
+            attempts: args.retries.max(1),
+            max_total: Duration::from_secs(args.retry_max_time),
+            ..RetryPolicy::default()
+        },
+    };
+    let output_files = OutputFiles {
+        imagedefinitions: args
+            .imagedefinitions
+            .clone()
+            .zip(args.container_name.clone()),
+        digest_file: args.digest_file.clone(),
+        github_output: (ci.system == CiSystem::GitHubActions)
+            .then(|| env.get("GITHUB_OUTPUT").map(PathBuf::from))
+            .flatten(),
+    };
+    Ok(Plan {
+        identity,
+        access,
+        build: build_options(args, env, &ci)?,
+        publish,
+        scan: (args.wait_scan || args.fail_on.is_some()).then_some(ScanPlan {
+            timeout_secs: args.scan_timeout,
+            fail_on: args.fail_on,
+        }),
+        output: args.output,
+        output_files,
+        ci,
+        notes,
+        platforms,
+        defer_index: args.defer_index,
+    })
+}
 
-    let repository = match args.repository.as_deref().filter(|r| !r.is_empty()) {
-        Some(r) => Repository::parse("--repository", r)?,
+/// The commit, the repository, the registry, and how to authenticate to it.
+fn resolve_identity(args: &BuildArgs, workspace: &Workspace) -> Result<(Identity, Access)> {
+    let env = workspace.env;
+    let sha = resolve_sha(args.sha.as_deref(), env, workspace.head)?;
+    let repository = match flag_or_env(
+        "--repository",
+        args.repository.as_deref(),
+        env,
+        &["ECR_REPOSITORY"],
+    ) {
+        Some(found) => Repository::parse(&found.source, &found.value)?,
         None => {
             return Err(Error::usage(
                 "--repository",
@@ -360,45 +260,72 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
             ))
         }
     };
+    let region = resolve_region(args.region.as_deref(), env)?;
+    let registry = resolve_registry(args.registry.as_deref(), args.auth, env, region.as_deref())?;
+    Ok((
+        Identity {
+            sha,
+            registry,
+            repository,
+        },
+        Access {
+            auth: args.auth,
+            region,
+        },
+    ))
+}
 
-    let region = args
-        .region
-        .clone()
-        .or_else(|| env.get("AWS_REGION").map(str::to_string))
-        .or_else(|| env.get("AWS_DEFAULT_REGION").map(str::to_string));
-    if let Some(r) = &region {
-        let ok = !r.is_empty()
-            && r.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+/// `--region`, else `AWS_REGION`/`AWS_DEFAULT_REGION` (`None`: the AWS profile's), checked.
+pub fn resolve_region(flag: Option<&str>, env: &Env) -> Result<Option<String>> {
+    let region = flag_or_env("--region", flag, env, &["AWS_REGION", "AWS_DEFAULT_REGION"]);
+    if let Some(Sourced { source, value }) = &region {
+        let ok = value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if !ok {
             return Err(Error::usage(
-                "--region",
-                format!("{r:?} is not an AWS region, e.g. ap-northeast-1"),
+                source,
+                format!("{value:?} is not an AWS region, e.g. ap-northeast-1"),
             ));
         }
     }
+    Ok(region.map(|r| r.value))
+}
 
-    let registry = match args.registry.as_deref().filter(|r| !r.is_empty()) {
-        Some(r) => RegistrySource::Known(Registry::parse("--registry", r)?),
-        None => match (env.get("AWS_ACCOUNT_ID"), region.as_deref()) {
-            (Some(account), Some(region)) => {
-                if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(Error::usage(
-                        "AWS_ACCOUNT_ID",
-                        format!("{account:?} is not a 12-digit AWS account id"),
-                    ));
-                }
-                RegistrySource::Known(Registry::ecr(account, region))
+/// `--registry`/`ECR_REGISTRY`, else the account's ECR registry, else the one the ECR token names.
+pub fn resolve_registry(
+    flag: Option<&str>,
+    auth: AuthMode,
+    env: &Env,
+    region: Option<&str>,
+) -> Result<RegistrySource> {
+    if let Some(found) = flag_or_env("--registry", flag, env, &["ECR_REGISTRY"]) {
+        return Ok(RegistrySource::Known(Registry::parse(
+            &found.source,
+            &found.value,
+        )?));
+    }
+    match (env.get("AWS_ACCOUNT_ID"), region) {
+        (Some(account), Some(region)) => {
+            if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::usage(
+                    "AWS_ACCOUNT_ID",
+                    format!("{account:?} is not a 12-digit AWS account id"),
+                ));
             }
-            _ if args.auth == AuthMode::Ecr => RegistrySource::FromEcrToken,
-            _ => return Err(Error::usage(
-                "--registry",
-                "no registry: with --auth none, pass --registry HOST[:PORT] or set ECR_REGISTRY",
-            )),
-        },
-    };
+            Ok(RegistrySource::Known(Registry::ecr(account, region)))
+        }
+        _ if auth == AuthMode::Ecr => Ok(RegistrySource::FromEcrToken),
+        _ => Err(Error::usage(
+            "--registry",
+            "no registry: with --auth none, pass --registry HOST[:PORT] or set ECR_REGISTRY",
+        )),
+    }
+}
 
-    let mut ci = ci::detect(env, workspace.local_git);
+/// What the CI says, with the flags' overrides.
+fn resolve_ci(args: &BuildArgs, workspace: &Workspace) -> CiContext {
+    let mut ci = ci::detect(workspace.env, workspace.local_git);
     if let Some(branch) = args.branch.clone().filter(|b| !b.is_empty()) {
         ci.branch = Some(branch);
     }
@@ -408,19 +335,17 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
     if let Some(default) = args.default_branch.clone().filter(|b| !b.is_empty()) {
         ci.default_branch = Some(default);
     }
-    let mut notes = Vec::new();
+    ci
+}
 
-    let latest_mode = if args.no_latest {
-        LatestMode::Never
-    } else {
-        args.latest
-    };
+/// Whether this run tags `latest`; the reason goes to `notes` when it does not.
+fn takes_latest(mode: LatestMode, ci: &CiContext, notes: &mut Vec<String>) -> bool {
     let on_default_branch = match (&ci.branch, &ci.default_branch) {
         (None, _) => true,
         (Some(branch), Some(default)) => branch == default,
         (Some(branch), None) => branch == "main" || branch == "master",
     };
-    let tag_latest = match latest_mode {
+    match mode {
         LatestMode::Never => false,
         LatestMode::Force => true,
         LatestMode::Auto if ci.pull_request.is_some() => {
@@ -436,9 +361,18 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
             false
         }
         LatestMode::Auto => true,
-    };
+    }
+}
 
-    let mut tags = vec![Tag(sha.as_str().to_string())];
+/// The tags in push order: the SHA tag, `latest` when taken, then the extra tags without duplicates.
+fn resolve_tags(
+    args: &BuildArgs,
+    workspace: &Workspace,
+    sha: &Sha,
+    ci: &CiContext,
+    tag_latest: bool,
+) -> Result<Vec<Tag>> {
+    let mut tags = vec![Tag::of_commit(sha)];
     if tag_latest {
         tags.push(Tag::latest());
     }
@@ -455,14 +389,14 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
     if args.timestamp_tag {
         extra.push((
             "--timestamp-tag",
-            crate::report::utc_timestamp(workspace.now, "compact"),
+            utc_timestamp(workspace.now, TimeLayout::Compact),
         ));
     }
     if let Some(pr) = ci.pull_request {
         extra.push(("pull request", format!("pr-{pr}")));
     }
     extra.extend(args.tags.iter().map(|t| ("--tag", t.clone())));
-    if let Some(image_tag) = env.get("IMAGE_TAG") {
+    if let Some(image_tag) = workspace.env.get("IMAGE_TAG") {
         extra.push(("IMAGE_TAG", image_tag.to_string()));
     }
     for (source, value) in extra {
@@ -471,15 +405,11 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
             tags.push(tag);
         }
     }
+    Ok(tags)
+}
 
-    let push = !args.no_push && (ci.pull_request.is_none() || args.push_pr);
-    if !args.no_push && !push {
-        notes.push(
-            "pull/merge request build: built and tagged, not pushed (pass --push-pr to push)"
-                .to_string(),
-        );
-    }
-
+/// The build's inputs, with the labels the CI gives (the user's labels win).
+fn build_options(args: &BuildArgs, env: &Env, ci: &CiContext) -> Result<BuildOptions> {
     let mut labels = BTreeMap::new();
     if let Some(source) = &ci.source {
         labels.insert(
@@ -494,19 +424,9 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
     {
         labels.insert("org.opencontainers.image.version".to_string(), version);
     }
-    // The user's labels win over the automatic ones.
     labels.extend(parse_key_values("--label", &args.labels)?);
-
-    let fail_on = args.fail_on;
-    let context_dir = args.context.clone();
-    Ok(Plan {
-        sha,
-        registry,
-        repository,
-        region,
-        auth: args.auth,
-        tags,
-        context_dir,
+    Ok(BuildOptions {
+        context_dir: args.context.clone(),
         dockerfile: args.dockerfile.clone(),
         build_args: parse_key_values("--build-arg", &args.build_args)?,
         labels,
@@ -515,36 +435,8 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
         pull: args.pull,
         full_context: args.full_context,
         cache_from: args.cache_from.clone(),
-        push,
-        verify: !args.no_verify,
-        latest: latest_mode,
-        force: args.force,
-        preflight: !args.no_preflight,
-        create_repository: args.create_repository,
-        retry: RetryPolicy {
-            attempts: args.retries.max(1),
-            max_total: std::time::Duration::from_secs(args.retry_max_time),
-            ..RetryPolicy::default()
-        },
-        output: args.output,
-        outputs: Outputs {
-            imagedefinitions: args
-                .imagedefinitions
-                .clone()
-                .zip(args.container_name.clone()),
-            digest_file: args.digest_file.clone(),
-            github_output: (ci.system == CiSystem::GitHubActions)
-                .then(|| env.get("GITHUB_OUTPUT").map(PathBuf::from))
-                .flatten(),
-        },
-        scan: (args.wait_scan || fail_on.is_some()).then_some(ScanPlan {
-            timeout_secs: args.scan_timeout,
-            fail_on,
-        }),
-        daemon_timeout_secs: args.daemon_timeout.max(1),
+        daemon_timeout: Duration::from_secs(args.daemon_timeout.max(1)),
         compress: args.compress.then_some(true),
-        ci,
-        notes,
     })
 }
 
@@ -580,25 +472,6 @@ mod tests {
                 now: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_768_142_222),
             },
         )
-    }
-
-    #[test]
-    fn sha_accepts_40_and_64_lowercase_hex() {
-        assert!(Sha::parse("--sha", SHA).is_ok());
-        assert!(Sha::parse("--sha", &"a".repeat(64)).is_ok());
-    }
-
-    #[test]
-    fn sha_rejects_short_upper_and_junk_with_a_hint() {
-        let short = Sha::parse("--sha", "abc1234").unwrap_err().to_string();
-        assert!(short.contains("abbreviated"), "{short}");
-        let upper = Sha::parse("--sha", &SHA.to_uppercase())
-            .unwrap_err()
-            .to_string();
-        assert!(upper.contains("uppercase"), "{upper}");
-        assert!(Sha::parse("--sha", "HEAD").is_err());
-        assert!(Sha::parse("--sha", &"a".repeat(41)).is_err());
-        assert!(Sha::parse("--sha", "").is_err());
     }
 
     #[test]
@@ -645,9 +518,77 @@ mod tests {
             "latest",
         ]);
         let plan = resolve_in(&a, &env).unwrap();
-        let tags: Vec<&str> = plan.tags.iter().map(Tag::as_str).collect();
+        let tags: Vec<&str> = plan.publish.tags.iter().map(Tag::as_str).collect();
         assert_eq!(tags, [SHA, "latest", "v1", "3.0.0"]);
-        assert_eq!(plan.follow_up_tags().len(), 3);
+        assert_eq!(plan.publish.follow_up_tags().len(), 3);
+    }
+
+    #[test]
+    fn platforms_are_parsed_once_each_and_defer_index_takes_one() {
+        let base = [
+            "--sha",
+            SHA,
+            "--repository",
+            "api",
+            "--registry",
+            "r.example",
+        ];
+        let with = |extra: &[&str]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            resolve_in(&args(&all), &Env::default())
+        };
+        let plan = with(&["--platform", "linux/amd64,linux/arm64"]).unwrap();
+        let named: Vec<String> = plan.platforms.iter().map(|p| p.to_string()).collect();
+        assert_eq!(named, ["linux/amd64", "linux/arm64"]);
+        assert_eq!(plan.publish.tags[0].as_str(), SHA);
+        let plan = with(&["--platform", "linux/amd64", "--platform", "linux/arm64"]).unwrap();
+        assert_eq!(plan.platforms.len(), 2);
+        let err = with(&["--platform", "linux/arm64,linux/arm64"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("given twice"), "{err}");
+
+        let plan = with(&["--platform", "linux/arm64", "--defer-index", "-t", "v1"]).unwrap();
+        let tags: Vec<&str> = plan.publish.tags.iter().map(Tag::as_str).collect();
+        assert_eq!(tags, [format!("{SHA}-linux-arm64")]);
+        assert_eq!(plan.publish.latest, LatestMode::Never);
+        assert!(plan.defer_index);
+        for extra in [
+            &["--defer-index"][..],
+            &["--defer-index", "--platform", "linux/amd64,linux/arm64"],
+        ] {
+            let err = with(extra).unwrap_err();
+            assert_eq!(err.exit_code(), crate::ExitCode::Usage);
+            assert!(err.to_string().starts_with("--defer-index: "), "{err}");
+        }
+    }
+
+    #[test]
+    fn index_takes_the_publishing_flags_of_a_build() {
+        let cli = Cli::try_parse_from([
+            "ecrbuild",
+            "index",
+            "--sha",
+            SHA,
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "--repository",
+            "api",
+            "--registry",
+            "127.0.0.1:5000",
+            "--auth",
+            "none",
+        ])
+        .unwrap();
+        let Some(crate::cli::Command::Index(index)) = cli.command else {
+            panic!("not the index command")
+        };
+        let plan = resolve_in(&index.publishing(), &Env::default()).unwrap();
+        assert_eq!(plan.platforms.len(), 2);
+        let tags: Vec<&str> = plan.publish.tags.iter().map(Tag::as_str).collect();
+        assert_eq!(tags, [SHA, "latest"]);
+        assert!(Cli::try_parse_from(["ecrbuild", "index", "--sha", SHA]).is_err());
     }
 
     #[test]
@@ -662,7 +603,8 @@ mod tests {
             "--no-latest",
         ]);
         let plan = resolve_in(&a, &Env::default()).unwrap();
-        assert_eq!(plan.tags, vec![Tag(SHA.into())]);
+        let only_sha = vec![Tag::parse("t", SHA).unwrap()];
+        assert_eq!(plan.publish.tags, only_sha);
     }
 
     #[test]
@@ -702,13 +644,11 @@ mod tests {
         let a = args(&["--sha", SHA, "--repository", "api"]);
         let plan = resolve_in(&a, &env).unwrap();
         assert_eq!(
-            plan.registry,
-            RegistrySource::Known(Registry(
-                "123456789012.dkr.ecr.ap-northeast-1.amazonaws.com".into()
-            ))
+            plan.identity.registry,
+            RegistrySource::Known(Registry::ecr("123456789012", "ap-northeast-1"))
         );
         let plan = resolve_in(&a, &Env::default()).unwrap();
-        assert_eq!(plan.registry, RegistrySource::FromEcrToken);
+        assert_eq!(plan.identity.registry, RegistrySource::FromEcrToken);
         let a = args(&["--sha", SHA, "--repository", "api", "--auth", "none"]);
         let err = resolve_in(&a, &Env::default()).unwrap_err().to_string();
         assert!(err.starts_with("--registry:"), "{err}");
@@ -720,28 +660,6 @@ mod tests {
         let a = args(&["--sha", SHA, "--repository", "api"]);
         let err = resolve_in(&a, &env).unwrap_err().to_string();
         assert!(err.starts_with("AWS_ACCOUNT_ID:"), "{err}");
-    }
-
-    #[test]
-    fn registry_and_repository_grammar() {
-        assert!(Registry::parse("r", "127.0.0.1:5000")
-            .unwrap()
-            .is_loopback());
-        assert!(
-            !Registry::parse("r", "123456789012.dkr.ecr.us-east-1.amazonaws.com")
-                .unwrap()
-                .is_loopback()
-        );
-        assert_eq!(
-            Registry::parse("r", "https://Example.com/").unwrap().host(),
-            "example.com"
-        );
-        assert!(Registry::parse("r", "exa mple.com").is_err());
-        assert!(Registry::parse("r", "example.com:99999").is_err());
-        assert!(Repository::parse("r", "team/api-v2").is_ok());
-        assert!(Repository::parse("r", "API").is_err());
-        assert!(Repository::parse("r", "api/").is_err());
-        assert!(Repository::parse("r", "").is_err());
     }
 
     #[test]
@@ -766,8 +684,8 @@ mod tests {
             "a=b=c",
         ]);
         let plan = resolve_in(&a, &Env::default()).unwrap();
-        assert_eq!(plan.build_args["GO_IMAGE"], "x");
-        assert_eq!(plan.labels["a"], "b=c");
+        assert_eq!(plan.build.build_args["GO_IMAGE"], "x");
+        assert_eq!(plan.build.labels["a"], "b=c");
         let a = args(&[
             "--sha",
             SHA,
@@ -786,5 +704,48 @@ mod tests {
     fn empty_env_values_count_as_unset() {
         let env = Env::from_pairs([("GITHUB_SHA", ""), ("CI_COMMIT_SHA", SHA)]);
         assert_eq!(resolve_sha(None, &env, &no_git).unwrap().as_str(), SHA);
+    }
+
+    #[test]
+    fn values_from_the_environment_are_named_by_their_variable() {
+        let a = args(&["--sha", SHA, "--registry", "r.example"]);
+        let env = Env::from_pairs([("ECR_REPOSITORY", "Bad Repo")]);
+        let err = resolve_in(&a, &env).unwrap_err().to_string();
+        assert!(
+            err.starts_with("ECR_REPOSITORY (or --repository): \"Bad Repo\""),
+            "{err}"
+        );
+        let a = args(&["--sha", SHA, "--repository", "Bad Repo", "--registry", "r"]);
+        let err = resolve_in(&a, &Env::default()).unwrap_err().to_string();
+        assert!(err.starts_with("--repository: "), "{err}");
+
+        let a = args(&["--sha", SHA, "--repository", "api"]);
+        let env = Env::from_pairs([("AWS_REGION", "Tokyo")]);
+        let err = resolve_in(&a, &env).unwrap_err().to_string();
+        assert!(err.starts_with("AWS_REGION (or --region): "), "{err}");
+        let env = Env::from_pairs([("AWS_DEFAULT_REGION", "eu west")]);
+        let err = resolve_in(&a, &env).unwrap_err().to_string();
+        assert!(
+            err.starts_with("AWS_DEFAULT_REGION (or --region): "),
+            "{err}"
+        );
+
+        let env = Env::from_pairs([("ECR_REGISTRY", "bad host!")]);
+        let err = resolve_in(&a, &env).unwrap_err().to_string();
+        assert!(err.starts_with("ECR_REGISTRY (or --registry): "), "{err}");
+        // The flag wins over the variable.
+        let a = args(&[
+            "--sha",
+            SHA,
+            "--repository",
+            "api",
+            "--registry",
+            "r.example",
+        ]);
+        let plan = resolve_in(&a, &env).unwrap();
+        assert_eq!(
+            plan.identity.registry,
+            RegistrySource::Known(Registry::parse("t", "r.example").unwrap())
+        );
     }
 }

@@ -10,20 +10,42 @@ use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
 use crate::auth::Credentials;
-use crate::plan::{Registry, Repository, Tag};
+use crate::error::FailureKind;
+use crate::identity::{Platform, Registry, Repository, Tag};
+use index::{index_annotations, index_document, index_entries, platform_of_config, IndexEntry};
 
-/// Why a registry read failed, in the terms a caller acts on.
+pub mod index;
+pub mod relabel;
+
+/// Why a registry call failed, in the terms a caller acts on.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryApiError {
     #[error("the registry refused the credentials")]
     Unauthorized,
     #[error("the repository does not exist")]
     RepositoryNotFound,
-    /// A state of the registry that passes: worth another attempt.
-    #[error("{0} (a transient registry state; retried)")]
-    Transient(String),
-    #[error("{0}")]
-    Other(String),
+    /// Any other failure, classified where it was seen (HTTP status, I/O error kind, error code).
+    #[error("{detail}")]
+    Failed { kind: FailureKind, detail: String },
+}
+
+impl RegistryApiError {
+    /// A failure that another attempt cannot fix (a malformed answer, a refused write).
+    pub fn permanent(detail: impl Into<String>) -> Self {
+        RegistryApiError::Failed {
+            kind: FailureKind::Permanent,
+            detail: detail.into(),
+        }
+    }
+
+    /// The failure's kind, for retry decisions.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            RegistryApiError::Unauthorized => FailureKind::CredentialsRefused,
+            RegistryApiError::RepositoryNotFound => FailureKind::NotFound,
+            RegistryApiError::Failed { kind, .. } => *kind,
+        }
+    }
 }
 
 /// A manifest exactly as the registry holds it. Writing these bytes under another tag is a copy with the
@@ -50,6 +72,30 @@ impl StoredManifest {
 
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// The manifest's bytes, exactly as the registry serves them.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn media_type(&self) -> &str {
+        &self.media_type
+    }
+
+    /// The platforms an index lists, with their images; `None` for a single image.
+    pub fn index_entries(&self) -> Option<Vec<IndexEntry>> {
+        index_entries(&self.bytes)
+    }
+
+    /// This image as an index lists it, on `platform`.
+    pub fn as_index_entry(&self, platform: Platform) -> IndexEntry {
+        IndexEntry {
+            media_type: self.media_type.clone(),
+            digest: self.digest.clone(),
+            size: self.bytes.len(),
+            platform,
+        }
     }
 
     /// The digest of the image config blob; `None` for a manifest list or index.
@@ -127,6 +173,69 @@ impl RegistryApi {
             .await
     }
 
+    /// The manifest (an image manifest or an index) that `digest` names in this repository, or `None`
+    /// when the repository does not hold it.
+    pub async fn manifest_by_digest(
+        &self,
+        digest: &str,
+    ) -> Result<Option<StoredManifest>, RegistryApiError> {
+        self.read_manifest(&self.by_digest(digest), ANY_MANIFEST_TYPES)
+            .await
+    }
+
+    /// A blob's bytes from `offset` on, as they arrive, for a caller that checks them against the
+    /// digest itself. From offset 0 the client checks the digest too. Past 0 the registry is asked for
+    /// a range; one that ignores the range sends the whole blob, and [`BlobStream::skip`] says how many
+    /// leading bytes to drop.
+    pub async fn blob_stream(
+        &self,
+        digest: &str,
+        offset: u64,
+    ) -> Result<BlobStream, RegistryApiError> {
+        use oci_client::client::BlobResponse;
+        let reference = self.by_digest(digest);
+        self.client
+            .store_auth_if_needed(reference.resolve_registry(), &self.auth)
+            .await;
+        let descriptor = oci_client::manifest::OciDescriptor {
+            digest: digest.to_string(),
+            ..Default::default()
+        };
+        let blob_error = |e| match classify(e) {
+            Classified::Error(e) => e,
+            Classified::ManifestUnknown => RegistryApiError::Failed {
+                kind: FailureKind::NotFound,
+                detail: format!("blob {digest} is not in the repository"),
+            },
+        };
+        if offset == 0 {
+            let stream = self
+                .client
+                .pull_blob_stream(&reference, &descriptor)
+                .await
+                .map_err(blob_error)?;
+            return Ok(BlobStream {
+                skip: 0,
+                stream: stream.stream,
+            });
+        }
+        match self
+            .client
+            .pull_blob_stream_partial(&reference, &descriptor, offset, None)
+            .await
+            .map_err(blob_error)?
+        {
+            BlobResponse::Partial(stream) => Ok(BlobStream {
+                skip: 0,
+                stream: stream.stream,
+            }),
+            BlobResponse::Full(stream) => Ok(BlobStream {
+                skip: offset,
+                stream: stream.stream,
+            }),
+        }
+    }
+
     /// The manifest digest a tag resolves to, or `None` when the tag is absent.
     pub async fn manifest_digest(&self, tag: &Tag) -> Result<Option<String>, RegistryApiError> {
         Ok(self.manifest(tag).await?.map(|m| m.digest))
@@ -174,55 +283,33 @@ impl RegistryApi {
         labels: &BTreeMap<String, String>,
         to: &Tag,
     ) -> Result<StoredManifest, RegistryApiError> {
-        let name = &base.digest;
-        let mut manifest: serde_json::Value = serde_json::from_slice(&base.bytes)
-            .map_err(|e| RegistryApiError::Other(format!("manifest {name} is not JSON: {e}")))?;
         let config_digest = base.config_digest().ok_or_else(|| {
-            RegistryApiError::Other(format!("manifest {name} has no config (a manifest list?)"))
+            RegistryApiError::permanent(format!(
+                "manifest {} has no config (a manifest list?)",
+                base.digest
+            ))
         })?;
-        let mut config: serde_json::Value = serde_json::from_slice(
-            &self
-                .config_blob(&self.by_digest(name), &config_digest)
-                .await?,
-        )
-        .map_err(|e| RegistryApiError::Other(format!("config {config_digest} is not JSON: {e}")))?;
-        let image_config = config
-            .get_mut("config")
-            .and_then(serde_json::Value::as_object_mut)
-            .ok_or_else(|| {
-                RegistryApiError::Other(format!("config {config_digest} has no \"config\" object"))
-            })?;
-        let existing = image_config
-            .entry("Labels")
-            .or_insert_with(|| serde_json::Value::Object(Default::default()));
-        if !existing.is_object() {
-            *existing = serde_json::Value::Object(Default::default());
-        }
-        if let Some(existing) = existing.as_object_mut() {
-            for (key, value) in labels {
-                existing.insert(key.clone(), serde_json::Value::String(value.clone()));
-            }
-        }
-        let config = serde_json::to_vec(&config)
-            .map_err(|e| RegistryApiError::Other(format!("cannot encode the config: {e}")))?;
-        let labelled_config = sha256_digest(&config);
-        let config_size = config.len();
+        let config = self
+            .config_blob(&self.by_digest(&base.digest), &config_digest)
+            .await?;
+        let relabelled = relabel::relabel(&base.bytes, &config, labels)
+            .map_err(|e| RegistryApiError::permanent(format!("{} ({})", e, base.digest)))?;
         self.client
-            .push_blob(&self.reference(to), config, &labelled_config)
+            .push_blob(
+                &self.reference(to),
+                relabelled.config,
+                &relabelled.config_digest,
+            )
             .await
             .map_err(|e| match classify(e) {
                 Classified::Error(e) => e,
                 Classified::ManifestUnknown => {
-                    RegistryApiError::Other("the registry refused the config blob".to_string())
+                    RegistryApiError::permanent("the registry refused the config blob")
                 }
             })?;
-        manifest["config"]["digest"] = serde_json::Value::String(labelled_config);
-        manifest["config"]["size"] = serde_json::Value::from(config_size);
-        let bytes = serde_json::to_vec(&manifest)
-            .map_err(|e| RegistryApiError::Other(format!("cannot encode the manifest: {e}")))?;
         let labelled = StoredManifest {
-            digest: sha256_digest(&bytes),
-            bytes,
+            digest: relabelled.manifest_digest,
+            bytes: relabelled.manifest,
             media_type: base.media_type.clone(),
         };
         self.put_copy(&labelled, to).await?;
@@ -251,9 +338,10 @@ impl RegistryApi {
             .await
             .map_err(|e| match classify(e) {
                 Classified::Error(e) => e,
-                Classified::ManifestUnknown => {
-                    RegistryApiError::Other(format!("config blob {digest} is missing"))
-                }
+                Classified::ManifestUnknown => RegistryApiError::Failed {
+                    kind: FailureKind::NotFound,
+                    detail: format!("config blob {digest} is missing"),
+                },
             })?;
         Ok(config)
     }
@@ -266,51 +354,44 @@ impl RegistryApi {
     ) -> Result<(), RegistryApiError> {
         let content_type = media_type
             .parse()
-            .map_err(|_| RegistryApiError::Other(format!("bad media type {media_type:?}")))?;
+            .map_err(|_| RegistryApiError::permanent(format!("bad media type {media_type:?}")))?;
         self.client
             .push_manifest_raw(&self.reference(to), manifest, content_type)
             .await
-            .map_err(|e| match classify(e) {
-                // Only manifests whose blobs are in the repository are written here (a copy of a tag,
-                // or the daemon's accepted manifest with a new config), so an unknown or unreadable
-                // blob is the registry mid-update: its filesystem store rewrites a blob's link file when
-                // a concurrent push of the same layer links it again.
-                Classified::Error(RegistryApiError::Other(m))
-                    if m.contains("blob unknown") || m.contains("digest invalid") =>
-                {
-                    RegistryApiError::Transient(m)
-                }
+            .map_err(|e| match classify_manifest_put(e) {
                 Classified::Error(e) => e,
                 Classified::ManifestUnknown => {
-                    RegistryApiError::Other(format!("the registry rejected {to}"))
+                    RegistryApiError::permanent(format!("the registry rejected {to}"))
                 }
             })?;
         Ok(())
     }
 
-    /// Every tag in the repository (paginated); an unknown repository has none.
+    /// The tags of the repository, at most [`MAX_LISTED_TAGS`] of them, each once; an unknown
+    /// repository has none. Pages are asked for while a full page moves the listing forward. A registry
+    /// that ignores `n` and `last` (Debian's `docker-registry` returns every tag on every request) sends
+    /// more than a page, which ends the listing; one that repeats a page adds nothing new, which ends it
+    /// too: it never loops.
     pub async fn tags(&self) -> Result<Vec<String>, RegistryApiError> {
         let image = self.reference(&Tag::latest());
-        let mut all = Vec::new();
-        let mut last: Option<String> = None;
+        let mut listing = TagListing::default();
         loop {
             let page = match self
                 .client
-                .list_tags(&image, &self.auth, Some(1000), last.as_deref())
+                .list_tags(&image, &self.auth, Some(TAGS_PAGE), listing.last())
                 .await
             {
                 Ok(page) => page,
                 Err(e) => match classify(e) {
                     Classified::ManifestUnknown
-                    | Classified::Error(RegistryApiError::RepositoryNotFound) => return Ok(all),
+                    | Classified::Error(RegistryApiError::RepositoryNotFound) => {
+                        return Ok(listing.into_tags())
+                    }
                     Classified::Error(e) => return Err(e),
                 },
             };
-            let count = page.tags.len();
-            last = page.tags.last().cloned();
-            all.extend(page.tags);
-            if count < 1000 || last.is_none() {
-                return Ok(all);
+            if !listing.add_page(page.tags) {
+                return Ok(listing.into_tags());
             }
         }
     }
@@ -330,7 +411,7 @@ impl RegistryApi {
         tag: &Tag,
     ) -> Result<Option<(String, BTreeMap<String, String>)>, RegistryApiError> {
         let Some(manifest) = self
-            .read_manifest(&self.reference(tag), IMAGE_MANIFEST_TYPES)
+            .read_manifest(&self.reference(tag), ANY_MANIFEST_TYPES)
             .await?
         else {
             return Ok(None);
@@ -339,54 +420,231 @@ impl RegistryApi {
         Ok(Some((manifest.digest, labels)))
     }
 
-    /// The labels in the config of the image `manifest` describes.
+    /// The labels in the config of the image `manifest` describes. For a multi-platform index: its
+    /// annotations when they carry the revision (ecrbuild writes the provenance labels there), else the
+    /// labels of its first image, so an index made by another tool is ordered by its images' labels.
     pub async fn labels_of(
         &self,
         manifest: &StoredManifest,
     ) -> Result<BTreeMap<String, String>, RegistryApiError> {
+        if let Some(entries) = manifest.index_entries() {
+            let annotations = index_annotations(&manifest.bytes);
+            if annotations.contains_key(crate::identity::REVISION_LABEL) {
+                return Ok(annotations);
+            }
+            let Some(first) = entries.first() else {
+                return Ok(BTreeMap::new());
+            };
+            let child = self.image_manifest(&first.digest).await?.ok_or_else(|| {
+                RegistryApiError::permanent(format!(
+                    "{} lists {}, which the repository does not hold",
+                    manifest.digest, first.digest
+                ))
+            })?;
+            return Box::pin(self.labels_of(&child)).await;
+        }
         let name = &manifest.digest;
         let config_digest = manifest.config_digest().ok_or_else(|| {
-            RegistryApiError::Other(format!("manifest {name} has no config (a manifest list?)"))
+            RegistryApiError::permanent(format!("manifest {name} has no config (a manifest list?)"))
         })?;
         let config = self
             .config_blob(&self.by_digest(name), &config_digest)
             .await?;
-        let config: serde_json::Value = serde_json::from_slice(&config).map_err(|e| {
-            RegistryApiError::Other(format!("config {config_digest} is not JSON: {e}"))
+        relabel::labels_of_config(&config)
+            .map_err(|e| RegistryApiError::permanent(format!("config {config_digest}: {e}")))
+    }
+
+    /// The platform and the labels the config of the image `manifest` declares.
+    pub async fn platform_and_labels(
+        &self,
+        manifest: &StoredManifest,
+    ) -> Result<(Platform, BTreeMap<String, String>), RegistryApiError> {
+        let name = &manifest.digest;
+        let config_digest = manifest.config_digest().ok_or_else(|| {
+            RegistryApiError::permanent(format!("manifest {name} has no config (an index?)"))
         })?;
-        Ok(config["config"]["Labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default())
+        let config = self
+            .config_blob(&self.by_digest(name), &config_digest)
+            .await?;
+        let bad = |e: String| RegistryApiError::permanent(format!("config {config_digest}: {e}"));
+        let platform = platform_of_config(&config).map_err(bad)?;
+        let labels = relabel::labels_of_config(&config).map_err(|e| bad(e.to_string()))?;
+        Ok((platform, labels))
+    }
+
+    /// Publish under `to` the OCI index over `entries` with `annotations`, byte for byte as computed
+    /// here (so `to` resolves to the returned digest). Every entry's image must be in the repository.
+    pub async fn put_index(
+        &self,
+        entries: &[IndexEntry],
+        annotations: &BTreeMap<String, String>,
+        to: &Tag,
+    ) -> Result<StoredManifest, RegistryApiError> {
+        let (bytes, digest) = index_document(entries, annotations);
+        let index = StoredManifest {
+            digest,
+            bytes,
+            media_type: index::OCI_INDEX_MEDIA_TYPE.to_string(),
+        };
+        self.put_copy(&index, to).await?;
+        Ok(index)
+    }
+
+    /// The config blob of the small OCI artifact under `tag` (see [`RegistryApi::put_artifact`]), or
+    /// `None` when the tag is absent.
+    pub async fn artifact(&self, tag: &Tag) -> Result<Option<Vec<u8>>, RegistryApiError> {
+        let Some(manifest) = self
+            .read_manifest(&self.reference(tag), &[OCI_IMAGE_MEDIA_TYPE])
+            .await?
+        else {
+            return Ok(None);
+        };
+        let config_digest = manifest.config_digest().ok_or_else(|| {
+            RegistryApiError::permanent(format!("{tag} is not an artifact with a config"))
+        })?;
+        self.config_blob(&self.by_digest(&manifest.digest), &config_digest)
+            .await
+            .map(Some)
+    }
+
+    /// Publish `data` under `tag` as a small OCI artifact: an image manifest whose config is `data`
+    /// (of `media_type`) and whose only layer is the empty JSON object, which every registry accepts.
+    pub async fn put_artifact(
+        &self,
+        tag: &Tag,
+        media_type: &str,
+        data: Vec<u8>,
+    ) -> Result<(), RegistryApiError> {
+        let config_digest = relabel::sha256_digest(&data);
+        let config_size = data.len();
+        let reference = self.reference(tag);
+        let blob_error = |e| match classify(e) {
+            Classified::Error(e) => e,
+            Classified::ManifestUnknown => {
+                RegistryApiError::permanent("the registry refused a blob")
+            }
+        };
+        let empty = EMPTY_JSON.to_vec();
+        let empty_digest = relabel::sha256_digest(&empty);
+        self.client
+            .push_blob(&reference, empty, &empty_digest)
+            .await
+            .map_err(blob_error)?;
+        self.client
+            .push_blob(&reference, data, &config_digest)
+            .await
+            .map_err(blob_error)?;
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_IMAGE_MEDIA_TYPE,
+            "artifactType": media_type,
+            "config": { "mediaType": media_type, "digest": config_digest, "size": config_size },
+            "layers": [{
+                "mediaType": "application/vnd.oci.empty.v1+json",
+                "digest": empty_digest,
+                "size": EMPTY_JSON.len(),
+            }],
+        });
+        let bytes = serde_json::to_vec(&manifest)
+            .map_err(|e| RegistryApiError::permanent(format!("cannot encode a manifest: {e}")))?;
+        self.put_manifest(tag, bytes, OCI_IMAGE_MEDIA_TYPE).await
     }
 
     /// Point `to` at the manifest `from` points at, inside the registry (a manifest copy: no blobs move).
     /// Returns the digest now behind `to`.
     pub async fn retag(&self, from: &Tag, to: &Tag) -> Result<String, RegistryApiError> {
         let manifest = self
-            .read_manifest(&self.reference(from), IMAGE_MANIFEST_TYPES)
+            .read_manifest(&self.reference(from), ANY_MANIFEST_TYPES)
             .await?
-            .ok_or_else(|| RegistryApiError::Other(format!("{from} is not in the registry")))?;
+            .ok_or_else(|| RegistryApiError::Failed {
+                kind: FailureKind::NotFound,
+                detail: format!("{from} is not in the registry"),
+            })?;
         self.put_copy(&manifest, to).await?;
         Ok(manifest.digest)
     }
 }
 
-/// `sha256:<hex>` of `bytes`, the content address of a blob or manifest.
-fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let hash = sha2::Sha256::digest(bytes);
-    let mut hex = String::with_capacity(71);
-    hex.push_str("sha256:");
-    for byte in hash.iter() {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
+/// A blob's bytes as the registry sends them (see [`RegistryApi::blob_stream`]).
+pub struct BlobStream {
+    /// Leading bytes to drop: the registry ignored the range and started at 0.
+    pub skip: u64,
+    pub stream: futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>,
 }
+
+/// What an error met while a blob's bytes arrive means: the client's own digest check (the content is
+/// not what the digest names), or a failure of the connection, with its kind.
+pub fn classify_blob_read(error: &std::io::Error) -> Result<FailureKind, String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = error.get_ref().map(|e| e as _);
+    while let Some(inner) = source {
+        if let Some(digest) = inner.downcast_ref::<oci_client::errors::DigestError>() {
+            return Err(digest.to_string());
+        }
+        if let Some(request) = inner.downcast_ref::<reqwest::Error>() {
+            return Ok(request_failure_kind(request));
+        }
+        source = inner.source();
+    }
+    Ok(FailureKind::from_io(error.kind()))
+}
+
+/// Tags asked for per page.
+const TAGS_PAGE: usize = 1000;
+
+/// The most tags a listing holds, whatever the registry returns: bounds memory and requests.
+pub const MAX_LISTED_TAGS: usize = 10_000;
+
+/// Tags read so far, each once, in the order the registry gave them.
+#[derive(Debug, Default)]
+struct TagListing {
+    tags: Vec<String>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl TagListing {
+    /// The tag to continue after (the `last` parameter).
+    fn last(&self) -> Option<&str> {
+        self.tags.last().map(String::as_str)
+    }
+
+    /// Add a page; whether another page should be asked for: the page was exactly full (a longer one
+    /// means the registry ignores pagination and sent everything), it brought tags not seen before, it
+    /// ended past where the listing stood, and the bound is not reached.
+    fn add_page(&mut self, page: Vec<String>) -> bool {
+        // More than asked for: the registry ignores `n` (and so `last`), and this is the whole list.
+        let ignores_pagination = page.len() > TAGS_PAGE;
+        let full = page.len() == TAGS_PAGE;
+        let previous_last = self.last().map(str::to_string);
+        let page_last = page.last().cloned();
+        let before = self.tags.len();
+        for tag in page {
+            if self.tags.len() >= MAX_LISTED_TAGS {
+                return false;
+            }
+            if self.seen.insert(tag.clone()) {
+                self.tags.push(tag);
+            }
+        }
+        let advanced = match (previous_last, page_last) {
+            (Some(previous), Some(last)) => last > previous,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        full && !ignores_pagination
+            && advanced
+            && self.tags.len() > before
+            && self.tags.len() < MAX_LISTED_TAGS
+    }
+
+    fn into_tags(self) -> Vec<String> {
+        self.tags
+    }
+}
+
+const OCI_IMAGE_MEDIA_TYPE: &str = oci_client::manifest::OCI_IMAGE_MEDIA_TYPE;
+
+/// The OCI empty descriptor's content: `{}`.
+const EMPTY_JSON: &[u8] = b"{}";
 
 const IMAGE_MANIFEST_TYPES: &[&str] = &[
     oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE,
@@ -415,26 +673,167 @@ fn classify(error: OciDistributionError) -> Classified {
         }
         OciDistributionError::RegistryError { envelope, .. } => {
             let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-            if codes
-                .iter()
-                .any(|c| matches!(c, OciErrorCode::ManifestUnknown))
-            {
+            let has = |wanted: fn(&OciErrorCode) -> bool| codes.iter().any(|c| wanted(c));
+            if has(|c| matches!(c, OciErrorCode::ManifestUnknown)) {
                 Classified::ManifestUnknown
-            } else if codes.iter().any(|c| matches!(c, OciErrorCode::NameUnknown)) {
+            } else if has(|c| matches!(c, OciErrorCode::NameUnknown)) {
                 Classified::Error(RegistryApiError::RepositoryNotFound)
-            } else if codes
-                .iter()
-                .any(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied))
-            {
+            } else if has(|c| matches!(c, OciErrorCode::Unauthorized | OciErrorCode::Denied)) {
                 Classified::Error(RegistryApiError::Unauthorized)
             } else {
-                Classified::Error(RegistryApiError::Other(error.to_string()))
+                let kind = if has(|c| matches!(c, OciErrorCode::Toomanyrequests)) {
+                    FailureKind::Transient
+                } else {
+                    FailureKind::Permanent
+                };
+                Classified::Error(RegistryApiError::Failed {
+                    kind,
+                    detail: error.to_string(),
+                })
             }
         }
         OciDistributionError::ServerError { code: 404, .. } => Classified::ManifestUnknown,
-        OciDistributionError::ServerError {
-            code: 401 | 403, ..
-        } => Classified::Error(RegistryApiError::Unauthorized),
-        _ => Classified::Error(RegistryApiError::Other(error.to_string())),
+        OciDistributionError::ServerError { code, .. } => match FailureKind::from_status(*code) {
+            FailureKind::CredentialsRefused => Classified::Error(RegistryApiError::Unauthorized),
+            kind => Classified::Error(RegistryApiError::Failed {
+                kind,
+                detail: error.to_string(),
+            }),
+        },
+        OciDistributionError::RequestError(request) => {
+            Classified::Error(RegistryApiError::Failed {
+                kind: request_failure_kind(request),
+                detail: error.to_string(),
+            })
+        }
+        OciDistributionError::IoError(io) => Classified::Error(RegistryApiError::Failed {
+            kind: FailureKind::from_io(io.kind()),
+            detail: error.to_string(),
+        }),
+        _ => Classified::Error(RegistryApiError::permanent(error.to_string())),
+    }
+}
+
+/// A manifest PUT's failure. Only manifests whose blobs are in the repository are written here (a copy of
+/// a tag, or the daemon's accepted manifest with a new config), so an unknown or unreadable blob is the
+/// registry mid-update: its filesystem store rewrites a blob's link file when a concurrent push of the
+/// same layer links it again. That passes.
+fn classify_manifest_put(error: OciDistributionError) -> Classified {
+    if let OciDistributionError::RegistryError { envelope, .. } = &error {
+        let mid_update = envelope.errors.iter().any(|e| {
+            matches!(
+                e.code,
+                OciErrorCode::BlobUnknown
+                    | OciErrorCode::DigestInvalid
+                    | OciErrorCode::ManifestBlobUnknown
+            )
+        });
+        if mid_update {
+            return Classified::Error(RegistryApiError::Failed {
+                kind: FailureKind::Transient,
+                detail: error.to_string(),
+            });
+        }
+    }
+    classify(error)
+}
+
+/// What a failed HTTP request to the registry means: no answer at all (refused, reset, timed out) passes;
+/// an answer carries its status.
+fn request_failure_kind(error: &reqwest::Error) -> FailureKind {
+    if let Some(status) = error.status() {
+        return FailureKind::from_status(status.as_u16());
+    }
+    if error.is_timeout() || error.is_connect() || error.is_request() || error.is_body() {
+        return FailureKind::Transient;
+    }
+    // Find an I/O error underneath (a reset while reading the answer).
+    let mut source = std::error::Error::source(error);
+    while let Some(inner) = source {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return FailureKind::from_io(io.kind());
+        }
+        source = inner.source();
+    }
+    FailureKind::Permanent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(range: std::ops::Range<usize>) -> Vec<String> {
+        range.map(|i| format!("t{i:06}")).collect()
+    }
+
+    #[test]
+    fn a_registry_that_ignores_pagination_is_read_once() {
+        let mut listing = TagListing::default();
+        // Debian's registry: every request returns all 1,003 tags.
+        assert!(!listing.add_page(page(0..1003)));
+        assert_eq!(listing.into_tags().len(), 1003);
+        // Exactly a page's worth, then the same page again: it stops there.
+        let mut listing = TagListing::default();
+        assert!(listing.add_page(page(0..1000)));
+        assert!(!listing.add_page(page(0..1000)));
+        assert_eq!(listing.into_tags().len(), 1000);
+    }
+
+    #[test]
+    fn a_paginating_registry_is_followed_to_its_last_page() {
+        let mut listing = TagListing::default();
+        assert!(listing.add_page(page(0..1000)));
+        assert_eq!(listing.last(), Some("t000999"));
+        assert!(listing.add_page(page(1000..2000)));
+        assert!(!listing.add_page(page(2000..2500)));
+        let tags = listing.into_tags();
+        assert_eq!(tags.len(), 2500);
+        assert_eq!(
+            tags.iter().collect::<std::collections::HashSet<_>>().len(),
+            2500
+        );
+    }
+
+    #[test]
+    fn a_page_that_goes_backwards_or_repeats_ends_the_listing() {
+        let mut listing = TagListing::default();
+        assert!(listing.add_page(page(1000..2000)));
+        // Full, with new tags, but not past where the listing stood.
+        assert!(!listing.add_page(page(0..1000)));
+    }
+
+    #[test]
+    fn the_listing_is_bounded() {
+        let mut listing = TagListing::default();
+        let mut pages = 0;
+        let mut start = 0;
+        while listing.add_page(page(start..start + TAGS_PAGE)) {
+            start += TAGS_PAGE;
+            pages += 1;
+            assert!(pages <= MAX_LISTED_TAGS / TAGS_PAGE, "never ends");
+        }
+        assert_eq!(listing.into_tags().len(), MAX_LISTED_TAGS);
+    }
+
+    #[test]
+    fn registry_errors_carry_their_kind() {
+        let server = |code| OciDistributionError::ServerError {
+            code,
+            url: "u".into(),
+            message: "m".into(),
+        };
+        let kind = |e| match classify(e) {
+            Classified::Error(e) => Some(e.kind()),
+            Classified::ManifestUnknown => None,
+        };
+        assert_eq!(kind(server(503)), Some(FailureKind::Transient));
+        assert_eq!(kind(server(500)), Some(FailureKind::Transient));
+        assert_eq!(kind(server(403)), Some(FailureKind::CredentialsRefused));
+        assert_eq!(kind(server(400)), Some(FailureKind::Permanent));
+        assert_eq!(kind(server(404)), None);
+        let io = OciDistributionError::IoError(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        ));
+        assert_eq!(kind(io), Some(FailureKind::Transient));
     }
 }

@@ -1,9 +1,11 @@
 //! Report phase: human progress on stderr, the machine-readable result on stdout.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -28,7 +30,10 @@ impl Reporter {
 
     fn prefix(&self) -> String {
         if self.plain {
-            format!("{} ecrbuild:", utc_timestamp(SystemTime::now(), "%H:%M:%S"))
+            format!(
+                "{} ecrbuild:",
+                utc_timestamp(SystemTime::now(), TimeLayout::Clock)
+            )
         } else {
             "ecrbuild:".to_string()
         }
@@ -179,6 +184,45 @@ fn strip_control(line: &str) -> String {
     out
 }
 
+/// Finding counts by severity name (`CRITICAL`, `HIGH`, ...).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ScanSummary {
+    pub status: String,
+    pub counts: BTreeMap<String, i32>,
+}
+
+impl ScanSummary {
+    /// `CRITICAL 1, HIGH 2` (highest first), or `no findings`.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<(i32, String)> = self
+            .counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(s, n)| (severity_rank(s), format!("{s} {n}")))
+            .collect();
+        if parts.is_empty() {
+            return "no findings".to_string();
+        }
+        parts.sort_by_key(|part| std::cmp::Reverse(part.0));
+        parts
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// ECR's severities from lowest to highest; unknown names rank below all.
+pub const SEVERITIES: [&str; 5] = ["INFORMATIONAL", "LOW", "MEDIUM", "HIGH", "CRITICAL"];
+
+/// The rank of a severity name in [`SEVERITIES`], -1 when unknown.
+pub fn severity_rank(name: &str) -> i32 {
+    SEVERITIES
+        .iter()
+        .position(|s| *s == name)
+        .map_or(-1, |i| i as i32)
+}
+
 /// Seconds spent in each phase.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Timings {
@@ -213,7 +257,7 @@ pub struct Summary {
     /// What happened to `latest`: moved, kept (and why), corrected, not requested.
     pub latest: Option<String>,
     /// Findings by severity, with --wait-scan.
-    pub scan: Option<crate::scan::ScanSummary>,
+    pub scan: Option<ScanSummary>,
     pub timings: Timings,
 }
 
@@ -235,12 +279,19 @@ impl Summary {
     }
 }
 
+/// Where to write the result besides stdout.
+#[derive(Debug, Clone, Default)]
+pub struct OutputFiles {
+    /// CodePipeline's imagedefinitions.json: (path, container name).
+    pub imagedefinitions: Option<(PathBuf, String)>,
+    pub digest_file: Option<PathBuf>,
+    /// `$GITHUB_OUTPUT` in GitHub Actions.
+    pub github_output: Option<PathBuf>,
+}
+
 /// Write the result files asked for: imagedefinitions.json, the digest file, `$GITHUB_OUTPUT`.
 /// Only called when the image is in the registry (pushed now or already published).
-pub fn write_outputs(
-    outputs: &crate::plan::Outputs,
-    summary: &Summary,
-) -> std::io::Result<Vec<String>> {
+pub fn write_outputs(outputs: &OutputFiles, summary: &Summary) -> std::io::Result<Vec<String>> {
     let mut written = Vec::new();
     let Some(digest) = &summary.digest else {
         return Ok(written);
@@ -292,44 +343,53 @@ fn name_path(path: &std::path::Path, error: std::io::Error) -> std::io::Error {
     std::io::Error::new(error.kind(), format!("{}: {error}", path.display()))
 }
 
-/// Format a UTC time without a date-time crate: only these two layouts are needed.
-pub fn utc_timestamp(time: SystemTime, layout: &str) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
-    let (y, mo, d) = civil_from_days(days as i64);
-    match layout {
-        "%H:%M:%S" => format!("{h:02}:{m:02}:{s:02}"),
-        "rfc3339" => format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}Z"),
-        _ => format!("{y:04}{mo:02}{d:02}-{h:02}{m:02}{s:02}"),
-    }
+/// How [`utc_timestamp`] lays out a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeLayout {
+    /// `14:37:02`, for log lines.
+    Clock,
+    /// `2026-01-11T14:37:02Z`, for the `created` label.
+    Rfc3339,
+    /// `20260111-143702`, a tag-safe timestamp.
+    Compact,
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// A UTC time in one of the layouts ecrbuild prints, to the second.
+pub fn utc_timestamp(time: SystemTime, layout: TimeLayout) -> String {
+    use time::macros::format_description;
+    let time = time::OffsetDateTime::from(time);
+    let formatted = match layout {
+        TimeLayout::Clock => time.format(format_description!("[hour]:[minute]:[second]")),
+        TimeLayout::Rfc3339 => time.format(format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
+        )),
+        TimeLayout::Compact => time.format(format_description!(
+            "[year][month][day]-[hour][minute][second]"
+        )),
+    };
+    // Formatting a UTC time with these fixed layouts cannot fail; an empty string is never printed.
+    formatted.unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn timestamps_are_utc() {
         let t = UNIX_EPOCH + Duration::from_secs(1_768_142_222); // 2026-01-11T14:37:02Z
-        assert_eq!(utc_timestamp(t, "rfc3339"), "2026-01-11T14:37:02Z");
-        assert_eq!(utc_timestamp(t, "compact"), "20260111-143702");
         assert_eq!(
-            utc_timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400), "rfc3339"),
+            utc_timestamp(t, TimeLayout::Rfc3339),
+            "2026-01-11T14:37:02Z"
+        );
+        assert_eq!(utc_timestamp(t, TimeLayout::Compact), "20260111-143702");
+        assert_eq!(utc_timestamp(t, TimeLayout::Clock), "14:37:02");
+        assert_eq!(
+            utc_timestamp(
+                UNIX_EPOCH + Duration::from_millis(951_782_400_999),
+                TimeLayout::Rfc3339
+            ),
             "2000-02-29T00:00:00Z"
         );
     }

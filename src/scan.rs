@@ -1,54 +1,32 @@
 //! Wait for the ECR image scan of the pushed digest and summarise its findings by severity.
 //! Scan results are informational unless `--fail-on` names a severity.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use aws_sdk_ecr::error::SdkError;
 use aws_sdk_ecr::operation::describe_image_scan_findings::DescribeImageScanFindingsError;
 use aws_sdk_ecr::types::{ImageIdentifier, ScanStatus};
 
+use crate::cli::Severity;
 use crate::error::{Error, Result};
-use crate::plan::{ScanPlan, Severity};
-use crate::report::Reporter;
+use crate::report::{Reporter, ScanSummary};
 
-/// Finding counts by severity name (`CRITICAL`, `HIGH`, ...).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ScanSummary {
-    pub status: String,
-    pub counts: BTreeMap<String, i32>,
+/// How to wait for the ECR scan.
+#[derive(Debug, Clone, Copy)]
+pub struct ScanPlan {
+    pub timeout_secs: u64,
+    pub fail_on: Option<Severity>,
 }
 
-impl ScanSummary {
-    /// `CRITICAL 1, HIGH 2` (highest first), or `no findings`.
-    pub fn describe(&self) -> String {
-        let mut parts: Vec<(i32, String)> = self
-            .counts
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(s, n)| (rank(s).map_or(-1, |r| r as i32), format!("{s} {n}")))
-            .collect();
-        if parts.is_empty() {
-            return "no findings".to_string();
-        }
-        parts.sort_by_key(|part| std::cmp::Reverse(part.0));
-        parts
-            .into_iter()
-            .map(|(_, p)| p)
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Findings at or above `threshold`, as `CRITICAL 1, HIGH 2`; `None` when there are none.
-    pub fn at_or_above(&self, threshold: Severity) -> Option<String> {
-        let hits: Vec<String> = self
-            .counts
-            .iter()
-            .filter(|(s, n)| **n > 0 && rank(s).is_some_and(|r| r >= threshold))
-            .map(|(s, n)| format!("{s} {n}"))
-            .collect();
-        (!hits.is_empty()).then(|| hits.join(", "))
-    }
+/// Findings at or above `threshold`, as `CRITICAL 1, HIGH 2`; `None` when there are none.
+pub fn at_or_above(summary: &ScanSummary, threshold: Severity) -> Option<String> {
+    let hits: Vec<String> = summary
+        .counts
+        .iter()
+        .filter(|(s, n)| **n > 0 && rank(s).is_some_and(|r| r >= threshold))
+        .map(|(s, n)| format!("{s} {n}"))
+        .collect();
+    (!hits.is_empty()).then(|| hits.join(", "))
 }
 
 fn rank(severity: &str) -> Option<Severity> {
@@ -84,64 +62,13 @@ pub async fn wait_for_scan(
             .image_id(ImageIdentifier::builder().image_tag(sha_tag).build())
             .send()
             .await;
-        let status = match response {
-            Ok(out) => {
-                let status = out.image_scan_status().and_then(|s| s.status().cloned());
-                match status {
-                    Some(ScanStatus::Complete) => {
-                        let counts = out
-                            .image_scan_findings()
-                            .and_then(|f| f.finding_severity_counts())
-                            .map(|m| {
-                                m.iter()
-                                    .map(|(k, v)| (k.as_str().to_string(), *v))
-                                    .collect()
-                            })
-                            .unwrap_or_default();
-                        let summary = ScanSummary {
-                            status: "COMPLETE".to_string(),
-                            counts,
-                        };
-                        reporter.step(format!("scan of {reference}: {}", summary.describe()));
-                        if let Some(threshold) = plan.fail_on {
-                            if let Some(hits) = summary.at_or_above(threshold) {
-                                return Err(Error::ScanFindings {
-                                    reference: reference.to_string(),
-                                    summary: hits,
-                                    threshold: format!("{threshold:?}").to_uppercase(),
-                                });
-                            }
-                        }
-                        return Ok(Some(summary));
-                    }
-                    Some(ScanStatus::Failed) | Some(ScanStatus::UnsupportedImage) => {
-                        let description = out
-                            .image_scan_status()
-                            .and_then(|s| s.description())
-                            .unwrap_or("no description");
-                        reporter.warn(format!(
-                            "scan of {reference} did not complete: {description}"
-                        ));
-                        return scan_unavailable(plan, reference, description);
-                    }
-                    other => other.map_or("PENDING".to_string(), |s| s.as_str().to_string()),
-                }
+        let status = match poll_result(response) {
+            Poll::Complete(summary) => return judge(summary, plan, reference, reporter),
+            Poll::Unavailable(why) => {
+                reporter.warn(format!("scan of {reference}: {why}"));
+                return scan_unavailable(plan, reference, &why);
             }
-            // The scan starts shortly after the push; until then ECR says there is no scan.
-            Err(SdkError::ServiceError(e))
-                if matches!(
-                    e.err(),
-                    DescribeImageScanFindingsError::ScanNotFoundException(_)
-                        | DescribeImageScanFindingsError::ImageNotFoundException(_)
-                ) =>
-            {
-                "NOT STARTED".to_string()
-            }
-            Err(e) => {
-                let detail = aws_sdk_ecr::error::DisplayErrorContext(&e).to_string();
-                reporter.warn(format!("cannot read the scan of {reference}: {detail}"));
-                return scan_unavailable(plan, reference, &detail);
-            }
+            Poll::Pending(status) => status,
         };
         if status != last_status {
             reporter.step(format!("waiting for the scan of {reference}: {status}"));
@@ -157,6 +84,82 @@ pub async fn wait_for_scan(
         tokio::time::sleep(Duration::from_secs(5).min(deadline.saturating_sub(started.elapsed())))
             .await;
     }
+}
+
+/// One look at the scan.
+enum Poll {
+    Complete(ScanSummary),
+    /// Still running, or not started yet: the status to show.
+    Pending(String),
+    /// It will not complete (failed, unsupported image) or cannot be read.
+    Unavailable(String),
+}
+
+fn poll_result<R: std::fmt::Debug>(
+    response: std::result::Result<
+        aws_sdk_ecr::operation::describe_image_scan_findings::DescribeImageScanFindingsOutput,
+        SdkError<DescribeImageScanFindingsError, R>,
+    >,
+) -> Poll {
+    let out = match response {
+        Ok(out) => out,
+        // The scan starts shortly after the push; until then ECR says there is no scan.
+        Err(SdkError::ServiceError(e))
+            if matches!(
+                e.err(),
+                DescribeImageScanFindingsError::ScanNotFoundException(_)
+                    | DescribeImageScanFindingsError::ImageNotFoundException(_)
+            ) =>
+        {
+            return Poll::Pending("NOT STARTED".to_string())
+        }
+        Err(e) => {
+            let detail = aws_sdk_ecr::error::DisplayErrorContext(&e).to_string();
+            return Poll::Unavailable(format!("cannot be read: {detail}"));
+        }
+    };
+    match out.image_scan_status().and_then(|s| s.status().cloned()) {
+        Some(ScanStatus::Complete) => Poll::Complete(ScanSummary {
+            status: "COMPLETE".to_string(),
+            counts: out
+                .image_scan_findings()
+                .and_then(|f| f.finding_severity_counts())
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.as_str().to_string(), *v))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }),
+        Some(ScanStatus::Failed) | Some(ScanStatus::UnsupportedImage) => {
+            let description = out
+                .image_scan_status()
+                .and_then(|s| s.description())
+                .unwrap_or("no description");
+            Poll::Unavailable(format!("did not complete: {description}"))
+        }
+        other => Poll::Pending(other.map_or("PENDING".to_string(), |s| s.as_str().to_string())),
+    }
+}
+
+/// Report a completed scan, and fail on findings at or above `--fail-on`.
+fn judge(
+    summary: ScanSummary,
+    plan: &ScanPlan,
+    reference: &str,
+    reporter: &Reporter,
+) -> Result<Option<ScanSummary>> {
+    reporter.step(format!("scan of {reference}: {}", summary.describe()));
+    if let Some(threshold) = plan.fail_on {
+        if let Some(hits) = at_or_above(&summary, threshold) {
+            return Err(Error::ScanFindings {
+                reference: reference.to_string(),
+                summary: hits,
+                threshold: format!("{threshold:?}").to_uppercase(),
+            });
+        }
+    }
+    Ok(Some(summary))
 }
 
 /// Without a result, `--fail-on` cannot be honoured: fail rather than pass an unchecked image.
@@ -185,10 +188,10 @@ mod tests {
     #[test]
     fn threshold_counts_only_severities_at_or_above() {
         let s = summary(&[("HIGH", 2), ("LOW", 5), ("CRITICAL", 0)]);
-        assert_eq!(s.at_or_above(Severity::High).as_deref(), Some("HIGH 2"));
-        assert_eq!(s.at_or_above(Severity::Critical), None);
+        assert_eq!(at_or_above(&s, Severity::High).as_deref(), Some("HIGH 2"));
+        assert_eq!(at_or_above(&s, Severity::Critical), None);
         assert_eq!(
-            s.at_or_above(Severity::Low).as_deref(),
+            at_or_above(&s, Severity::Low).as_deref(),
             Some("HIGH 2, LOW 5")
         );
         assert_eq!(s.describe(), "HIGH 2, LOW 5");

@@ -9,8 +9,9 @@ resource "aws_cloudwatch_log_group" "build" {
 }
 
 resource "aws_codebuild_project" "image" {
-  name          = local.names.project
-  description   = "Builds ${var.component} from ${var.github_repository} (api/Dockerfile) with ecrbuild and pushes it to ${local.names.repository}."
+  name = local.names.project
+  # CodeBuild allows 255 characters.
+  description   = substr("Builds ${var.github_repository} (services: ${join(", ", keys(local.repositories))}) with ecrbuild and pushes each to its ECR repository.", 0, 255)
   service_role  = aws_iam_role.codebuild.arn
   build_timeout = var.build_timeout_minutes
 
@@ -19,7 +20,7 @@ resource "aws_codebuild_project" "image" {
   source {
     type            = "GITHUB"
     location        = "https://github.com/${var.github_repository}.git"
-    buildspec       = "buildspec.yml"
+    buildspec       = var.enable_batch_builds ? var.batch_buildspec : "buildspec.yml"
     git_clone_depth = 1
   }
 
@@ -46,8 +47,15 @@ resource "aws_codebuild_project" "image" {
 
     # Environment read by ecrbuild.
     environment_variable {
+      # The primary service's repository (the only one by default).
       name  = "ECR_REPOSITORY"
-      value = aws_ecr_repository.image.name
+      value = aws_ecr_repository.image[local.primary_service].name
+    }
+    environment_variable {
+      # Every service and its repository, "service=repository" separated by
+      # spaces; buildspec-services.yml picks its entry per service.
+      name  = "ECRBUILD_SERVICE_REPOSITORIES"
+      value = join(" ", [for service, repository in aws_ecr_repository.image : "${service}=${repository.name}"])
     }
     environment_variable {
       name  = "AWS_ACCOUNT_ID"
@@ -60,7 +68,7 @@ resource "aws_codebuild_project" "image" {
     environment_variable {
       # From the repository URL, so the host is right in every partition.
       name  = "ECR_REGISTRY"
-      value = split("/", aws_ecr_repository.image.repository_url)[0]
+      value = split("/", aws_ecr_repository.image[local.primary_service].repository_url)[0]
     }
     dynamic "environment_variable" {
       for_each = var.extra_image_tag == "" ? [] : [var.extra_image_tag]
@@ -80,6 +88,15 @@ resource "aws_codebuild_project" "image" {
       value = var.ecrbuild_download_sha256
     }
     environment_variable {
+      # ARM hosts of buildspec-multiarch.yml.
+      name  = "ECRBUILD_DOWNLOAD_URL_AARCH64"
+      value = var.ecrbuild_download_url_aarch64
+    }
+    environment_variable {
+      name  = "ECRBUILD_DOWNLOAD_SHA256_AARCH64"
+      value = var.ecrbuild_download_sha256_aarch64
+    }
+    environment_variable {
       name  = "ECRBUILD_WAIT_SCAN"
       value = var.enable_wait_scan ? "1" : "0"
     }
@@ -90,6 +107,23 @@ resource "aws_codebuild_project" "image" {
   cache {
     type  = "LOCAL"
     modes = concat(["LOCAL_CUSTOM_CACHE"], var.enable_docker_layer_cache ? ["LOCAL_DOCKER_LAYER_CACHE"] : [])
+  }
+
+  # Batch builds (enable_batch_builds): the builds of a batch are started,
+  # stopped and retried by CodeBuild with the batch service role; each build
+  # still runs with the project's service role.
+  dynamic "build_batch_config" {
+    for_each = var.enable_batch_builds ? [1] : []
+    content {
+      service_role      = aws_iam_role.codebuild_batch[0].arn
+      combine_artifacts = false
+      timeout_in_mins   = var.batch_timeout_minutes
+
+      restrictions {
+        compute_types_allowed  = distinct(concat(var.batch_compute_types_allowed, [var.compute_type]))
+        maximum_builds_allowed = var.batch_maximum_builds
+      }
+    }
   }
 
   logs_config {
@@ -111,8 +145,16 @@ resource "aws_codebuild_project" "image" {
       condition     = (var.ecrbuild_download_url == "") == (var.ecrbuild_download_sha256 == "")
       error_message = "Set ecrbuild_download_url and ecrbuild_download_sha256 together, or neither."
     }
+    precondition {
+      condition     = (var.ecrbuild_download_url_aarch64 == "") == (var.ecrbuild_download_sha256_aarch64 == "")
+      error_message = "Set ecrbuild_download_url_aarch64 and ecrbuild_download_sha256_aarch64 together, or neither."
+    }
   }
 
   # The role's policy must exist before the first build can write its logs.
-  depends_on = [aws_iam_role_policy_attachment.codebuild, aws_iam_role_policy_attachment.codebuild_wait_scan]
+  depends_on = [
+    aws_iam_role_policy_attachment.codebuild,
+    aws_iam_role_policy_attachment.codebuild_wait_scan,
+    aws_iam_role_policy_attachment.codebuild_batch,
+  ]
 }

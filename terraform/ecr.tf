@@ -1,5 +1,9 @@
+# One repository per service (var.services; by default the single service
+# named after the component, repository <project>-<environment>-<component>).
 resource "aws_ecr_repository" "image" {
-  name = local.names.repository
+  for_each = local.repositories
+
+  name = each.value
 
   # Commit-SHA tags can never be overwritten; only the moving tags
   # (latest, plus extra_image_tag when set) may point at a newer image.
@@ -27,11 +31,29 @@ resource "aws_ecr_repository" "image" {
   force_delete = var.force_delete
 
   tags = {
-    Name = local.names.repository
+    Name    = each.value
+    Service = each.key
   }
 }
 
+# The same policy on every repository: it never expires an image that a kept
+# multi-platform index references (modules/policies, README.md "Lifecycle").
 resource "aws_ecr_lifecycle_policy" "image" {
-  repository = aws_ecr_repository.image.name
+  for_each = aws_ecr_repository.image
+
+  repository = each.value.name
   policy     = module.policies.lifecycle_policy
+}
+
+# The single repository of earlier versions becomes the default service's
+# instance, without a replacement. (With a component other than api, move
+# the state by hand: README.md, "Services".)
+moved {
+  from = aws_ecr_repository.image
+  to   = aws_ecr_repository.image["api"]
+}
+
+moved {
+  from = aws_ecr_lifecycle_policy.image
+  to   = aws_ecr_lifecycle_policy.image["api"]
 }

@@ -1,6 +1,6 @@
 # GitHub Actions OIDC: the provider (unless the account already has one) and
 # the role the trigger workflow assumes. The role can start this project's
-# build and nothing else.
+# build and nothing else (with enable_batch_builds, also a batch of it).
 
 resource "aws_iam_openid_connect_provider" "github" {
   count = var.github_oidc_provider_arn == null ? 1 : 0
@@ -34,7 +34,7 @@ resource "aws_iam_role" "github" {
 
 resource "aws_iam_policy" "github" {
   name        = local.names.github_role
-  description = "codebuild:StartBuild on ${local.names.project} only, without a buildspec override."
+  description = "codebuild:StartBuild${var.enable_batch_builds ? " and StartBuildBatch" : ""} on ${local.names.project} only, without a buildspec override."
   policy      = module.policies.github_permissions_policy
 
   tags = {

@@ -76,14 +76,52 @@ variable "ecr_kms_key_arn" {
   default     = null
 }
 
+variable "services" {
+  description = "Images built from this repository: service name => { repository = optional name override }. Each gets its own ECR repository, <project>-<environment>-<service> unless overridden. Null means one service named after component (api by default), i.e. the single repository <project>-<environment>-<component>."
+  type = map(object({
+    repository = optional(string)
+  }))
+  default = null
+
+  validation {
+    condition     = var.services == null || length(coalesce(var.services, {})) >= 1
+    error_message = "services must name at least one service (or be null for the single default one)."
+  }
+
+  validation {
+    condition = alltrue([
+      for name, svc in coalesce(var.services, {}) :
+      can(regex("^[a-z][a-z0-9]*(-[a-z0-9]+)*$", name)) && length(name) <= 16 &&
+      (svc.repository == null || can(regex("^[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$", coalesce(svc.repository, "x"))))
+    ])
+    error_message = "Service names must be lowercase letters, digits and single hyphens (at most 16 characters); a repository override must be a valid ECR repository name."
+  }
+}
+
 variable "untagged_expire_days" {
-  description = "Untagged images are expired this many days after push."
+  description = "Removed: expiring untagged images deletes the per-platform children of kept multi-platform indexes (aws/containers-roadmap#1596). Must stay null; see README.md, \"Lifecycle\"."
   type        = number
-  default     = 7
+  default     = null
+
+  validation {
+    condition     = var.untagged_expire_days == null
+    error_message = "untagged_expire_days is no longer supported: the children of a multi-platform index are untagged, and expiring untagged images would break indexes the lifecycle keeps. Remove it; untagged images are never expired (terraform/README.md, \"Lifecycle\")."
+  }
+}
+
+variable "max_platforms_per_image" {
+  description = "Upper bound on the platforms of one multi-platform image: the lifecycle keeps keep_tagged_images times this many per-platform (<sha>-linux-*) images. Above the real count it leaves room for concurrent runs."
+  type        = number
+  default     = 4
+
+  validation {
+    condition     = var.max_platforms_per_image >= 1 && floor(var.max_platforms_per_image) == var.max_platforms_per_image
+    error_message = "max_platforms_per_image must be a whole number of at least 1."
+  }
 }
 
 variable "keep_tagged_images" {
-  description = "How many SHA-tagged images the lifecycle policy keeps."
+  description = "How many SHA-tagged images (single-platform images or multi-platform indexes) the lifecycle policy keeps per repository."
   type        = number
   default     = 50
 }
@@ -194,5 +232,138 @@ variable "ecrbuild_download_sha256" {
   validation {
     condition     = var.ecrbuild_download_sha256 == "" || can(regex("^[0-9a-f]{64}$", var.ecrbuild_download_sha256))
     error_message = "ecrbuild_download_sha256 must be empty or 64 lowercase hex digits."
+  }
+}
+
+variable "ecrbuild_download_url_aarch64" {
+  description = "Optional URL of a prebuilt aarch64 Linux ecrbuild binary, for the ARM hosts of buildspec-multiarch.yml. Empty: those hosts build ecrbuild with cargo. Set together with ecrbuild_download_sha256_aarch64."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ecrbuild_download_url_aarch64 == "" || startswith(var.ecrbuild_download_url_aarch64, "https://")
+    error_message = "ecrbuild_download_url_aarch64 must be empty or an https:// URL."
+  }
+}
+
+variable "ecrbuild_download_sha256_aarch64" {
+  description = "SHA-256 (64 lowercase hex) of the file at ecrbuild_download_url_aarch64."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.ecrbuild_download_sha256_aarch64 == "" || can(regex("^[0-9a-f]{64}$", var.ecrbuild_download_sha256_aarch64))
+    error_message = "ecrbuild_download_sha256_aarch64 must be empty or 64 lowercase hex digits."
+  }
+}
+
+# ---------------------------------------------------------------- batch builds
+
+variable "enable_batch_builds" {
+  description = "Turn on CodeBuild batch builds: the project runs batch_buildspec, gets a batch service role, and the GitHub role may also codebuild:StartBuildBatch on it (a departure from FR-006, see README.md)."
+  type        = bool
+  default     = false
+}
+
+variable "batch_buildspec" {
+  description = "Buildspec of the project when batch builds are on: buildspec-multiarch.yml (amd64 + arm64 joined into an index) or buildspec-services.yml (one build per service)."
+  type        = string
+  default     = "buildspec-multiarch.yml"
+
+  validation {
+    condition     = contains(["buildspec-multiarch.yml", "buildspec-services.yml"], var.batch_buildspec)
+    error_message = "batch_buildspec must be buildspec-multiarch.yml or buildspec-services.yml."
+  }
+}
+
+variable "batch_compute_types_allowed" {
+  description = "Compute types a batch may use (the project's compute_type is always added). The batch buildspecs use SMALL (index), MEDIUM (amd64, services) and LARGE (arm64)."
+  type        = list(string)
+  default     = ["BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE"]
+
+  validation {
+    condition     = length(var.batch_compute_types_allowed) >= 1 && alltrue([for t in var.batch_compute_types_allowed : startswith(t, "BUILD_GENERAL1_")])
+    error_message = "batch_compute_types_allowed must list BUILD_GENERAL1_* compute types."
+  }
+}
+
+variable "batch_maximum_builds" {
+  description = "Most builds one batch may run (3 for buildspec-multiarch.yml; one per service for buildspec-services.yml)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.batch_maximum_builds >= 1 && var.batch_maximum_builds <= 100 && floor(var.batch_maximum_builds) == var.batch_maximum_builds
+    error_message = "batch_maximum_builds must be a whole number from 1 to 100."
+  }
+}
+
+variable "batch_timeout_minutes" {
+  description = "A batch running longer than this is stopped."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.batch_timeout_minutes >= 5 && var.batch_timeout_minutes <= 2160
+    error_message = "batch_timeout_minutes must be between 5 and 2160."
+  }
+}
+
+# ---------------------------------------------------------------- export pipeline
+
+variable "enable_export" {
+  description = "Create the export pipeline: an S3 bucket, a CodeBuild project that runs `ecrbuild export`, and a Step Functions state machine that runs it. Needs ecrbuild_download_url and ecrbuild_download_sha256."
+  type        = bool
+  default     = false
+}
+
+variable "export_bucket_name" {
+  description = "Name of the export bucket. Null: <project>-<environment>-<component>-exports-<account id>."
+  type        = string
+  default     = null
+}
+
+variable "export_prefix" {
+  description = "Key prefix of exports (ending in /). The export role may write only under it, and the state machine refuses other keys."
+  type        = string
+  default     = "exports/"
+}
+
+variable "export_expire_days" {
+  description = "Exports are deleted this many days after they were written."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.export_expire_days >= 1 && floor(var.export_expire_days) == var.export_expire_days
+    error_message = "export_expire_days must be a whole number of at least 1."
+  }
+}
+
+variable "export_kms_key_arn" {
+  description = "KMS key for the export bucket's default encryption. Null uses SSE-S3 (AES256)."
+  type        = string
+  default     = null
+}
+
+variable "export_build_timeout_minutes" {
+  description = "An export build running longer than this is stopped."
+  type        = number
+  default     = 60
+
+  validation {
+    condition     = var.export_build_timeout_minutes >= 5 && var.export_build_timeout_minutes <= 480
+    error_message = "export_build_timeout_minutes must be between 5 and 480."
+  }
+}
+
+variable "export_log_level" {
+  description = "Execution log level of the state machine (ALL, ERROR or FATAL); execution data is never logged."
+  type        = string
+  default     = "ALL"
+
+  validation {
+    condition     = contains(["ALL", "ERROR", "FATAL"], var.export_log_level)
+    error_message = "export_log_level must be ALL, ERROR or FATAL."
   }
 }

@@ -355,10 +355,8 @@ fn rerun_of_a_published_sha_is_skipped_without_a_new_push() {
     // --force rebuilds and pushes the changed sources.
     let forced = run(ecrbuild_at(&context, rig.registry(), &repo, &sha).arg("--force"));
     forced.assert_code(0);
-    assert_ne!(
-        registry.digest(&repo, &sha),
-        summary["digest"].as_str().map(String::from)
-    );
+    let before_force = summary["digest"].as_str().expect("the first run's digest");
+    assert_ne!(registry.present_digest(&repo, &sha), before_force);
 }
 
 #[test]
@@ -465,19 +463,6 @@ fn linear_history(n: usize) -> (PathBuf, Vec<String>) {
     (dir, shas)
 }
 
-/// A deterministic shuffle from a seed (printed, so a failing order can be replayed).
-fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    let mut state = seed | 1;
-    for i in (1..n).rev() {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        order.swap(i, (state % (i as u64 + 1)) as usize);
-    }
-    order
-}
-
 #[test]
 fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
     let rig = Rig::get();
@@ -485,10 +470,7 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
     for round in 0..3 {
         let repo = unique_repo(&format!("concurrent{round}"));
         let (dir, shas) = linear_history(8);
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
+        let seed = clock_seed();
         let order = shuffled(shas.len(), seed);
         eprintln!("round {round}: seed {seed}, start order {order:?}");
         let children: Vec<_> = order
@@ -501,15 +483,7 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
                     .unwrap()
             })
             .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        let logs = wait_for_all(children, &order);
         for sha in &shas {
             let labels = &registry.config(&repo, sha)["config"]["Labels"];
             assert_eq!(
@@ -518,17 +492,8 @@ fn concurrent_runs_for_a_linear_history_leave_latest_on_the_newest_commit() {
                 "label of {sha}"
             );
         }
-        let newest = shas.last().unwrap();
-        let latest = &registry.config(&repo, "latest")["config"]["Labels"];
-        assert_eq!(
-            latest["org.opencontainers.image.revision"],
-            newest.as_str(),
-            "round {round} (seed {seed}, order {order:?}): latest is not the newest commit"
-        );
-        assert_eq!(
-            registry.digest(&repo, "latest"),
-            registry.digest(&repo, newest)
-        );
+        let context = format!("round {round} (seed {seed}, order {order:?})\n{logs}");
+        assert_latest_on(&registry, &repo, shas.last().unwrap(), &context);
     }
 }
 
@@ -563,19 +528,13 @@ fn a_newer_commit_unknown_to_git_takes_latest_back_after_the_move() {
         "io.ecrbuild.latest-candidate=true",
     ]))
     .assert_code(0);
-    assert_eq!(
-        registry.digest(&repo, "latest"),
-        registry.digest(&repo, &old)
-    );
+    registry.assert_same_digest(&repo, "latest", &old);
     // Ours is newer than `latest` (moves it), older than `newer` (which then takes it back).
     run(&mut ecrbuild_at(&dir, rig.registry(), &repo, &shas[0]))
         .assert_code(0)
         .assert_stderr_contains("it was committed later")
         .assert_stderr_contains(&format!("put it on {} again", &newer[..12]));
-    assert_eq!(
-        registry.digest(&repo, "latest"),
-        registry.digest(&repo, &newer)
-    );
+    registry.assert_same_digest(&repo, "latest", &newer);
 }
 
 /// A branch build of a newer commit is pushed under its SHA only, and a later run for the default branch
@@ -611,10 +570,7 @@ fn a_branch_build_of_a_newer_commit_never_takes_latest() {
         "latest was handed to a branch build: {}",
         result.stderr
     );
-    assert_eq!(
-        registry.digest(&repo, "latest"),
-        registry.digest(&repo, &shas[0])
-    );
+    registry.assert_same_digest(&repo, "latest", &shas[0]);
     let candidate = |sha: &str| {
         registry.config(&repo, sha)["config"]["Labels"]["io.ecrbuild.latest-candidate"].clone()
     };
@@ -638,17 +594,11 @@ fn an_older_commit_does_not_move_latest_back() {
         registry.digest(&repo, &shas[0]).is_some(),
         "the older SHA is still pushed"
     );
-    assert_eq!(
-        registry.digest(&repo, "latest"),
-        registry.digest(&repo, &shas[1])
-    );
+    registry.assert_same_digest(&repo, "latest", &shas[1]);
     // --latest=force overrides.
     run(ecrbuild_at(&dir, rig.registry(), &repo, &shas[0]).args(["--latest", "force", "--force"]))
         .assert_code(0);
-    assert_eq!(
-        registry.digest(&repo, "latest"),
-        registry.digest(&repo, &shas[0])
-    );
+    registry.assert_same_digest(&repo, "latest", &shas[0]);
 }
 
 #[test]

@@ -3,50 +3,11 @@
 //! a descendant in git history is newer; where git cannot tell (shallow clones, other checkouts), the
 //! later commit time is newer. Anything else leaves `latest` alone.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 
 use crate::git::History;
-
-/// OCI label with the commit an image was built from.
-pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-/// OCI label with the build time (RFC 3339).
-pub const CREATED_LABEL: &str = "org.opencontainers.image.created";
-/// Committer time of the revision, seconds since the epoch: orders commits when git history is absent.
-pub const COMMIT_TIME_LABEL: &str = "io.ecrbuild.commit-time";
-/// `true` on images whose run was to move `latest` (the default branch, or `--latest force`). Only those
-/// are candidates when a run repairs `latest` after a concurrent one: a branch build of a newer commit
-/// is pushed under its SHA but must never become `latest`.
-pub const LATEST_CANDIDATE_LABEL: &str = "io.ecrbuild.latest-candidate";
-
-/// A commit, with its time when known.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revision {
-    pub sha: String,
-    pub commit_time: Option<i64>,
-}
-
-impl Revision {
-    /// The revision recorded in an image's labels, if it has one.
-    pub fn from_labels(labels: &BTreeMap<String, String>) -> Option<Revision> {
-        let sha = labels.get(REVISION_LABEL)?.trim().to_string();
-        if sha.is_empty() {
-            return None;
-        }
-        let commit_time = labels
-            .get(COMMIT_TIME_LABEL)
-            .and_then(|t| t.trim().parse().ok());
-        Some(Revision { sha, commit_time })
-    }
-
-    /// The revision of an image whose run was to move `latest`; `None` for any other image.
-    pub fn candidate_from_labels(labels: &BTreeMap<String, String>) -> Option<Revision> {
-        labels
-            .get(LATEST_CANDIDATE_LABEL)
-            .is_some_and(|v| v.trim() == "true")
-            .then(|| Revision::from_labels(labels))
-            .flatten()
-    }
-}
+use crate::identity::Revision;
 
 /// What git can say about two commits. A trait so the ordering rule is unit-tested without a repository.
 pub trait Ancestry {
@@ -61,6 +22,46 @@ impl Ancestry for History {
 
     fn commit_time(&self, sha: &str) -> Option<i64> {
         History::commit_time(self, sha)
+    }
+}
+
+/// What git knows, asked only about the commits it has. In a shallow clone almost no candidate is known,
+/// and asking git about each would start processes in proportion to the repository's tags.
+/// Commit times are remembered: ordering many candidates asks for the same one again and again.
+pub struct KnownAncestry<'a, A: Ancestry> {
+    inner: &'a A,
+    known: HashSet<String>,
+    times: RefCell<HashMap<String, Option<i64>>>,
+}
+
+impl<'a> KnownAncestry<'a, History> {
+    /// `history`, which has exactly the commits in `known` of those it will be asked about.
+    pub fn new(history: &'a History, known: HashSet<String>) -> Self {
+        KnownAncestry {
+            inner: history,
+            known,
+            times: RefCell::default(),
+        }
+    }
+}
+
+impl<A: Ancestry> Ancestry for KnownAncestry<'_, A> {
+    fn is_ancestor(&self, ancestor: &str, descendant: &str) -> Option<bool> {
+        (self.known.contains(ancestor) && self.known.contains(descendant))
+            .then(|| self.inner.is_ancestor(ancestor, descendant))
+            .flatten()
+    }
+
+    fn commit_time(&self, sha: &str) -> Option<i64> {
+        if !self.known.contains(sha) {
+            return None;
+        }
+        if let Some(time) = self.times.borrow().get(sha) {
+            return *time;
+        }
+        let time = self.inner.commit_time(sha);
+        self.times.borrow_mut().insert(sha.to_string(), time);
+        time
     }
 }
 
@@ -103,14 +104,6 @@ pub fn newest<'a>(revisions: &'a [Revision], history: &dyn Ancestry) -> Option<&
         }
     }
     Some(best)
-}
-
-/// Whether a tag is a commit SHA tag (the tags ecrbuild pushes first).
-pub fn is_sha_tag(tag: &str) -> bool {
-    (tag.len() == 40 || tag.len() == 64)
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -203,6 +196,45 @@ mod tests {
         assert_eq!(compare(&rev("p"), &old, &NoGit), Order::Unknown);
     }
 
+    /// Counts the questions that reach git.
+    struct Counting(std::cell::Cell<usize>);
+    impl Ancestry for Counting {
+        fn is_ancestor(&self, a: &str, d: &str) -> Option<bool> {
+            self.0.set(self.0.get() + 1);
+            Linear.is_ancestor(a, d)
+        }
+        fn commit_time(&self, sha: &str) -> Option<i64> {
+            self.0.set(self.0.get() + 1);
+            Linear.commit_time(sha)
+        }
+    }
+
+    #[test]
+    fn unknown_commits_are_never_asked_about() {
+        let counting = Counting(std::cell::Cell::new(0));
+        let known = KnownAncestry {
+            inner: &counting,
+            known: ["a", "c"].iter().map(|s| s.to_string()).collect(),
+            times: RefCell::default(),
+        };
+        let unknown: Vec<Revision> = (0..100)
+            .map(|i| Revision {
+                sha: format!("u{i}"),
+                commit_time: Some(i),
+            })
+            .collect();
+        let mut revisions = vec![rev("a")];
+        revisions.extend(unknown);
+        revisions.push(rev("c"));
+        // c descends from a; the unknown ones are ordered by their label times, without git.
+        assert_eq!(newest(&revisions, &known).unwrap().sha, "u99");
+        assert!(counting.0.get() <= 4, "{} questions", counting.0.get());
+        assert!(matches!(
+            compare(&rev("c"), &rev("a"), &known),
+            Order::Newer(_)
+        ));
+    }
+
     #[test]
     fn newest_of_a_shuffled_history() {
         let revisions = [rev("b"), rev("c"), rev("a")];
@@ -210,45 +242,5 @@ mod tests {
         let revisions = [rev("a"), rev("x"), rev("b")];
         assert_eq!(newest(&revisions, &Linear).unwrap().sha, "x");
         assert!(newest(&[], &Linear).is_none());
-    }
-
-    #[test]
-    fn revision_comes_from_labels() {
-        let mut labels = BTreeMap::new();
-        assert_eq!(Revision::from_labels(&labels), None);
-        labels.insert(REVISION_LABEL.to_string(), "abc".to_string());
-        labels.insert(COMMIT_TIME_LABEL.to_string(), "1700000000".to_string());
-        assert_eq!(
-            Revision::from_labels(&labels),
-            Some(Revision {
-                sha: "abc".into(),
-                commit_time: Some(1_700_000_000)
-            })
-        );
-    }
-
-    #[test]
-    fn only_images_marked_for_latest_are_candidates() {
-        let mut labels = BTreeMap::new();
-        labels.insert(REVISION_LABEL.to_string(), "abc".to_string());
-        // A branch build: a revision, but never a candidate for `latest`.
-        assert_eq!(Revision::candidate_from_labels(&labels), None);
-        labels.insert(LATEST_CANDIDATE_LABEL.to_string(), "false".to_string());
-        assert_eq!(Revision::candidate_from_labels(&labels), None);
-        labels.insert(LATEST_CANDIDATE_LABEL.to_string(), "true".to_string());
-        assert_eq!(
-            Revision::candidate_from_labels(&labels).map(|r| r.sha),
-            Some("abc".to_string())
-        );
-        // Marked, but without a revision: nothing to order it by.
-        labels.remove(REVISION_LABEL);
-        assert_eq!(Revision::candidate_from_labels(&labels), None);
-    }
-
-    #[test]
-    fn sha_tags_are_recognised() {
-        assert!(is_sha_tag(&"a".repeat(40)));
-        assert!(!is_sha_tag("latest"));
-        assert!(!is_sha_tag(&"g".repeat(40)));
     }
 }

@@ -7,7 +7,11 @@
 # terraform command here runs on configurations that declare no provider) and
 # python3. Python tools are installed, pinned by tests/infra/requirements.txt,
 # into ${ECRBUILD_RIG_DIR:-/var/lib/ecrbuild-rig}/infra-venv and reused while
-# their versions match. Prints PASS/FAIL per check and, last, one line
+# their versions match. The asl-validator npm package, pinned by
+# tests/infra/asl/package-lock.json, is installed with `npm ci` into
+# ${ECRBUILD_RIG_DIR:-/var/lib/ecrbuild-rig}/asl-validator (Node.js and npm
+# come from Debian's packages when missing) and reused while the lockfile
+# matches. Prints PASS/FAIL per check and, last, one line
 # "N passed, M failed"; exits 1 if any check failed.
 
 set -uo pipefail
@@ -17,6 +21,8 @@ HERE="$ROOT/tests/infra"
 RIG_DIR="${ECRBUILD_RIG_DIR:-/var/lib/ecrbuild-rig}"
 VENV="$RIG_DIR/infra-venv"
 VPY="$VENV/bin/python"
+ASL_DIR="$RIG_DIR/asl-validator"
+ASL="$ASL_DIR/node_modules/.bin/asl-validator"
 PY="${PYTHON:-python3}"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ecrbuild-infra.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
@@ -109,6 +115,31 @@ ensure_venv() {
   venv_is_current
 }
 
+# ------------------------------------------------------------------ asl-validator
+
+asl_is_current() {
+  [ -x "$ASL" ] && cmp -s "$HERE/asl/package-lock.json" "$ASL_DIR/package-lock.json" &&
+    [ "$("$ASL" --version 2>/dev/null)" = "$(sed -n 's/.*"asl-validator": *"\([^"]*\)".*/\1/p' "$HERE/asl/package.json")" ]
+}
+
+ensure_asl_validator() {
+  mkdir -p "$ASL_DIR" || return 1
+  exec 8>"$RIG_DIR/asl-validator.lock"
+  flock -w 900 8 || { echo "timed out waiting for $RIG_DIR/asl-validator.lock"; return 1; }
+  if asl_is_current; then
+    echo "reusing $ASL_DIR (asl-validator $("$ASL" --version))"
+    return 0
+  fi
+  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm || return 1
+  fi
+  echo "installing asl-validator into $ASL_DIR with node $(node --version), npm $(npm --version)"
+  rm -rf "$ASL_DIR/node_modules" "$ASL_DIR/package-lock.json"
+  cp "$HERE/asl/package.json" "$HERE/asl/package-lock.json" "$ASL_DIR/" || return 1
+  (cd "$ASL_DIR" && npm_config_cache="$ASL_DIR/.npm-cache" npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) || return 1
+  asl_is_current
+}
+
 # ------------------------------------------------------------------ checks
 
 tf_policies() { TF_DATA_DIR="$WORK/tf-policies" "$TERRAFORM" -chdir=terraform/modules/policies "$@"; }
@@ -138,11 +169,42 @@ PYEOF
 
 need_documents() { [ -s "$WORK/documents.json" ] || { echo "documents were not rendered (see that check)"; return 1; }; }
 need_venv() { [ "$venv_ok" = 1 ] || { echo "python tools unavailable (see the venv check)"; return 1; }; }
+need_asl() { [ "$asl_ok" = 1 ] || { echo "asl-validator unavailable (see its install check)"; return 1; }; }
 
+# The export state machine's definition, as rendered, must pass asl-validator;
+# two broken copies (a Catch to a missing state, a Fail with both Cause and
+# CausePath) must not, so a validator that accepts anything fails this check.
+check_state_machine() {
+  need_documents && need_asl || return 1
+  "$PY" - "$WORK/documents.json" "$WORK" <<'PYEOF' || return 1
+import copy, json, sys
+docs = json.load(open(sys.argv[1]))
+definition = json.loads(docs["state_machine_definition"])
+json.dump(definition, open(f"{sys.argv[2]}/state-machine.json", "w"), indent=1)
+bad = copy.deepcopy(definition)
+bad["States"]["ExportImage"]["Catch"][0]["Next"] = "NoSuchState"
+json.dump(bad, open(f"{sys.argv[2]}/state-machine-bad-next.json", "w"))
+bad = copy.deepcopy(definition)
+bad["States"]["ExportFailed"]["Cause"] = "both"
+json.dump(bad, open(f"{sys.argv[2]}/state-machine-bad-fail.json", "w"))
+PYEOF
+  "$ASL" --json-path "$WORK/state-machine.json" || return 1
+  local bad
+  for bad in bad-next bad-fail; do
+    if "$ASL" --json-path "$WORK/state-machine-$bad.json" >"$WORK/asl-$bad.log" 2>&1; then
+      echo "control: asl-validator accepted the broken definition state-machine-$bad.json"
+      return 1
+    fi
+    echo "control: refused state-machine-$bad.json: $(tr '\n' ' ' <"$WORK/asl-$bad.log")"
+  done
+}
+
+# check_checkov [VAR_FILE]: the default variables, or VAR_FILE's.
 check_checkov() {
   need_venv || return 1
-  local rc=0
-  "$VENV/bin/checkov" -d terraform --config-file terraform/.checkov.yaml -o json >"$WORK/checkov.json" 2>"$WORK/checkov.err" || rc=$?
+  local rc=0 args=()
+  [ $# -eq 0 ] || args=(--var-file "$1")
+  "$VENV/bin/checkov" -d terraform --config-file terraform/.checkov.yaml "${args[@]}" -o json >"$WORK/checkov.json" 2>"$WORK/checkov.err" || rc=$?
   "$VPY" - "$WORK/checkov.json" "$rc" <<'PYEOF' || { cat "$WORK/checkov.err"; return 1; }
 import json, sys
 data = json.load(open(sys.argv[1]))
@@ -175,6 +237,8 @@ check_workflow_schema() {
 echo "ecrbuild infra checks ($ROOT)"
 venv_ok=0
 run_check "python tools venv ($VENV)" ensure_venv && venv_ok=1
+asl_ok=0
+run_check "asl-validator ($ASL_DIR)" ensure_asl_validator && asl_ok=1
 run_check "terraform fmt -check -recursive" check_fmt
 run_check "policies module: terraform init -backend=false" tf_policies init -backend=false -input=false -no-color
 run_check "policies module: terraform validate" tf_policies validate -no-color
@@ -182,14 +246,21 @@ run_check "policies module: terraform test" tf_policies test -no-color
 run_check "root config: documents from module.policies, tags, pinned versions" check_files terraform-root
 run_check "render documents through the policies module" render_documents
 run_check "policy evaluation: trust and permission decisions" check_policy_evaluation
+run_check "export state machine: asl-validator (and two broken controls refused)" check_state_machine
 run_check "checkov: every skip has a written reason" check_files checkov-skips
 run_check "checkov terraform/: 0 failed" check_checkov
-for doc in codebuild_permissions_policy codebuild_wait_scan_policy github_permissions_policy; do
+run_check "checkov terraform/ with every optional feature on: 0 failed" check_checkov tests/infra/checkov-all-features.tfvars
+for doc in codebuild_permissions_policy codebuild_wait_scan_policy github_permissions_policy \
+  codebuild_batch_permissions_policy github_permissions_policy_batch \
+  export_permissions_policy export_permissions_policy_kms states_permissions_policy; do
   run_check "parliament: $doc" check_parliament "$doc"
 done
 run_check "workflow: GitHub workflow JSON schema" check_workflow_schema
 run_check "workflow: push to main, OIDC role, start-build only" check_files workflow
+run_check "release workflow: static x86_64 and aarch64 binaries, SHA256SUMS, one writing job" check_files release
 run_check "buildspec: ecrbuild is the only pusher, no post_build" check_files buildspec
+run_check "batch buildspecs: multi-arch graph and per-service list, ecrbuild the only pusher" check_files batch-buildspecs
+run_check "export buildspec: ecrbuild export, prebuilt binary verified, no Docker" check_files export-buildspec
 
 if [ "$failed" -gt 0 ]; then
   echo "failed: $(printf '%s; ' "${failed_names[@]}")"

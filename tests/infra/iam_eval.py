@@ -76,6 +76,8 @@ _STRING_OPERATORS = {
     "StringNotLike": lambda want, got: not wildcard_match(want, got),
     "ArnEquals": lambda want, got: want == got,
     "ArnLike": _arn_like,
+    # Bool compares "true"/"false" (IAM accepts either letter case).
+    "Bool": lambda want, got: want.lower() == got.lower(),
 }
 
 _NEGATED = {"StringNotEquals", "StringNotLike"}

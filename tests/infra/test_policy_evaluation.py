@@ -34,6 +34,9 @@ HOST = "token.actions.githubusercontent.com"
 PROVIDER_ARN = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{HOST}"
 PROJECT_ARN = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/avarobotics-prod-api-build"
 REPOSITORY_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/avarobotics-prod-api"
+# The render module has two services: api and worker.
+REPOSITORY_ARNS = [REPOSITORY_ARN, f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/avarobotics-prod-worker"]
+OTHER_REPOSITORY_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other"
 LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/codebuild/avarobotics-prod-api-build"
 
 DOCS: dict[str, dict] = {}
@@ -154,6 +157,59 @@ class GitHubPermissions(unittest.TestCase):
                 self.assertEqual(evaluate(DOCS["github_permissions_policy"], request), IMPLICIT_DENY)
 
 
+class GitHubPermissionsWithBatchBuilds(unittest.TestCase):
+    """enable_batch_builds: the GitHub role may also start a batch of this project."""
+
+    def test_allows_start_build_and_start_build_batch_of_this_project(self):
+        doc = DOCS["github_permissions_policy_batch"]
+        for action in ("codebuild:StartBuild", "codebuild:StartBuildBatch"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, start_build(action=action)), ALLOW)
+
+    def test_denies_a_buildspec_override_of_either_explicitly(self):
+        doc = DOCS["github_permissions_policy_batch"]
+        for action in ("codebuild:StartBuild", "codebuild:StartBuildBatch"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, start_build(action=action, buildspec_override=True)), EXPLICIT_DENY)
+
+    def test_denies_everything_else(self):
+        doc = DOCS["github_permissions_policy_batch"]
+        other = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/other"
+        cases = {
+            "batch of another project": start_build(resource=other, action="codebuild:StartBuildBatch"),
+            "retry a batch": start_build(action="codebuild:RetryBuildBatch"),
+            "stop a batch": start_build(action="codebuild:StopBuildBatch"),
+            "read batch results": start_build(action="codebuild:BatchGetBuildBatches"),
+            "update the project": start_build(action="codebuild:UpdateProject"),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+
+class CodeBuildBatchPermissions(unittest.TestCase):
+    def test_allows_start_stop_retry_of_this_project(self):
+        doc = DOCS["codebuild_batch_permissions_policy"]
+        for action in ("codebuild:StartBuild", "codebuild:StopBuild", "codebuild:RetryBuild"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=PROJECT_ARN)), ALLOW)
+
+    def test_denies_other_projects_and_actions(self):
+        doc = DOCS["codebuild_batch_permissions_policy"]
+        cases = {
+            "start another project": Request("codebuild:StartBuild",
+                                             resource=f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/other"),
+            "start a project whose name starts with ours": Request("codebuild:StartBuild", resource=PROJECT_ARN + "-x"),
+            "start a batch (no nesting)": Request("codebuild:StartBuildBatch", resource=PROJECT_ARN),
+            "update the project": Request("codebuild:UpdateProject", resource=PROJECT_ARN),
+            "push to ECR": Request("ecr:PutImage", resource=REPOSITORY_ARN),
+            "pass a role": Request("iam:PassRole", resource=f"arn:aws:iam::{ACCOUNT}:role/x"),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+
 class CodeBuildPermissions(unittest.TestCase):
     PUSH = ["ecr:BatchCheckLayerAvailability", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
             "ecr:CompleteLayerUpload", "ecr:PutImage"]
@@ -162,19 +218,24 @@ class CodeBuildPermissions(unittest.TestCase):
     def test_allows_what_ecrbuild_does(self):
         doc = DOCS["codebuild_permissions_policy"]
         self.assertEqual(evaluate(doc, Request("ecr:GetAuthorizationToken", resource="*")), ALLOW)
-        for action in self.PUSH + self.READ:
-            with self.subTest(action):
-                self.assertEqual(evaluate(doc, Request(action, resource=REPOSITORY_ARN)), ALLOW)
+        for repository in REPOSITORY_ARNS:
+            for action in self.PUSH + self.READ:
+                with self.subTest(action=action, repository=repository):
+                    self.assertEqual(evaluate(doc, Request(action, resource=repository)), ALLOW)
         for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
             with self.subTest(action):
                 self.assertEqual(evaluate(doc, Request(action, resource=f"{LOG_GROUP_ARN}:log-stream:abc")), ALLOW)
 
     def test_denies_other_repositories_and_actions(self):
         doc = DOCS["codebuild_permissions_policy"]
-        other_repo = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other"
-        cases = {f"{a} on another repository": Request(a, resource=other_repo) for a in self.PUSH + self.READ}
+        cases = {f"{a} on another repository": Request(a, resource=OTHER_REPOSITORY_ARN) for a in self.PUSH + self.READ}
         cases.update({
             "push to a repository whose name starts with ours": Request("ecr:PutImage", resource=REPOSITORY_ARN + "-x"),
+            "push to a third service's repository": Request(
+                "ecr:PutImage", resource=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/avarobotics-prod-billing"),
+            "push to a repository in another account": Request(
+                "ecr:PutImage", resource=REPOSITORY_ARN.replace(ACCOUNT, "210987654321")),
+            "delete images of the second service": Request("ecr:BatchDeleteImage", resource=REPOSITORY_ARNS[1]),
             "delete images": Request("ecr:BatchDeleteImage", resource=REPOSITORY_ARN),
             "change the lifecycle policy": Request("ecr:PutLifecyclePolicy", resource=REPOSITORY_ARN),
             "change tag mutability": Request("ecr:PutImageTagMutability", resource=REPOSITORY_ARN),
@@ -193,11 +254,289 @@ class CodeBuildPermissions(unittest.TestCase):
         doc = DOCS["codebuild_wait_scan_policy"]
         for action in ("ecr:DescribeImageScanFindings", "ecr:DescribeImages"):
             with self.subTest(action):
-                self.assertEqual(evaluate(doc, Request(action, resource=REPOSITORY_ARN)), ALLOW)
-                self.assertEqual(
-                    evaluate(doc, Request(action, resource=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/other")),
-                    IMPLICIT_DENY)
+                for repository in REPOSITORY_ARNS:
+                    self.assertEqual(evaluate(doc, Request(action, resource=repository)), ALLOW)
+                self.assertEqual(evaluate(doc, Request(action, resource=OTHER_REPOSITORY_ARN)), IMPLICIT_DENY)
         self.assertEqual(evaluate(doc, Request("ecr:PutImage", resource=REPOSITORY_ARN)), IMPLICIT_DENY)
+
+
+EXPORT_PROJECT_ARN = f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/avarobotics-prod-api-export"
+EXPORT_LOG_GROUP_ARN = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/codebuild/avarobotics-prod-api-export"
+EXPORT_BUCKET = f"avarobotics-prod-api-exports-{ACCOUNT}"
+EXPORT_BUCKET_ARN = f"arn:aws:s3:::{EXPORT_BUCKET}"
+STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:avarobotics-prod-api-export"
+SYNC_RULE_ARN = f"arn:aws:events:{REGION}:{ACCOUNT}:rule/StepFunctionsGetEventForCodeBuildStartBuildRule"
+KMS_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+class ExportPermissions(unittest.TestCase):
+    """The export CodeBuild role: pull the service repositories, write the export prefix."""
+
+    OBJECT = f"{EXPORT_BUCKET_ARN}/exports/avarobotics-prod-api/0123abc.tar"
+
+    def test_allows_pull_write_and_logs(self):
+        doc = DOCS["export_permissions_policy"]
+        self.assertEqual(evaluate(doc, Request("ecr:GetAuthorizationToken", resource="*")), ALLOW)
+        for repository in REPOSITORY_ARNS:
+            for action in ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"):
+                with self.subTest(action=action, repository=repository):
+                    self.assertEqual(evaluate(doc, Request(action, resource=repository)), ALLOW)
+        for action in ("s3:PutObject", "s3:AbortMultipartUpload"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=self.OBJECT)), ALLOW)
+        for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+            with self.subTest(action):
+                self.assertEqual(
+                    evaluate(doc, Request(action, resource=f"{EXPORT_LOG_GROUP_ARN}:log-stream:x")), ALLOW)
+
+    def test_denies_other_buckets_prefixes_repositories_and_actions(self):
+        doc = DOCS["export_permissions_policy"]
+        cases = {
+            "another bucket": Request("s3:PutObject", resource="arn:aws:s3:::someone-elses-bucket/exports/x.tar"),
+            "a bucket whose name starts with ours": Request(
+                "s3:PutObject", resource=f"{EXPORT_BUCKET_ARN}-x/exports/x.tar"),
+            "another prefix": Request("s3:PutObject", resource=f"{EXPORT_BUCKET_ARN}/other/x.tar"),
+            "a prefix that only starts like ours": Request("s3:PutObject", resource=f"{EXPORT_BUCKET_ARN}/exportsX/x.tar"),
+            "the bucket root": Request("s3:PutObject", resource=f"{EXPORT_BUCKET_ARN}/x.tar"),
+            "read an export": Request("s3:GetObject", resource=self.OBJECT),
+            "delete an export": Request("s3:DeleteObject", resource=self.OBJECT),
+            "list the bucket": Request("s3:ListBucket", resource=EXPORT_BUCKET_ARN),
+            "list multipart uploads": Request("s3:ListBucketMultipartUploads", resource=EXPORT_BUCKET_ARN),
+            "change the object ACL": Request("s3:PutObjectAcl", resource=self.OBJECT),
+            "change the bucket policy": Request("s3:PutBucketPolicy", resource=EXPORT_BUCKET_ARN),
+            "pull from another repository": Request("ecr:BatchGetImage", resource=OTHER_REPOSITORY_ARN),
+            "push an image": Request("ecr:PutImage", resource=REPOSITORY_ARN),
+            "upload a layer": Request("ecr:InitiateLayerUpload", resource=REPOSITORY_ARN),
+            "write the build project's logs": Request(
+                "logs:PutLogEvents", resource=f"{LOG_GROUP_ARN}:log-stream:x"),
+            "use a KMS key (none configured)": Request("kms:GenerateDataKey", resource=KMS_KEY_ARN),
+            "pass a role": Request("iam:PassRole", resource=f"arn:aws:iam::{ACCOUNT}:role/x"),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+    def test_kms_key_only_through_s3_in_this_region(self):
+        doc = DOCS["export_permissions_policy_kms"]
+        via_s3 = {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}
+        for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=KMS_KEY_ARN, context=via_s3)), ALLOW)
+        cases = {
+            "direct use of the key": Request("kms:Decrypt", resource=KMS_KEY_ARN),
+            "through another service": Request("kms:Decrypt", resource=KMS_KEY_ARN,
+                                               context={"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}),
+            "another key": Request("kms:Decrypt", resource=KMS_KEY_ARN.replace("1234abcd", "ffffffff"), context=via_s3),
+            "encrypt with the key": Request("kms:Encrypt", resource=KMS_KEY_ARN, context=via_s3),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+    def test_trust_is_the_export_project_only(self):
+        doc = DOCS["export_trust_policy"]
+        self.assertEqual(evaluate(doc, codebuild_service(source_arn=EXPORT_PROJECT_ARN)), ALLOW)
+        for name, request in {
+            "the image build project": codebuild_service(source_arn=PROJECT_ARN),
+            "another account": codebuild_service(account="210987654321",
+                                                 source_arn=EXPORT_PROJECT_ARN.replace(ACCOUNT, "210987654321")),
+            "no source ARN": codebuild_service(source_arn=None),
+        }.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+
+class ExportBucketPolicy(unittest.TestCase):
+    PRINCIPAL = {"AWS": f"arn:aws:iam::{ACCOUNT}:role/avarobotics-prod-api-export-codebuild"}
+
+    def request(self, action: str, resource: str, tls: str) -> Request:
+        return Request(action, resource=resource, principal=self.PRINCIPAL, context={"aws:SecureTransport": tls})
+
+    def test_denies_every_request_without_tls(self):
+        doc = DOCS["export_bucket_policy"]
+        for action, resource in (("s3:PutObject", f"{EXPORT_BUCKET_ARN}/exports/x.tar"),
+                                 ("s3:GetObject", f"{EXPORT_BUCKET_ARN}/exports/x.tar"),
+                                 ("s3:ListBucket", EXPORT_BUCKET_ARN)):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, self.request(action, resource, "false")), EXPLICIT_DENY)
+                # With TLS the bucket policy neither denies nor grants: the
+                # identity policies decide.
+                self.assertEqual(evaluate(doc, self.request(action, resource, "true")), IMPLICIT_DENY)
+
+
+def start_execution_role(source_arn: str | None = STATE_MACHINE_ARN, account: str | None = ACCOUNT,
+                         service: str = "states.amazonaws.com") -> Request:
+    context = {}
+    if account is not None:
+        context["aws:SourceAccount"] = account
+    if source_arn is not None:
+        context["aws:SourceArn"] = source_arn
+    return Request(action="sts:AssumeRole", principal={"Service": service}, context=context)
+
+
+class StateMachinePermissions(unittest.TestCase):
+    def test_allows_the_sync_integration_logging_and_tracing(self):
+        doc = DOCS["states_permissions_policy"]
+        for action in ("codebuild:StartBuild", "codebuild:StopBuild", "codebuild:BatchGetBuilds"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=EXPORT_PROJECT_ARN)), ALLOW)
+        for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource=SYNC_RULE_ARN)), ALLOW)
+        for action in ("logs:CreateLogDelivery", "logs:PutResourcePolicy", "xray:PutTraceSegments"):
+            with self.subTest(action):
+                self.assertEqual(evaluate(doc, Request(action, resource="*")), ALLOW)
+
+    def test_denies_other_projects_rules_and_actions(self):
+        doc = DOCS["states_permissions_policy"]
+        cases = {
+            "start the image build project": Request("codebuild:StartBuild", resource=PROJECT_ARN),
+            "start another project": Request("codebuild:StartBuild",
+                                             resource=f"arn:aws:codebuild:{REGION}:{ACCOUNT}:project/other"),
+            "start a batch of the export project": Request("codebuild:StartBuildBatch", resource=EXPORT_PROJECT_ARN),
+            "update the export project": Request("codebuild:UpdateProject", resource=EXPORT_PROJECT_ARN),
+            "put targets on another rule": Request(
+                "events:PutTargets", resource=f"arn:aws:events:{REGION}:{ACCOUNT}:rule/other"),
+            "delete the sync rule": Request("events:DeleteRule", resource=SYNC_RULE_ARN),
+            "write an export itself": Request("s3:PutObject", resource=f"{EXPORT_BUCKET_ARN}/exports/x"),
+            "start another execution": Request("states:StartExecution", resource=STATE_MACHINE_ARN),
+            "pass a role": Request("iam:PassRole", resource=f"arn:aws:iam::{ACCOUNT}:role/x"),
+        }
+        for name, request in cases.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+    def test_trust_is_the_export_state_machine_only(self):
+        doc = DOCS["states_trust_policy"]
+        self.assertEqual(evaluate(doc, start_execution_role()), ALLOW)
+        for name, request in {
+            "another state machine": start_execution_role(source_arn=STATE_MACHINE_ARN + "-x"),
+            "another account": start_execution_role(account="210987654321",
+                                                    source_arn=STATE_MACHINE_ARN.replace(ACCOUNT, "210987654321")),
+            "CodeBuild": start_execution_role(service="codebuild.amazonaws.com"),
+            "no source ARN": start_execution_role(source_arn=None),
+        }.items():
+            with self.subTest(name):
+                self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
+
+
+def apply_lifecycle(policy: dict, images: list[dict], now: float) -> set[str]:
+    """Returns the digests an ECR lifecycle policy expires, as ECR documents it.
+
+    Rules run by priority; an image selected by a rule is not considered by
+    any lower-priority rule; imageCountMoreThan keeps the newest N selected
+    images; sinceImagePushed expires those older than N days. Only what the
+    policies here use is modelled (one pattern per tagPatternList).
+    """
+    import fnmatch
+    considered: set[str] = set()
+    expired: set[str] = set()
+    for rule in sorted(policy["rules"], key=lambda r: r["rulePriority"]):
+        sel = rule["selection"]
+        if len(sel.get("tagPatternList", [])) > 1:
+            raise Unsupported("several patterns in one tagPatternList")
+        matching = []
+        for image in images:
+            if image["digest"] in considered:
+                continue
+            if sel["tagStatus"] == "untagged":
+                ok = not image["tags"]
+            elif sel["tagStatus"] == "tagged":
+                pattern = sel["tagPatternList"][0]
+                ok = any(fnmatch.fnmatchcase(t, pattern) for t in image["tags"])
+            else:
+                ok = True
+            if ok:
+                matching.append(image)
+        considered.update(i["digest"] for i in matching)
+        if sel["countType"] == "imageCountMoreThan":
+            newest_first = sorted(matching, key=lambda i: i["pushed"], reverse=True)
+            expired.update(i["digest"] for i in newest_first[sel["countNumber"]:])
+        elif sel["countType"] == "sinceImagePushed":
+            expired.update(i["digest"] for i in matching if now - i["pushed"] > sel["countNumber"] * 86400)
+        else:
+            raise Unsupported(sel["countType"])
+    return expired
+
+
+def history(commits: int, tagged_children: bool, concurrent: bool, seed: int) -> tuple[list[dict], list[dict]]:
+    """Pushes of `commits` multi-platform images (amd64 + arm64), one per hour.
+
+    Each run pushes its two children (untagged, or tagged <sha>-linux-<arch>)
+    and then its index under <sha>; latest follows the newest index. With
+    `concurrent`, the pushes of neighbouring runs interleave at random.
+    Returns (images, indexes).
+    """
+    import random
+    rnd = random.Random(seed)
+    events = []
+    for n in range(commits):
+        sha = f"{n:040x}"
+        start = n * 3600.0
+        jitter = (lambda: rnd.uniform(0, 5400)) if concurrent else (lambda: 0.0)
+        t_children = [start + jitter() for _ in ("amd64", "arm64")]
+        t_index = max(t_children) + 1 + (rnd.uniform(0, 1800) if concurrent else 0)
+        for arch, t in zip(("amd64", "arm64"), t_children):
+            events.append({"digest": f"{sha}-{arch}", "pushed": t,
+                           "tags": [f"{sha}-linux-{arch}"] if tagged_children else []})
+        events.append({"digest": f"{sha}-index", "pushed": t_index, "tags": [sha],
+                       "children": [f"{sha}-amd64", f"{sha}-arm64"]})
+    newest = max((e for e in events if "children" in e), key=lambda e: e["pushed"])
+    newest["tags"].append("latest")
+    return events, [e for e in events if "children" in e]
+
+
+class LifecyclePolicy(unittest.TestCase):
+    """No child of a kept index is ever expired (aws/containers-roadmap#1596)."""
+
+    def check(self, policy: dict, **kwargs) -> list[str]:
+        images, indexes = history(**kwargs)
+        now = max(i["pushed"] for i in images) + 90 * 86400
+        expired = apply_lifecycle(policy, images, now)
+        return [c for idx in indexes if idx["digest"] not in expired for c in idx["children"] if c in expired]
+
+    def test_kept_indexes_keep_their_children(self):
+        policy = DOCS["lifecycle_policy"]
+        for tagged in (False, True):
+            for concurrent in (False, True):
+                for seed in range(5):
+                    with self.subTest(tagged_children=tagged, concurrent=concurrent, seed=seed):
+                        broken = self.check(policy, commits=150, tagged_children=tagged, concurrent=concurrent, seed=seed)
+                        self.assertEqual(broken, [])
+
+    def test_it_still_expires_old_images(self):
+        policy = DOCS["lifecycle_policy"]
+        images, indexes = history(commits=150, tagged_children=True, concurrent=False, seed=0)
+        expired = apply_lifecycle(policy, images, max(i["pushed"] for i in images))
+        kept_indexes = [i for i in indexes if i["digest"] not in expired]
+        # The index tagged latest is selected by its own rule, so the SHA rule
+        # keeps 50 more: commits 99..149 stay, 0..98 go, with their children.
+        self.assertEqual(sorted(i["digest"] for i in kept_indexes), [f"{n:040x}-index" for n in range(99, 150)])
+        self.assertTrue(all(f"{n:040x}-index" in expired for n in range(99)))
+        # Platform images: the newest 50 x 4 = 200 stay (commits 50..149), so
+        # children outlive their index for a while, never the other way round.
+        platform_expired = sorted(d for d in expired if not d.endswith("-index"))
+        self.assertEqual(platform_expired, sorted(f"{n:040x}-{a}" for n in range(50) for a in ("amd64", "arm64")))
+
+    def test_control_the_old_untagged_rule_breaks_kept_indexes(self):
+        # The policy before this change: untagged images expired after 7 days.
+        old = {"rules": [
+            {"rulePriority": 1, "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
+                                              "countUnit": "days", "countNumber": 7}, "action": {"type": "expire"}},
+            {"rulePriority": 2, "selection": {"tagStatus": "tagged", "tagPatternList": ["latest"],
+                                              "countType": "imageCountMoreThan", "countNumber": 1},
+             "action": {"type": "expire"}},
+            {"rulePriority": 3, "selection": {"tagStatus": "tagged", "tagPatternList": ["*"],
+                                              "countType": "imageCountMoreThan", "countNumber": 50},
+             "action": {"type": "expire"}},
+        ]}
+        self.assertNotEqual(self.check(old, commits=150, tagged_children=False, concurrent=False, seed=0), [])
+        # And keeping only as many platform images as SHA images breaks them too.
+        short = json.loads(json.dumps(DOCS["lifecycle_policy"]))
+        for rule in short["rules"]:
+            if rule["selection"].get("tagPatternList") == ["*-linux-*"]:
+                rule["selection"]["countNumber"] = 50
+        self.assertNotEqual(self.check(short, commits=150, tagged_children=True, concurrent=False, seed=0), [])
 
 
 class Evaluator(unittest.TestCase):
@@ -223,6 +562,11 @@ class Evaluator(unittest.TestCase):
         self.assertTrue(conditions_hold({"Null": {"k": "true"}}, {}))
         self.assertFalse(conditions_hold({"Null": {"k": "false"}}, {}))
         self.assertTrue(conditions_hold({"Null": {"k": "false"}}, {"k": "x"}))
+
+    def test_bool(self):
+        self.assertTrue(conditions_hold({"Bool": {"aws:SecureTransport": "false"}}, {"aws:SecureTransport": "false"}))
+        self.assertFalse(conditions_hold({"Bool": {"aws:SecureTransport": "false"}}, {"aws:SecureTransport": "true"}))
+        self.assertFalse(conditions_hold({"Bool": {"aws:SecureTransport": "false"}}, {}))
 
     def test_unknown_operators_raise(self):
         with self.assertRaises(Unsupported):

@@ -2,12 +2,17 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod s3;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The tag of the candidate record a run that moves `latest` keeps in the repository (see
+/// `src/push/record.rs`): not an image, and never a SHA tag.
+pub const RECORD_TAG: &str = "ecrbuild-candidates";
 
 pub const SETUP_HINT: &str = "the test rig is not up: run `bash scripts/rig.sh up` (or the README's test command, `bash scripts/test.sh`)";
 
@@ -86,6 +91,7 @@ impl Rig {
             "AWS_REGION",
             "AWS_ENDPOINT_URL_ECR",
             "AWS_ENDPOINT_URL_STS",
+            "AWS_ENDPOINT_URL_S3",
         ]
         .iter()
         .map(|k| (k.to_string(), self.var(k).to_string()))
@@ -340,6 +346,25 @@ impl RegistryHttp {
         tags
     }
 
+    /// Assert that two tags resolve to the same manifest. Fails when either tag is missing, so two
+    /// absent tags never pass as "the same".
+    #[track_caller]
+    pub fn assert_same_digest(&self, repo: &str, tag: &str, other: &str) {
+        let one = self.present_digest(repo, tag);
+        let two = self.present_digest(repo, other);
+        assert_eq!(
+            one, two,
+            "{repo}:{tag} and {repo}:{other} are different images"
+        );
+    }
+
+    /// The digest behind a tag that must be present.
+    #[track_caller]
+    pub fn present_digest(&self, repo: &str, tag: &str) -> String {
+        self.digest(repo, tag)
+            .unwrap_or_else(|| panic!("{repo}:{tag} is not in the registry"))
+    }
+
     /// `HEAD /v2/<repo>/manifests/<tag>`: the digest, or None when absent.
     pub fn digest(&self, repo: &str, tag: &str) -> Option<String> {
         let url = format!("http://{}/v2/{repo}/manifests/{tag}", self.host);
@@ -375,12 +400,66 @@ impl RegistryHttp {
         self.get_json(&format!("/v2/{repo}/blobs/{digest}"), None)
     }
 
+    /// The config digest of a tag's image: the image ID the daemon gives it.
+    pub fn config_digest(&self, repo: &str, tag: &str) -> String {
+        self.manifest_json(repo, tag)["config"]["digest"]
+            .as_str()
+            .expect("manifest has a config")
+            .to_string()
+    }
+
+    /// The manifest behind a tag or digest, parsed (an image manifest or an index).
+    pub fn manifest_json(&self, repo: &str, reference: &str) -> serde_json::Value {
+        serde_json::from_str(&self.manifest_text(repo, reference)).unwrap()
+    }
+
+    /// A blob's bytes (`GET /v2/<repo>/blobs/<digest>`), e.g. a gzipped layer.
+    pub fn blob(&self, repo: &str, digest: &str) -> Vec<u8> {
+        use std::io::Read;
+        let url = format!("http://{}/v2/{repo}/blobs/{digest}", self.host);
+        let mut req = Self::agent().get(&url);
+        if let Some(a) = self.authorization() {
+            req = req.header("Authorization", a);
+        }
+        let mut resp = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        assert_eq!(resp.status().as_u16(), 200, "GET {url}");
+        let mut bytes = Vec::new();
+        resp.body_mut()
+            .with_config()
+            .limit(512 * 1024 * 1024)
+            .reader()
+            .read_to_end(&mut bytes)
+            .unwrap();
+        bytes
+    }
+
     /// The manifest of a tag, byte for byte as the registry stores it.
     pub fn manifest_text(&self, repo: &str, tag: &str) -> String {
         self.get_text(
             &format!("/v2/{repo}/manifests/{tag}"),
             Some(MANIFEST_ACCEPT),
         )
+    }
+
+    /// `PUT /v2/<repo>/manifests/<tag>` of the exact bytes of `from`'s manifest: another tag for the
+    /// same image, written without any ecrbuild code.
+    pub fn copy_tag(&self, repo: &str, from: &str, to: &str) {
+        let manifest = self.manifest_text(repo, from);
+        let media_type = serde_json::from_str::<serde_json::Value>(&manifest).unwrap()["mediaType"]
+            .as_str()
+            .unwrap_or("application/vnd.docker.distribution.manifest.v2+json")
+            .to_string();
+        let url = format!("http://{}/v2/{repo}/manifests/{to}", self.host);
+        let mut req = Self::agent().put(&url).header("Content-Type", &media_type);
+        if let Some(a) = self.authorization() {
+            req = req.header("Authorization", a);
+        }
+        let status = req
+            .send(manifest.as_bytes())
+            .unwrap_or_else(|e| panic!("PUT {url}: {e}"))
+            .status()
+            .as_u16();
+        assert_eq!(status, 201, "PUT {url}");
     }
 
     fn get_json(&self, path: &str, accept: Option<&str>) -> serde_json::Value {
@@ -431,6 +510,101 @@ pub fn docker_ok(args: &[&str]) -> bool {
         .unwrap_or(false)
 }
 
+/// `git -C dir ARGS`, which must succeed; its trimmed stdout.
+pub fn git_in(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Make `dir` a repository (branch `main`, `.git` left out of the context) with `n` linear commits a
+/// minute apart, each writing its own `file.txt`; the SHAs, oldest first.
+pub fn commit_history(dir: &Path, n: usize) -> Vec<String> {
+    let git = |args: &[&str]| git_in(dir, args);
+    std::fs::write(dir.join(".dockerignore"), ".git\n").unwrap();
+    git(&["init", "-q", "-b", "main"]);
+    git(&["config", "user.email", "test@ecrbuild.invalid"]);
+    git(&["config", "user.name", "ecrbuild test"]);
+    git(&["config", "uploadpack.allowAnySHA1InWant", "true"]);
+    let mut shas = Vec::new();
+    for i in 0..n {
+        std::fs::write(dir.join("file.txt"), format!("commit {i}")).unwrap();
+        git(&["add", "."]);
+        let date = format!("2026-01-01T00:{i:02}:00Z");
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args([
+                "commit",
+                "-q",
+                "-m",
+                &format!("commit {i}"),
+                "--date",
+                &date,
+            ])
+            .env("GIT_COMMITTER_DATE", &date)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        shas.push(git(&["rev-parse", "HEAD"]));
+    }
+    shas
+}
+
 pub fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
+}
+
+/// A deterministic shuffle of `0..n` from a seed (print the seed, so a failing order can be replayed).
+pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut state = seed | 1;
+    for i in (1..n).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        order.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    order
+}
+
+/// A seed from the clock, for [`shuffled`].
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// Wait for runs started at once (`commits[k]` is what child `k` built); each must exit 0. Returns their
+/// stderr, labelled by commit, for failure messages.
+pub fn wait_for_all(children: Vec<std::process::Child>, commits: &[usize]) -> String {
+    let mut logs = String::new();
+    for (child, i) in children.into_iter().zip(commits) {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "commit {i}: {stderr}");
+        logs.push_str(&format!("--- run of commit {i}\n{stderr}"));
+    }
+    logs
+}
+
+/// Assert that `latest` holds `newest`: by its revision label and by its digest.
+#[track_caller]
+pub fn assert_latest_on(registry: &RegistryHttp, repo: &str, newest: &str, context: &str) {
+    let latest = &registry.config(repo, "latest")["config"]["Labels"];
+    assert_eq!(
+        latest["org.opencontainers.image.revision"], newest,
+        "{context}: latest is not the newest commit"
+    );
+    registry.assert_same_digest(repo, "latest", newest);
 }

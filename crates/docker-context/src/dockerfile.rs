@@ -38,8 +38,8 @@ pub struct SourceRoot {
 
 /// Which parts of the context `dockerfile` (its bytes) can read, given the build arguments the
 /// build gets. Anything that cannot be pinned down without running the build (a variable it
-/// cannot resolve, `..`, the whole context `.`, `ONBUILD`, a heredoc, `FROM --platform`) comes
-/// back as [`ContextNeeds::Everything`] with the reason.
+/// cannot resolve, `..`, the whole context `.`, `ONBUILD`, a heredoc, a `FROM --platform` other
+/// than `$BUILDPLATFORM`) comes back as [`ContextNeeds::Everything`] with the reason.
 pub fn context_needs(dockerfile: &[u8], build_args: &BTreeMap<String, String>) -> ContextNeeds {
     match read(dockerfile, build_args) {
         Ok((mut roots, base_images)) => {
@@ -81,7 +81,16 @@ fn read(dockerfile: &[u8], build_args: &BTreeMap<String, String>) -> Reading {
             }
             "from" => {
                 let (flags, args) = split_flags(rest);
-                if flags.iter().any(|f| f.starts_with("--platform")) {
+                // The build host's platform is the daemon's own: the base image it holds (and whose
+                // ONBUILD triggers are checked) is the one the stage uses. Any other may not be.
+                let other_platform = flags.iter().any(|f| {
+                    f.starts_with("--platform")
+                        && !matches!(
+                            f.split_once('=').map(|(_, v)| v.trim_matches('"')),
+                            Some("$BUILDPLATFORM" | "${BUILDPLATFORM}")
+                        )
+                });
+                if other_platform {
                     return Err("FROM --platform may select another base image".to_string());
                 }
                 let mut words = args.split_whitespace();

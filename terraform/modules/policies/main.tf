@@ -3,9 +3,11 @@
 # CodeBuild role can name its project before the project exists.
 
 locals {
-  repository_arn = "arn:${var.partition}:ecr:${var.region}:${var.account_id}:repository/${var.repository_name}"
-  project_arn    = "arn:${var.partition}:codebuild:${var.region}:${var.account_id}:project/${var.project_name}"
-  log_group_arn  = "arn:${var.partition}:logs:${var.region}:${var.account_id}:log-group:${var.log_group_name}"
+  # One ARN per service repository, in the order given; every ECR statement
+  # names exactly these (no wildcard, no prefix match).
+  repository_arns = [for name in var.repository_names : "arn:${var.partition}:ecr:${var.region}:${var.account_id}:repository/${name}"]
+  project_arn     = "arn:${var.partition}:codebuild:${var.region}:${var.account_id}:project/${var.project_name}"
+  log_group_arn   = "arn:${var.partition}:logs:${var.region}:${var.account_id}:log-group:${var.log_group_name}"
 
   github_token_host = "token.actions.githubusercontent.com"
   github_audience   = "sts.amazonaws.com"
@@ -75,16 +77,16 @@ locals {
         Resource = "*"
       },
       {
-        Sid      = "EcrPushThisRepository"
+        Sid      = "EcrPushServiceRepositories"
         Effect   = "Allow"
         Action   = local.ecr_push_actions
-        Resource = local.repository_arn
+        Resource = local.repository_arns
       },
       {
-        Sid      = "EcrReadThisRepository"
+        Sid      = "EcrReadServiceRepositories"
         Effect   = "Allow"
         Action   = local.ecr_read_actions
-        Resource = local.repository_arn
+        Resource = local.repository_arns
       },
       {
         Sid      = "LogsThisProjectOnly"
@@ -101,10 +103,10 @@ locals {
     Version = "2012-10-17"
     Statement = [
       {
-        Sid      = "EcrScanFindingsThisRepository"
+        Sid      = "EcrScanFindingsServiceRepositories"
         Effect   = "Allow"
         Action   = local.ecr_scan_actions
-        Resource = local.repository_arn
+        Resource = local.repository_arns
       },
     ]
   }
@@ -128,57 +130,106 @@ locals {
     }]
   }
 
+  # FR-006: the trigger role starts a build, nothing else. With batch builds
+  # on, it may also start a batch of this project (a departure from FR-006
+  # that enable_batch_builds opts into; README.md, "Batch builds").
+  github_start_actions = var.enable_batch_builds ? ["codebuild:StartBuild", "codebuild:StartBuildBatch"] : ["codebuild:StartBuild"]
+
   github_permissions_policy = {
     Version = "2012-10-17"
     Statement = [
       {
         Sid      = "StartThisProjectOnly"
         Effect   = "Allow"
-        Action   = ["codebuild:StartBuild"]
+        Action   = local.github_start_actions
         Resource = local.project_arn
       },
       {
-        # The build must run the buildspec.yml of the commit, never one
+        # The build must run the buildspec of the commit, never one
         # supplied by the caller.
         Sid       = "DenyBuildspecOverride"
         Effect    = "Deny"
-        Action    = ["codebuild:StartBuild"]
+        Action    = local.github_start_actions
         Resource  = local.project_arn
         Condition = { Null = { "codebuild:source.buildspec" = "false" } }
       },
     ]
   }
 
-  lifecycle_policy = {
-    rules = [
+  # Batch service role (build_batch_config.service_role): CodeBuild uses it to
+  # start, stop and retry the builds of a batch of this project. AWS asks for
+  # a role apart from the build's own service role.
+  codebuild_batch_permissions_policy = {
+    Version = "2012-10-17"
+    Statement = [
       {
-        rulePriority = 1
-        description  = "Expire untagged images ${var.untagged_expire_days} days after push"
-        selection = {
-          tagStatus   = "untagged"
-          countType   = "sinceImagePushed"
-          countUnit   = "days"
-          countNumber = var.untagged_expire_days
-        }
-        action = { type = "expire" }
+        Sid      = "BatchBuildsOfThisProjectOnly"
+        Effect   = "Allow"
+        Action   = ["codebuild:RetryBuild", "codebuild:StartBuild", "codebuild:StopBuild"]
+        Resource = local.project_arn
       },
+    ]
+  }
+
+  # Lifecycle of every service repository.
+  #
+  # ecrbuild publishes a multi-platform image as an OCI index under the SHA
+  # tag; its per-platform children are pushed by digest (untagged) or, from
+  # native build hosts, tagged <sha>-<os>-<arch>[-<variant>]. ECR's lifecycle
+  # does not know that an index references its children
+  # (aws/containers-roadmap#1596), so:
+  #
+  # - there is no rule on untagged images at all. Untagged images are the
+  #   children of kept indexes; any age- or count-based expiry of them can
+  #   delete a child of an index that is still kept (a kept index may be any
+  #   age: tagged images are kept by count, not by time). The price is that
+  #   children of expired indexes, and digests of runs that failed before
+  #   their index was pushed, stay until removed by hand (README.md).
+  # - per-platform tags are kept for as many commits as the SHA tags: the
+  #   last keep_tagged_images x max_platforms_per_image of them, in a rule
+  #   that comes before the catch-all SHA rule (a rule never expires an image
+  #   that a higher-priority rule selected).
+  # - the moving tags (latest, extra_image_tag) are never expired.
+  #
+  # Invariant (asserted in tests/lifecycle.tftest.hcl): no rule selects
+  # untagged (or "any") images, the platform rule keeps at least
+  # keep_tagged_images x max_platforms_per_image images and outranks the SHA
+  # rule, and every moving tag has a keep-one rule that outranks both.
+  moving_tag_rules = [
+    for i, tag in var.moving_tags : {
+      # Only one image can carry a moving tag, so this rule never expires
+      # anything; it exists so that no lower rule can expire that image.
+      # (One rule per tag: the patterns of one tagPatternList must all match.)
+      rulePriority = i + 1
+      description  = "Never expire the image tagged ${tag}"
+      selection = {
+        tagStatus      = "tagged"
+        tagPatternList = [tag]
+        countType      = "imageCountMoreThan"
+        countNumber    = 1
+      }
+      action = { type = "expire" }
+    }
+  ]
+
+  lifecycle_policy = {
+    rules = concat(local.moving_tag_rules, [
       {
-        # Only one image can carry the moving tag, so this rule never expires
-        # anything; it exists so that rule 3 cannot expire that image.
-        rulePriority = 2
-        description  = "Never expire the image tagged ${var.moving_tag}"
+        rulePriority = 10
+        description  = "Keep the per-platform images of the last ${var.keep_tagged_images} commits (<sha>-linux-*)"
         selection = {
           tagStatus      = "tagged"
-          tagPatternList = [var.moving_tag]
+          tagPatternList = ["*-linux-*"]
           countType      = "imageCountMoreThan"
-          countNumber    = 1
+          countNumber    = var.keep_tagged_images * var.max_platforms_per_image
         }
         action = { type = "expire" }
       },
       {
         # Commit SHAs have no fixed prefix, so this selects every remaining
-        # tagged image; in this repository those are the SHA-tagged images.
-        rulePriority = 3
+        # tagged image; in this repository those are the SHA-tagged images
+        # (single-platform images and multi-platform indexes).
+        rulePriority = 20
         description  = "Keep the last ${var.keep_tagged_images} SHA-tagged images"
         selection = {
           tagStatus      = "tagged"
@@ -188,6 +239,6 @@ locals {
         }
         action = { type = "expire" }
       },
-    ]
+    ])
   }
 }

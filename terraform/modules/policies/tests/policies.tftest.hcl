@@ -4,12 +4,17 @@
 variables {
   region            = "ap-northeast-1"
   account_id        = "123456789012"
-  repository_name   = "avarobotics-prod-api"
+  repository_names  = ["avarobotics-prod-api"]
   project_name      = "avarobotics-prod-api-image"
   log_group_name    = "/aws/codebuild/avarobotics-prod-api-image"
   github_repository = "avachen2005/avarobotics"
   github_branch     = "main"
   oidc_provider_arn = "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"
+
+  export_project_name   = "avarobotics-prod-api-export"
+  export_log_group_name = "/aws/codebuild/avarobotics-prod-api-export"
+  export_bucket_name    = "avarobotics-prod-api-exports-123456789012"
+  state_machine_name    = "avarobotics-prod-api-export"
 }
 
 run "codebuild_role_permissions_are_exact" {
@@ -24,7 +29,7 @@ run "codebuild_role_permissions_are_exact" {
         Resource = "*"
       },
       {
-        Sid    = "EcrPushThisRepository"
+        Sid    = "EcrPushServiceRepositories"
         Effect = "Allow"
         Action = [
           "ecr:BatchCheckLayerAvailability",
@@ -33,17 +38,17 @@ run "codebuild_role_permissions_are_exact" {
           "ecr:PutImage",
           "ecr:UploadLayerPart",
         ]
-        Resource = "arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-api"
+        Resource = ["arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-api"]
       },
       {
-        Sid    = "EcrReadThisRepository"
+        Sid    = "EcrReadServiceRepositories"
         Effect = "Allow"
         Action = [
           "ecr:BatchGetImage",
           "ecr:DescribeRepositories",
           "ecr:GetDownloadUrlForLayer",
         ]
-        Resource = "arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-api"
+        Resource = ["arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-api"]
       },
       {
         Sid    = "LogsThisProjectOnly"
@@ -78,7 +83,7 @@ run "no_wildcard_actions_and_star_resource_only_for_auth_token" {
 
   assert {
     condition = alltrue(flatten([
-      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy] : [
+      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy, output.codebuild_batch_permissions_policy] : [
         for s in jsondecode(doc).Statement : [
           for a in flatten([s.Action]) : !strcontains(a, "*") && !strcontains(a, "?")
         ]
@@ -89,7 +94,7 @@ run "no_wildcard_actions_and_star_resource_only_for_auth_token" {
 
   assert {
     condition = toset(flatten([
-      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy] : [
+      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy, output.codebuild_batch_permissions_policy] : [
         for s in jsondecode(doc).Statement : flatten([s.Action]) if contains(flatten([s.Resource]), "*")
       ]
     ])) == toset(["ecr:GetAuthorizationToken"])
@@ -98,7 +103,7 @@ run "no_wildcard_actions_and_star_resource_only_for_auth_token" {
 
   assert {
     condition = alltrue(flatten([
-      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy] : [
+      for doc in [output.codebuild_permissions_policy, output.codebuild_wait_scan_policy, output.github_permissions_policy, output.codebuild_batch_permissions_policy] : [
         for s in jsondecode(doc).Statement : [
           for r in flatten([s.Resource]) : r == "*" || startswith(r, "arn:aws:")
         ]
@@ -112,6 +117,7 @@ run "no_wildcard_actions_and_star_resource_only_for_auth_token" {
       for s in concat(
         jsondecode(output.codebuild_permissions_policy).Statement,
         jsondecode(output.codebuild_wait_scan_policy).Statement,
+        jsondecode(output.codebuild_batch_permissions_policy).Statement,
       ) : s.Effect == "Allow" && !can(s.NotAction) && !can(s.NotResource)
     ])
     error_message = "CodeBuild role statements must be plain Allow statements."
@@ -125,10 +131,10 @@ run "wait_scan_policy_is_two_read_actions_on_the_repository" {
     condition = jsondecode(output.codebuild_wait_scan_policy) == {
       Version = "2012-10-17"
       Statement = [{
-        Sid      = "EcrScanFindingsThisRepository"
+        Sid      = "EcrScanFindingsServiceRepositories"
         Effect   = "Allow"
         Action   = ["ecr:DescribeImageScanFindings", "ecr:DescribeImages"]
-        Resource = "arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-api"
+        Resource = ["arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-api"]
       }]
     }
     error_message = "--wait-scan permissions differ from the reviewed list: ${output.codebuild_wait_scan_policy}"
@@ -223,32 +229,62 @@ run "github_role_may_only_start_this_project_with_its_own_buildspec" {
   }
 }
 
-run "lifecycle_expires_untagged_and_keeps_last_sha_images" {
+run "two_services_scope_every_ecr_statement_to_exactly_their_repositories" {
   command = plan
 
   variables {
-    untagged_expire_days = 3
-    keep_tagged_images   = 20
+    repository_names = ["avarobotics-prod-api", "avarobotics-prod-worker"]
   }
 
   assert {
-    condition = [for r in jsondecode(output.lifecycle_policy).rules : r.selection] == [
-      { tagStatus = "untagged", countType = "sinceImagePushed", countUnit = "days", countNumber = 3 },
-      { tagStatus = "tagged", tagPatternList = ["latest"], countType = "imageCountMoreThan", countNumber = 1 },
-      { tagStatus = "tagged", tagPatternList = ["*"], countType = "imageCountMoreThan", countNumber = 20 },
+    condition = {
+      for s in jsondecode(output.codebuild_permissions_policy).Statement : s.Sid => s.Resource if startswith(s.Sid, "Ecr")
+      } == {
+      EcrAuthorizationToken = "*"
+      EcrPushServiceRepositories = [
+        "arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-api",
+        "arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-worker",
+      ]
+      EcrReadServiceRepositories = [
+        "arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-api",
+        "arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-worker",
+      ]
+    }
+    error_message = "ECR statements must name exactly the two repositories: ${output.codebuild_permissions_policy}"
+  }
+
+  assert {
+    condition = jsondecode(output.codebuild_wait_scan_policy).Statement[0].Resource == [
+      "arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-api",
+      "arn:aws:ecr:ap-northeast-1:123456789012:repository/avarobotics-prod-worker",
     ]
-    error_message = "Lifecycle selections differ: ${output.lifecycle_policy}"
+    error_message = "The wait-scan policy must name exactly the two repositories."
   }
 
   assert {
-    condition     = [for r in jsondecode(output.lifecycle_policy).rules : r.rulePriority] == [1, 2, 3]
-    error_message = "Lifecycle rule priorities must be 1, 2, 3."
+    condition     = !strcontains(output.codebuild_permissions_policy, "repository/*") && !strcontains(output.codebuild_permissions_policy, "avarobotics-prod-*")
+    error_message = "No repository wildcard."
+  }
+}
+
+run "no_repository_is_rejected" {
+  command = plan
+
+  variables {
+    repository_names = []
   }
 
-  assert {
-    condition     = alltrue([for r in jsondecode(output.lifecycle_policy).rules : r.action == { type = "expire" }])
-    error_message = "Every lifecycle rule must be an expire action."
+  expect_failures = [var.repository_names]
+}
+
+run "duplicate_or_wildcard_repository_is_rejected" {
+  command = plan
+
+  variables {
+    repository_names = ["avarobotics-prod-api", "avarobotics-prod-*"]
   }
+
+  expect_failures = [var.repository_names]
 }
 
 run "other_partition_changes_every_arn" {
@@ -262,11 +298,28 @@ run "other_partition_changes_every_arn" {
 
   assert {
     condition = output.arns == {
-      repository = "arn:aws-cn:ecr:cn-north-1:123456789012:repository/avarobotics-prod-api"
-      project    = "arn:aws-cn:codebuild:cn-north-1:123456789012:project/avarobotics-prod-api-image"
-      log_group  = "arn:aws-cn:logs:cn-north-1:123456789012:log-group:/aws/codebuild/avarobotics-prod-api-image"
+      repositories = ["arn:aws-cn:ecr:cn-north-1:123456789012:repository/avarobotics-prod-api"]
+      project      = "arn:aws-cn:codebuild:cn-north-1:123456789012:project/avarobotics-prod-api-image"
+      log_group    = "arn:aws-cn:logs:cn-north-1:123456789012:log-group:/aws/codebuild/avarobotics-prod-api-image"
+
+      export_project   = "arn:aws-cn:codebuild:cn-north-1:123456789012:project/avarobotics-prod-api-export"
+      export_log_group = "arn:aws-cn:logs:cn-north-1:123456789012:log-group:/aws/codebuild/avarobotics-prod-api-export"
+      export_bucket    = "arn:aws-cn:s3:::avarobotics-prod-api-exports-123456789012"
+      export_objects   = "arn:aws-cn:s3:::avarobotics-prod-api-exports-123456789012/exports/*"
+      state_machine    = "arn:aws-cn:states:cn-north-1:123456789012:stateMachine:avarobotics-prod-api-export"
+      codebuild_rule   = "arn:aws-cn:events:cn-north-1:123456789012:rule/StepFunctionsGetEventForCodeBuildStartBuildRule"
     }
     error_message = "ARNs must follow the partition: ${jsonencode(output.arns)}"
+  }
+
+  assert {
+    condition     = jsondecode(output.state_machine_definition).States.ExportImage.Resource == "arn:aws-cn:states:::codebuild:startBuild.sync"
+    error_message = "The .sync integration ARN must follow the partition."
+  }
+
+  assert {
+    condition     = !strcontains(join("", [output.export_permissions_policy, output.states_permissions_policy, output.export_bucket_policy, output.states_trust_policy, output.export_trust_policy]), "arn:aws:")
+    error_message = "No export document may keep the aws partition."
   }
 }
 

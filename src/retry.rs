@@ -1,6 +1,8 @@
-//! Retries for transient registry failures: exponential backoff with full jitter, bounded in attempts and
-//! in total time. Only failures that can pass (5xx, resets, refused connections, timeouts, throttling)
-//! are retried; a refused credential or a missing repository fails at once.
+//! Retries for transient registry failures: exponential backoff with equal jitter (each delay uniform in
+//! the upper half of its ceiling), bounded in attempts and in total time. Whether a failure is retried is
+//! decided where it was seen and carried in the error as a [`FailureKind`](crate::error::FailureKind): only
+//! `FailureKind::Transient` failures (5xx, 429, resets, refused connections, timeouts) are retried; a
+//! refused credential or a missing repository fails at once.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -30,7 +32,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The delay before attempt `attempt + 1`: uniform in [0, min(max, base·2^attempt)].
+    /// The delay before attempt `attempt + 1`: uniform in [c/2, c) with c = min(max, base·2^attempt).
     pub fn delay(&self, attempt: u32) -> Duration {
         let ceiling = self
             .base_delay
@@ -55,53 +57,6 @@ fn jitter() -> f64 {
     0.5 + (hasher.finish() % 10_000) as f64 / 20_000.0
 }
 
-/// Whether a failure may pass if tried again.
-pub fn is_transient(error: &Error) -> bool {
-    match error {
-        Error::PushFailed { detail, .. } | Error::VerifyFailed { detail, .. } => {
-            is_transient_message(detail)
-        }
-        _ => false,
-    }
-}
-
-pub fn is_transient_message(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    const TRANSIENT: [&str; 28] = [
-        "a transient registry state",
-        // A manifest refused for a blob pushed a moment ago: the registry's filesystem store rewrites a
-        // blob's link file while a concurrent push of the same layer links it again.
-        "manifest blob unknown",
-        "code: 500",
-        "code: 502",
-        "code: 503",
-        "code: 504",
-        "code: 429",
-        "connection closed",
-        "error sending request",
-        "connection refused",
-        "connection reset",
-        "broken pipe",
-        "eof",
-        "timeout",
-        "timed out",
-        "temporarily unavailable",
-        "service unavailable",
-        "bad gateway",
-        "gateway timeout",
-        "internal server error",
-        "too many requests",
-        "toomanyrequests",
-        "throttl",
-        "status 500",
-        "status 502",
-        "status 503",
-        "status 504",
-        "received unexpected http status: 5",
-    ];
-    TRANSIENT.iter().any(|t| m.contains(t))
-}
-
 /// Run `operation` until it succeeds, fails for good, or the policy is spent.
 pub async fn retry<T, F, Fut>(
     policy: &RetryPolicy,
@@ -118,7 +73,7 @@ where
     loop {
         match operation().await {
             Ok(value) => return Ok(value),
-            Err(error) if is_transient(&error) => {
+            Err(error) if error.is_transient() => {
                 attempt += 1;
                 let delay = policy.delay(attempt - 1);
                 if attempt >= policy.attempts.max(1) || started.elapsed() + delay > policy.max_total
@@ -138,10 +93,34 @@ where
 }
 
 fn with_attempts(error: Error, attempts: u32) -> Error {
+    let gave_up = |detail: String| format!("{detail} (gave up after {attempts} attempts)");
     match error {
-        Error::PushFailed { reference, detail } => Error::PushFailed {
+        Error::PushFailed {
             reference,
-            detail: format!("{detail} (gave up after {attempts} attempts)"),
+            detail,
+            kind,
+        } => Error::PushFailed {
+            reference,
+            detail: gave_up(detail),
+            kind,
+        },
+        Error::VerifyFailed {
+            reference,
+            detail,
+            kind,
+        } => Error::VerifyFailed {
+            reference,
+            detail: gave_up(detail),
+            kind,
+        },
+        Error::ExportFailed {
+            target,
+            detail,
+            kind,
+        } => Error::ExportFailed {
+            target,
+            detail: gave_up(detail),
+            kind,
         },
         other => other,
     }
@@ -150,12 +129,14 @@ fn with_attempts(error: Error, attempts: u32) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::FailureKind;
     use std::sync::atomic::{AtomicU32, Ordering};
 
-    fn push_failed(detail: &str) -> Error {
+    fn push_failed(kind: FailureKind) -> Error {
         Error::PushFailed {
             reference: "r/a:t".into(),
-            detail: detail.into(),
+            detail: "detail".into(),
+            kind,
         }
     }
 
@@ -166,25 +147,6 @@ mod tests {
             base_delay: Duration::from_millis(1),
             max_delay: Duration::from_millis(2),
         }
-    }
-
-    #[test]
-    fn transient_and_permanent_failures_are_told_apart() {
-        assert!(is_transient(&push_failed(
-            "received unexpected HTTP status: 503 Service Unavailable"
-        )));
-        assert!(is_transient(&push_failed(
-            "dial tcp 127.0.0.1:5000: connect: connection refused"
-        )));
-        assert!(is_transient(&push_failed("unexpected EOF")));
-        assert!(is_transient(&push_failed(
-            "errors:\ndigest invalid\nmanifest blob unknown: blob unknown to registry"
-        )));
-        assert!(!is_transient(&push_failed("manifest invalid")));
-        assert!(!is_transient(&Error::AuthFailed {
-            target: "r".into(),
-            detail: "401".into()
-        }));
     }
 
     #[test]
@@ -205,7 +167,7 @@ mod tests {
             let n = calls.fetch_add(1, Ordering::SeqCst);
             async move {
                 if n < 2 {
-                    Err(push_failed("connection reset by peer"))
+                    Err(push_failed(FailureKind::Transient))
                 } else {
                     Ok(n)
                 }
@@ -221,7 +183,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let result: Result<()> = retry(&fast(), "push", &Reporter::new(true), || {
             calls.fetch_add(1, Ordering::SeqCst);
-            async { Err(push_failed("manifest invalid")) }
+            async { Err(push_failed(FailureKind::Permanent)) }
         })
         .await;
         assert!(result.is_err());
@@ -233,7 +195,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let result: Result<()> = retry(&fast(), "push", &Reporter::new(true), || {
             calls.fetch_add(1, Ordering::SeqCst);
-            async { Err(push_failed("503 service unavailable")) }
+            async { Err(push_failed(FailureKind::Transient)) }
         })
         .await;
         assert!(result
