@@ -28,7 +28,7 @@ bench: build
 
 lint:
 	cargo fmt --all -- --check
-	cargo clippy --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 	terraform fmt -check -recursive terraform
 
 docker-build: build

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Bounded fuzzing of the context phase with the property tests of tests/context_props.rs:
+# Bounded fuzzing of the context phase with the property tests of
+# crates/docker-context/tests/context_props.rs:
 #   - the .dockerignore parser and matcher never panic (arbitrary bytes, pattern-ish bytes, paths);
 #   - the tar of random trees holds every scanned path once, in order, with the right type and bytes.
 # It runs them in rounds, each with a fresh proptest seed and many more cases than `cargo test` does,
@@ -21,11 +22,11 @@ seed=${FUZZ_SEED:-$(date +%s)}
 case $budget in '' | *[!0-9]*) echo "fuzz-context: SECONDS must be a whole number, got '$budget'" >&2; exit 2 ;; esac
 
 # Build first, so the budget is spent fuzzing.
-exe=$(cargo test --test context_props --no-run --message-format=json 2>/dev/null \
+exe=$(cargo test -p docker-context --test context_props --no-run --message-format=json 2>/dev/null \
   | grep '"name":"context_props"' | grep -o '"executable":"[^"]*"' | sed 's/"executable":"//; s/"$//' | tail -n 1)
 if [ -z "$exe" ] || [ ! -x "$exe" ]; then
-  cargo test --test context_props --no-run # show the build error
-  echo "fuzz-context: could not build tests/context_props.rs" >&2
+  cargo test -p docker-context --test context_props --no-run # show the build error
+  echo "fuzz-context: could not build crates/docker-context/tests/context_props.rs" >&2
   exit 1
 fi
 
@@ -48,7 +49,7 @@ run_round() {
   if [ "$status" -ne 0 ] && [ "$status" -ne 124 ]; then
     echo "fuzz-context: FAILED in round $((rounds + 1)) ($name, seed $round_seed):"
     cat "$log"
-    echo "replay: PROPTEST_CASES=$cases PROPTEST_RNG_SEED=$round_seed cargo test --test context_props -- $*"
+    echo "replay: PROPTEST_CASES=$cases PROPTEST_RNG_SEED=$round_seed cargo test -p docker-context --test context_props -- $*"
   fi
   return "$status"
 }

@@ -18,7 +18,7 @@ step() {
 }
 
 step "go test (api/)" bash -c 'cd api && GOTOOLCHAIN=local GOFLAGS=-mod=mod go test ./...'
-step "cargo test" cargo test --all-targets --no-fail-fast
+step "cargo test" cargo test --workspace --all-targets --no-fail-fast
 if [ -f tests/infra/check.sh ]; then
   step "infrastructure checks" bash tests/infra/check.sh
 fi

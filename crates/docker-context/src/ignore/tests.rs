@@ -377,6 +377,49 @@ fn regexp_leaks_of_patternmatcher() {
 }
 
 #[test]
+fn hex_escape_in_braces_is_valid() {
+    // `{` and `}` reach Go's regexp unescaped, so `\x{41}` is the escape for `A`.
+    let r = rules("\\x{41}*\n");
+    assert!(r.is_excluded(b"Ab"));
+    assert!(!r.is_excluded(b"x{41}"));
+}
+
+#[test]
+fn unicode_classes_are_refused_as_unsupported_and_unknown_names_as_invalid() {
+    for known in ["\\p{Greek}*", "\\pL*", "[\\p{Lu}]*"] {
+        let reason = parse_error(&format!("{known}\n")).source.reason;
+        assert!(reason.contains("Unicode class"), "{known}: {reason}");
+        assert!(!reason.contains("invalid"), "{known}: {reason}");
+    }
+    let reason = parse_error("\\p{Foo}*\n").source.reason;
+    assert!(reason.contains("which is invalid"), "{reason}");
+    // `\p{Any}` needs no Unicode table.
+    assert!(excluded("\\p{Any}*", "é"));
+}
+
+#[test]
+fn stacked_repetitions_match_quickly() {
+    // Each `\Q\E{1,}` repeats what comes before it; a matcher that re-runs the inner repetition
+    // for each level takes exponential time on this line.
+    let line = format!("a{}\n", "\\Q\\E{1,}".repeat(200));
+    let r = rules(&line);
+    assert!(r.is_excluded(&[b'a'; 300]));
+    assert!(!r.is_excluded(b"ab"));
+    let nested = format!("a{}\n", "\\Q\\E{1,}".repeat(1000));
+    assert!(parse_error(&nested)
+        .source
+        .reason
+        .contains("nests too deeply"));
+}
+
+#[test]
+fn nested_counted_repetitions_are_limited_like_go() {
+    let reason = parse_error("a{1000}\\Q\\E{2}*\n").source.reason;
+    assert!(reason.contains("invalid repeat count"), "{reason}");
+    assert!(excluded("a{500}\\Q\\E{2}*", &"a".repeat(1000)));
+}
+
+#[test]
 fn non_utf8_patterns_and_paths() {
     let r = IgnoreRules::from_patterns([b"caf\xe9".as_slice(), b"*.\xff".as_slice()]).unwrap();
     assert!(r.is_excluded(b"caf\xe9"));

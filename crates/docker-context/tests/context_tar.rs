@@ -9,96 +9,13 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-use ecrbuild::context::{BuildContext, ContextError};
+use docker_context::{BuildContext, ContextError};
 use futures_util::StreamExt;
 use tar::EntryType;
 
-const DOCKERFILE: &str = "FROM scratch\nCOPY . /c/\n";
+mod support;
 
-struct Tree {
-    dir: tempfile::TempDir,
-}
-
-impl Tree {
-    fn new() -> Tree {
-        let tree = Tree {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        tree.file("Dockerfile", DOCKERFILE);
-        tree
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
-        self.root().join(rel)
-    }
-
-    fn file(&self, rel: impl AsRef<Path>, contents: &str) -> PathBuf {
-        let path = self.path(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, contents).unwrap();
-        path
-    }
-
-    fn dir(&self, rel: impl AsRef<Path>) -> PathBuf {
-        let path = self.path(rel);
-        fs::create_dir_all(&path).unwrap();
-        path
-    }
-
-    fn scan(&self) -> BuildContext {
-        BuildContext::scan(self.root(), &self.path("Dockerfile")).unwrap()
-    }
-}
-
-#[derive(Debug)]
-struct TarEntry {
-    name: Vec<u8>,
-    kind: EntryType,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    uname: Vec<u8>,
-    gname: Vec<u8>,
-    mtime: u64,
-    size: u64,
-    link: Option<Vec<u8>>,
-    data: Vec<u8>,
-}
-
-fn read_tar(bytes: &[u8]) -> Vec<TarEntry> {
-    let mut archive = tar::Archive::new(bytes);
-    let mut entries = Vec::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let header = entry.header().clone();
-        let name = entry.path_bytes().into_owned();
-        let link = entry.link_name_bytes().map(|l| l.into_owned());
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        entries.push(TarEntry {
-            name,
-            kind: header.entry_type(),
-            mode: header.mode().unwrap(),
-            uid: header.uid().unwrap(),
-            gid: header.gid().unwrap(),
-            uname: header.username_bytes().unwrap_or_default().to_vec(),
-            gname: header.groupname_bytes().unwrap_or_default().to_vec(),
-            mtime: header.mtime().unwrap(),
-            size: header.size().unwrap(),
-            link,
-            data,
-        });
-    }
-    entries
-}
-
-fn tar_of(context: &BuildContext) -> Vec<TarEntry> {
-    read_tar(&context.write_tar(Vec::new()).unwrap())
-}
+use support::{read_tar, tar_of, TarEntry, Tree, DOCKERFILE};
 
 fn find<'a>(entries: &'a [TarEntry], name: &[u8]) -> &'a TarEntry {
     entries

@@ -2,12 +2,12 @@
 //! `BuildContext::into_tar_stream` drained through the bounded channel (what the daemon upload
 //! sees), plain and gzip.
 //!
-//!     cargo bench --bench tar
+//!     cargo bench -p docker-context --bench tar
 
 use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ecrbuild::context::BuildContext;
+use docker_context::BuildContext;
 use futures_util::StreamExt;
 
 struct Tree {

@@ -10,15 +10,18 @@
 
 use std::collections::BTreeMap;
 
-/// What a build needs from its context.
+/// What a build needs from its context, as [`context_needs`] reads the Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ContextNeeds {
-    /// The whole context, and why.
+    /// The whole context, and why (a reason for people, such as "COPY . reads the whole context").
     Everything(String),
     /// Only these subtrees (plus the Dockerfile and `.dockerignore`). The base images' ONBUILD triggers
-    /// must be checked before relying on it.
+    /// must be checked before relying on it: a trigger runs `COPY`/`ADD` of this build.
     Subtrees {
+        /// The subtrees `COPY` and `ADD` read, sorted, without duplicates.
         roots: Vec<SourceRoot>,
+        /// The images the stages start `FROM` (build arguments applied), other than earlier
+        /// stages and `scratch`: the images whose ONBUILD triggers to check.
         base_images: Vec<String>,
     },
 }
@@ -26,12 +29,17 @@ pub enum ContextNeeds {
 /// A subtree of the context a `COPY`/`ADD` source reads: a cleaned relative path without `..`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SourceRoot {
+    /// The path, relative to the context root, `/`-separated, without wildcards (the part of the
+    /// source above its first wildcard).
     pub path: String,
     /// The source had wildcards below this path: the builder resolves symlinks among the matches.
     pub wildcard: bool,
 }
 
-/// Read `dockerfile` (its bytes) with the build arguments the build gets.
+/// Which parts of the context `dockerfile` (its bytes) can read, given the build arguments the
+/// build gets. Anything that cannot be pinned down without running the build (a variable it
+/// cannot resolve, `..`, the whole context `.`, `ONBUILD`, a heredoc, a `FROM --platform` other
+/// than `$BUILDPLATFORM`) comes back as [`ContextNeeds::Everything`] with the reason.
 pub fn context_needs(dockerfile: &[u8], build_args: &BTreeMap<String, String>) -> ContextNeeds {
     match read(dockerfile, build_args) {
         Ok((mut roots, base_images)) => {
@@ -334,33 +342,6 @@ mod tests {
                 ("z".into(), false)
             ]
         );
-    }
-
-    #[test]
-    fn the_api_dockerfile_reads_only_api() {
-        let dockerfile = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("api/Dockerfile"),
-        )
-        .unwrap();
-        let mut args = BTreeMap::new();
-        args.insert("GO_IMAGE".to_string(), "local/golang:bookworm".to_string());
-        assert_eq!(
-            context_needs(dockerfile.as_bytes(), &args),
-            ContextNeeds::Subtrees {
-                roots: vec![SourceRoot {
-                    path: "api".into(),
-                    wildcard: false
-                }],
-                base_images: vec!["local/golang:bookworm".into()],
-            }
-        );
-        // Without the build argument, the ARG's default names the image.
-        match context_needs(dockerfile.as_bytes(), &BTreeMap::new()) {
-            ContextNeeds::Subtrees { base_images, .. } => {
-                assert_eq!(base_images, vec!["golang:1.22-bookworm".to_string()])
-            }
-            other => panic!("{other:?}"),
-        }
     }
 
     #[test]

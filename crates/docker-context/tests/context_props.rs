@@ -4,13 +4,16 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::symlink;
 use std::path::PathBuf;
 
-use ecrbuild::context::{BuildContext, EntryKind, IgnoreRules};
+use docker_context::{BuildContext, EntryKind, IgnoreRules};
 use proptest::prelude::*;
+
+mod support;
+
+use support::{read_tar, TarEntry};
 
 /// Shrunk failures are printed, not written next to the sources.
 fn config(cases: u32) -> ProptestConfig {
@@ -174,18 +177,9 @@ proptest! {
 
         let bytes = context.write_tar(Vec::new()).unwrap();
         prop_assert_eq!(context.tar_bytes(), bytes.len() as u64, "size announced before streaming");
-        let mut archive = tar::Archive::new(bytes.as_slice());
-        let mut in_tar = Vec::new();
-        for entry in archive.entries().unwrap() {
-            let mut entry = entry.unwrap();
-            let name = entry.path_bytes().into_owned();
-            let kind = entry.header().entry_type();
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data).unwrap();
-            in_tar.push((name, kind, data));
-        }
+        let in_tar = read_tar(&bytes);
         prop_assert_eq!(in_tar.len(), scanned.len());
-        for ((name, kind, data), (path, scanned_kind)) in in_tar.iter().zip(&scanned) {
+        for (TarEntry { name, kind, data, .. }, (path, scanned_kind)) in in_tar.iter().zip(&scanned) {
             let expected_name = match scanned_kind {
                 EntryKind::Directory => [path.as_os_str().as_bytes(), b"/"].concat(),
                 _ => path.as_os_str().as_bytes().to_vec(),

@@ -1,15 +1,72 @@
-//! Context phase: walk the context directory, apply `.dockerignore` exactly as the docker CLI does,
-//! and stream the result to the daemon as a tar (never buffered whole).
+//! A Docker build context, exactly as the docker CLI sends it to the daemon for a classic
+//! (non-BuildKit) `docker build`.
 //!
-//! The reference is the docker CLI's classic-builder path: `cli/command/image/build.go`,
-//! `cli/command/image/build/context.go` and `dockerignore.go` (docker/cli), moby/patternmatcher, and
-//! moby's tar archiver (`TarWithOptions`, now moby/go-archive).
+//! - **`.dockerignore`** ([`IgnoreRules`]): the file is read like the CLI reads it (BOM, `#`
+//!   comments in column 0, trimming, `!` exceptions, cleaned paths), and patterns are compiled and
+//!   matched like moby/patternmatcher does, down to its quirks: `*` and `?` never cross `/`, `**`
+//!   spans directories, `[...]` classes go to Go's regexp engine (so `[!a]` is not a negation), and
+//!   the last matching pattern wins, for a path or any of its parents. Go's regexp is reproduced
+//!   by hand (the `regex` crate's syntax and semantics differ), and a pattern docker would reject
+//!   is an error up front, naming its line.
+//! - **The walk** ([`BuildContext::scan`]): the context directory in lexical order, symlinks never
+//!   followed, excluded directories skipped unless an exception may re-include something inside,
+//!   the Dockerfile and `.dockerignore` always sent, a Dockerfile from outside the context sent
+//!   under a generated name. Every file that will be sent is checked readable before anything is
+//!   sent, as the CLI does.
+//! - **The tar** ([`BuildContext::into_tar_stream`], [`BuildContext::write_tar`]): headers as
+//!   moby's archiver writes them (owners 0:0, modes kept, no sparse entries, GNU long names, hard
+//!   links), streamed through a bounded channel from a blocking thread so memory stays flat
+//!   whatever the context size; a file that changes while it is sent aborts the stream.
+//! - **The `COPY`/`ADD` selection** ([`context_needs`], [`BuildContext::select`]): which subtrees
+//!   of the context a Dockerfile can read, so that only those are sent, with the same tar headers
+//!   the daemon would have seen in the whole context.
+//!
+//! The references are the docker CLI's `cli/command/image/build` (context and `.dockerignore`
+//! handling), moby/patternmatcher, moby's tar archiver (`TarWithOptions`, now moby/go-archive) and
+//! Go's `regexp/syntax`. Unix only: file names are bytes, as they are for the CLI.
+//!
+//! # Example
+//!
+//! ```
+//! use std::fs;
+//!
+//! use docker_context::{BuildContext, IgnoreRules};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // `.dockerignore` rules on their own: the last matching pattern wins, and a pattern that
+//! // matches a directory excludes everything below it.
+//! let rules = IgnoreRules::parse(b"*.log\n!keep.log\ntarget/\n")?;
+//! assert!(rules.is_excluded(b"debug.log"));
+//! assert!(!rules.is_excluded(b"keep.log"));
+//! assert!(!rules.is_excluded(b"logs/debug.log"), "`*` does not cross `/`");
+//! assert!(rules.is_excluded(b"target/release/app"));
+//!
+//! // A whole context: scan it (nothing is read or sent yet), then write or stream the tar.
+//! let dir = tempfile::tempdir()?;
+//! fs::write(dir.path().join("Dockerfile"), "FROM scratch\nCOPY . /app/\n")?;
+//! fs::write(dir.path().join(".dockerignore"), "*.log\n")?;
+//! fs::write(dir.path().join("main.go"), "package main\n")?;
+//! fs::write(dir.path().join("debug.log"), "noise\n")?;
+//! let context = BuildContext::scan(dir.path(), &dir.path().join("Dockerfile"))?;
+//! let sent: Vec<_> = context.paths();
+//! assert_eq!(sent, [".dockerignore", "Dockerfile", "main.go"].map(std::path::PathBuf::from));
+//! assert_eq!(context.dockerfile_in_tar(), "Dockerfile");
+//! let tar: Vec<u8> = context.write_tar(Vec::new())?;
+//! assert_eq!(tar.len() as u64, context.tar_bytes());
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! For an upload, [`BuildContext::into_tar_stream`] gives a `Stream` of `Result<Bytes, io::Error>`
+//! chunks to use as the request body (for example with bollard's `body_try_stream`).
 
-pub mod dockerfile;
+#![warn(missing_docs)]
+
+mod dockerfile;
 mod entries;
 mod go_regexp;
 mod gostr;
-pub mod ignore;
+mod ignore;
 mod selection;
 mod tar_stream;
 mod walk;
@@ -26,25 +83,55 @@ use futures_util::Stream;
 pub use dockerfile::{context_needs, ContextNeeds, SourceRoot};
 pub use ignore::{IgnoreRules, ParseError, PatternError};
 
-/// Errors of the context phase. Every variant names the path or line that failed.
+/// What can go wrong while scanning a context or streaming its tar. Every variant names the path
+/// or line that failed, and the messages say what to do about it.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
+    /// The context directory is missing or is not a directory.
     #[error("context directory {path} does not exist or is not a directory; pass an existing directory with --context")]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The context directory as given.
+        path: PathBuf,
+    },
+    /// The Dockerfile is missing or is not a file.
     #[error("Dockerfile {path} not found; pass the right path with -f/--file (it is resolved against the current directory)")]
-    DockerfileMissing { path: PathBuf },
+    DockerfileMissing {
+        /// The Dockerfile path as given.
+        path: PathBuf,
+    },
+    /// A file or directory that would be sent cannot be read (the docker CLI refuses to build
+    /// then, before it contacts the daemon).
     #[error("{path}: {source}; fix its permissions or exclude it in .dockerignore")]
     Unreadable {
+        /// The entry that cannot be read.
         path: PathBuf,
+        /// Why it cannot be read.
         source: std::io::Error,
     },
+    /// A `.dockerignore` line that docker would reject.
     #[error(".dockerignore line {line}: {source}")]
-    BadPattern { line: usize, source: PatternError },
+    BadPattern {
+        /// The 1-based line number (comments and blank lines count); 0 for the exception added
+        /// for the Dockerfile or `.dockerignore`.
+        line: usize,
+        /// The pattern and what is wrong with it.
+        source: PatternError,
+    },
+    /// An entry changed between the scan and the moment it was sent (a file grew or shrank, or
+    /// an entry was removed or replaced by something else).
     #[error("{path} changed while it was being sent ({detail}); re-run once nothing writes into the context")]
-    Changed { path: PathBuf, detail: String },
+    Changed {
+        /// The entry that changed.
+        path: PathBuf,
+        /// What changed.
+        detail: String,
+    },
+    /// Any other I/O error, with the path it happened on.
     #[error("{path}: {source}")]
     Io {
+        /// The path being read.
         path: PathBuf,
+        /// The error.
         source: std::io::Error,
     },
 }
@@ -57,14 +144,20 @@ impl ContextError {
     }
 }
 
-/// What a tar entry is; symlinks are never followed.
+/// What a tar entry is. Symlinks are sent as symlinks, never followed; sockets are never sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
+    /// A directory (its name ends in `/` in the tar).
     Directory,
+    /// A regular file (a hard link to a file sent earlier is a link entry in the tar).
     File,
+    /// A symbolic link.
     Symlink,
+    /// A named pipe.
     Fifo,
+    /// A character device.
     CharDevice,
+    /// A block device.
     BlockDevice,
 }
 
@@ -133,11 +226,11 @@ pub(crate) struct ExternalDockerfile {
     contents: Vec<u8>,
 }
 
-/// A scanned, validated build context: the list of entries that will be sent, in the order they will be sent.
-/// Creating it never contacts the daemon.
+/// A scanned, validated build context: the entries that will be sent, in the order they will be
+/// sent. Scanning reads the directory tree and the files' metadata; file contents are read only
+/// when the tar is written. Nothing here talks to a Docker daemon.
 #[derive(Debug)]
 pub struct BuildContext {
-    rules: IgnoreRules,
     plan: tar_stream::TarPlan,
     dockerfile_in_tar: String,
     content_bytes: u64,
@@ -146,8 +239,9 @@ pub struct BuildContext {
 }
 
 impl BuildContext {
-    /// Walk `root`, apply `.dockerignore`, and check every file that will be sent can be read.
-    /// `dockerfile` is the Dockerfile path as the user gave it (relative to the current directory or absolute).
+    /// Walk the context directory `root`, apply its `.dockerignore`, and check that every file
+    /// that will be sent can be read. `dockerfile` is the Dockerfile path as the user gave it
+    /// (relative to the current directory, or absolute); it may lie outside `root`.
     pub fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, ContextError> {
         walk::scan(root, dockerfile)
     }
@@ -155,17 +249,6 @@ impl BuildContext {
     /// The Dockerfile's name inside the tar, as the daemon must be told (`dockerfile` query parameter).
     pub fn dockerfile_in_tar(&self) -> &str {
         &self.dockerfile_in_tar
-    }
-
-    /// The context directory, with symlinks resolved.
-    pub fn root(&self) -> &Path {
-        &self.plan.root
-    }
-
-    /// The `.dockerignore` rules in effect, including the exceptions added for the Dockerfile and
-    /// `.dockerignore` (useful to explain why a path is or is not sent).
-    pub fn ignore_rules(&self) -> &IgnoreRules {
-        &self.rules
     }
 
     /// Paths relative to the context root, `/`-separated, in the order they are sent.

@@ -109,7 +109,6 @@ pub(crate) fn scan(root: &Path, dockerfile: &Path) -> Result<BuildContext, Conte
     };
     entries.shrink_to_fit();
     Ok(BuildContext {
-        rules,
         plan: TarPlan {
             root: context_dir,
             entries,

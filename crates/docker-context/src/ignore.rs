@@ -27,23 +27,30 @@ use super::gostr::{clean, decode_rune, decode_runes, trim_space, REPLACEMENT};
 const MAX_LINE_BYTES: usize = 64 * 1024 - 1;
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
-/// A malformed pattern.
+/// A pattern docker would reject, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad pattern {pattern:?}: {reason}")]
 pub struct PatternError {
+    /// The pattern as written (trimmed; invalid UTF-8 shown as U+FFFD).
     pub pattern: String,
+    /// What is wrong with it, and how to write it instead.
     pub reason: String,
 }
 
-/// A malformed `.dockerignore` line (1-based line number, counting comments and blank lines).
+/// A `.dockerignore` line docker would reject.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("line {line}: {source}")]
 pub struct ParseError {
+    /// The 1-based line number, counting comments and blank lines.
     pub line: usize,
+    /// The pattern on that line and what is wrong with it.
     pub source: PatternError,
 }
 
 /// The compiled patterns of one `.dockerignore` file, in file order.
+///
+/// Paths are relative to the context root, `/`-separated, as bytes (file names need not be
+/// UTF-8).
 #[derive(Debug, Clone, Default)]
 pub struct IgnoreRules {
     patterns: Vec<Pattern>,
@@ -119,7 +126,8 @@ impl Pattern {
 }
 
 impl IgnoreRules {
-    /// Parse the contents of a `.dockerignore` file.
+    /// Parse the contents of a `.dockerignore` file, as the docker CLI reads it. The first line
+    /// docker would reject is an error.
     pub fn parse(content: &[u8]) -> Result<IgnoreRules, ParseError> {
         let mut rules = IgnoreRules::default();
         for (index, raw_line) in lines(content).enumerate() {
@@ -196,17 +204,13 @@ impl IgnoreRules {
     }
 
     /// Number of patterns.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.patterns.len()
     }
 
-    /// True when there are no patterns.
-    pub fn is_empty(&self) -> bool {
-        self.patterns.is_empty()
-    }
-
     /// True when at least one pattern is an exception (`!...`).
-    pub fn has_exceptions(&self) -> bool {
+    pub(crate) fn has_exceptions(&self) -> bool {
         self.has_exceptions
     }
 
@@ -559,11 +563,14 @@ fn compile(text: &[u8]) -> Result<Matcher, String> {
         Kind::Regex => {
             regex.push('$');
             let compiled = Regex::parse(&regex).map_err(|err| {
-                format!(
-                    "docker reads this pattern as the regular expression `{regex}`, which is invalid ({}); \
-                     escape the character with `\\` or rewrite the pattern",
-                    err.0
-                )
+                if err.unsupported {
+                    format!("docker reads this pattern as the regular expression `{regex}`: {err}")
+                } else {
+                    format!(
+                        "docker reads this pattern as the regular expression `{regex}`, which is invalid ({err}); \
+                         escape the character with `\\` or rewrite the pattern"
+                    )
+                }
             })?;
             Matcher::Regex(compiled)
         }

@@ -1,13 +1,13 @@
 //! `.dockerignore` matching: parsing, `IgnoreRules::is_excluded` on generated paths, and the scan
 //! (walk + match + open) of a generated tree through `BuildContext::scan`.
 //!
-//!     cargo bench --bench ignore
+//!     cargo bench -p docker-context --bench ignore
 
 use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ecrbuild::context::{BuildContext, IgnoreRules};
+use docker_context::{BuildContext, IgnoreRules};
 
 /// A realistic monorepo `.dockerignore`: literals, prefixes, suffixes, wildcards, classes and an
 /// exception.

@@ -3,85 +3,26 @@
 //! before anything is sent.
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ecrbuild::context::{BuildContext, ContextError, EntryKind};
+use docker_context::{BuildContext, ContextError, EntryKind};
 
-const DOCKERFILE: &str = "FROM scratch\nCOPY . /c/\n";
+mod support;
 
-struct Tree {
-    dir: tempfile::TempDir,
-}
-
-impl Tree {
-    fn new() -> Tree {
-        let tree = Tree {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        tree.file("Dockerfile", DOCKERFILE);
-        tree
-    }
-
-    fn with(files: &[&str], dockerignore: &str) -> Tree {
-        let tree = Tree::new();
-        for file in files {
-            if let Some(dir) = file.strip_suffix('/') {
-                fs::create_dir_all(tree.path(dir)).unwrap();
-            } else {
-                tree.file(file, file);
-            }
-        }
-        tree.file(".dockerignore", dockerignore);
-        tree
-    }
-
-    fn root(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
-        self.root().join(rel)
-    }
-
-    fn file(&self, rel: impl AsRef<Path>, contents: &str) -> PathBuf {
-        let path = self.path(rel);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(&path, contents).unwrap();
-        path
-    }
-
-    fn scan_with(&self, dockerfile: &str) -> Result<BuildContext, ContextError> {
-        BuildContext::scan(self.root(), &self.path(dockerfile))
-    }
-
-    fn sent(&self) -> Vec<String> {
-        sent(&self.scan_with("Dockerfile").unwrap())
-    }
-}
-
-fn sent(context: &BuildContext) -> Vec<String> {
-    context
-        .paths()
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect()
-}
+use support::{sent, tar_of, Tree};
 
 fn tar_files(context: &BuildContext) -> Vec<(String, Vec<u8>)> {
-    let bytes = context.write_tar(Vec::new()).unwrap();
-    let mut archive = tar::Archive::new(bytes.as_slice());
-    let mut files = Vec::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data).unwrap();
-        files.push((name, data));
-    }
-    files
+    tar_of(context)
+        .into_iter()
+        .map(|entry| {
+            (
+                String::from_utf8_lossy(&entry.name).into_owned(),
+                entry.data,
+            )
+        })
+        .collect()
 }
 
 // --- .dockerignore on real trees --------------------------------------------------------------

@@ -1,0 +1,3 @@
+module go_regexp_oracle
+
+go 1.19
