@@ -1711,6 +1711,36 @@ fn header(case: &Case) -> String {
     )
 }
 
+/// `ecrbuild context --list` against the paths in the CLI's image.
+fn compare_listing(case: &Case, cli_layer: &Layer, root: &Path) -> (Verdict, String) {
+    match listed_paths(case, root) {
+        Err(err) => (Verdict::Divergence, err),
+        Ok(listed) => {
+            let mut expected = expected_list(case, cli_layer, root);
+            let mut listed = listed;
+            // The daemon removes an excluded .dockerignore after following the
+            // symlink, so its target may be sent and yet missing from the image.
+            if let Some(target) = &case.dockerignore_link {
+                let target = String::from_utf8_lossy(target).into_owned();
+                expected.remove(&target);
+                listed.remove(&target);
+            }
+            if listed == expected {
+                (Verdict::Identical, String::new())
+            } else {
+                let missing: Vec<_> = expected.difference(&listed).collect();
+                let extra: Vec<_> = listed.difference(&expected).collect();
+                (
+                    Verdict::Divergence,
+                    format!(
+                        "`ecrbuild context --list` disagrees with the CLI's image:\n  not listed: {missing:?}\n  listed but not sent by the CLI: {extra:?}\n"
+                    ),
+                )
+            }
+        }
+    }
+}
+
 fn run_case_inner(case: &Case) -> Outcome {
     let dir = tempfile::Builder::new()
         .prefix("ecrbuild-diff-")
@@ -1736,32 +1766,7 @@ fn run_case_inner(case: &Case) -> Outcome {
                 )
             } else if case.names_are_listable() {
                 list_checked = true;
-                match listed_paths(case, &root) {
-                    Err(err) => (Verdict::Divergence, err),
-                    Ok(listed) => {
-                        let mut expected = expected_list(case, a, &root);
-                        let mut listed = listed;
-                        // The daemon removes an excluded .dockerignore after following the
-                        // symlink, so its target may be sent and yet missing from the image.
-                        if let Some(target) = &case.dockerignore_link {
-                            let target = String::from_utf8_lossy(target).into_owned();
-                            expected.remove(&target);
-                            listed.remove(&target);
-                        }
-                        if listed == expected {
-                            (Verdict::Identical, String::new())
-                        } else {
-                            let missing: Vec<_> = expected.difference(&listed).collect();
-                            let extra: Vec<_> = listed.difference(&expected).collect();
-                            (
-                                Verdict::Divergence,
-                                format!(
-                                    "`ecrbuild context --list` disagrees with the CLI's image:\n  not listed: {missing:?}\n  listed but not sent by the CLI: {extra:?}\n"
-                                ),
-                            )
-                        }
-                    }
-                }
+                compare_listing(case, a, &root)
             } else {
                 (Verdict::Identical, String::new())
             }

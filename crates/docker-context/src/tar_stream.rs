@@ -137,6 +137,49 @@ fn new_builder<W: Write>(out: W) -> Builder<W> {
     builder
 }
 
+/// A regular file's entry, its contents streamed and checked against the scan (size, identity);
+/// `suffix` is appended to the contents (the lines a generated Dockerfile adds to `.dockerignore`).
+fn append_file<W: Write>(
+    builder: &mut Builder<W>,
+    entry: &Entry,
+    source: &Path,
+    meta: &fs::Metadata,
+    mut header: Header,
+    name: &[u8],
+    suffix: Option<&[u8]>,
+) -> io::Result<()> {
+    let size = meta.len();
+    if size != entry.size {
+        return Err(changed(
+            &entry.path,
+            format!(
+                "its size went from {} to {size} bytes after the scan",
+                entry.size
+            ),
+        ));
+    }
+    let file = fs::File::open(source).map_err(|err| vanished(&entry.path, err))?;
+    let opened = file.metadata().map_err(|err| io_error(&entry.path, err))?;
+    if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
+        return Err(changed(
+            &entry.path,
+            "it was replaced by another file".into(),
+        ));
+    }
+    let contents = ExactReader::new(file, size, &entry.path);
+    header.set_entry_type(EntryType::Regular);
+    match suffix {
+        Some(suffix) => {
+            header.set_size(size + suffix.len() as u64);
+            append(builder, header, name, None, contents.chain(suffix))
+        }
+        None => {
+            header.set_size(size);
+            append(builder, header, name, None, contents)
+        }
+    }
+}
+
 fn append_all<W: Write>(plan: &TarPlan, builder: &mut Builder<W>) -> io::Result<()> {
     // First tar name of every multiply-linked inode, as moby's archiver tracks hard links.
     let mut first_names: HashMap<(u64, u64), Vec<u8>> = HashMap::new();
@@ -219,39 +262,10 @@ fn append_all<W: Write>(plan: &TarPlan, builder: &mut Builder<W>) -> io::Result<
                 append(builder, header, &name, None, io::empty())?;
             }
             EntryKind::File => {
-                let size = meta.len();
-                if size != entry.size {
-                    return Err(changed(
-                        &entry.path,
-                        format!(
-                            "its size went from {} to {size} bytes after the scan",
-                            entry.size
-                        ),
-                    ));
-                }
-                let file = fs::File::open(&source).map_err(|err| vanished(&entry.path, err))?;
-                let opened = file.metadata().map_err(|err| io_error(&entry.path, err))?;
-                if (opened.dev(), opened.ino()) != (meta.dev(), meta.ino()) {
-                    return Err(changed(
-                        &entry.path,
-                        "it was replaced by another file".into(),
-                    ));
-                }
-                let contents = ExactReader::new(file, size, &entry.path);
-                header.set_entry_type(EntryType::Regular);
-                match suffix_for_dockerignore
+                let suffix = suffix_for_dockerignore
                     .as_deref()
-                    .filter(|_| rewrites_dockerignore)
-                {
-                    Some(suffix) => {
-                        header.set_size(size + suffix.len() as u64);
-                        append(builder, header, &name, None, contents.chain(suffix))?;
-                    }
-                    None => {
-                        header.set_size(size);
-                        append(builder, header, &name, None, contents)?;
-                    }
-                }
+                    .filter(|_| rewrites_dockerignore);
+                append_file(builder, &entry, &source, &meta, header, &name, suffix)?;
             }
         }
     }
