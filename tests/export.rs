@@ -420,7 +420,34 @@ fn a_corrupt_blob_fails_naming_its_digest_and_leaves_nothing_in_s3() {
         &format!("s3://{bucket}/exports/corrupt.tar"),
         &["--auth", "none", "--part-size", "5"],
     ));
+    // The same failure into local destinations: an existing file keeps what it held (the archive is
+    // written beside it and renamed only when whole), and a device stays a device.
+    let existing = temp_path("kept.tar");
+    std::fs::write(&existing, b"the previous export").unwrap();
+    let to_file = run(&mut export(
+        &reference,
+        existing.to_str().unwrap(),
+        &["--auth", "none"],
+    ));
+    let to_device = run(&mut export(&reference, "/dev/null", &["--auth", "none"]));
     std::fs::write(&data, &original).unwrap();
+    to_file.assert_code(13);
+    assert_eq!(std::fs::read(&existing).unwrap(), b"the previous export");
+    let leftovers: Vec<_> = std::fs::read_dir(existing.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains("kept.tar."))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "a partial file was left: {leftovers:?}"
+    );
+    to_device.assert_code(13);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata("/dev/null")
+        .unwrap()
+        .file_type()
+        .is_char_device());
     result
         .assert_code(13)
         .assert_stderr_contains(&format!("blob {layer} of {reference} is corrupt"))

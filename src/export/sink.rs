@@ -1,6 +1,9 @@
 //! Where the archive's bytes go: an S3 multipart upload, a file, or stdout. Each ends in one of two
-//! ways: committed (the upload completed, the file flushed) or abandoned (the upload aborted, the
-//! partial file removed), so a failed export leaves nothing that looks like an archive.
+//! ways: committed (the upload completed, the file renamed into place) or abandoned (the upload
+//! aborted, the partial file removed), so a failed export leaves nothing that looks like an archive.
+//! A file is written beside its destination and renamed over it only when complete: a failed export
+//! never touches what was there before. A destination that is not a regular file (`/dev/null`, a FIFO)
+//! is written in place and never removed.
 
 use std::path::PathBuf;
 
@@ -15,12 +18,35 @@ const FILE_BUFFER: usize = 1 << 20;
 
 pub enum Sink {
     S3(Box<MultipartUpload>),
-    /// A file, or stdout (`path` is `None`), written through the blocking pool.
+    /// A file, a device, or stdout, written through the blocking pool.
     Local {
-        path: Option<PathBuf>,
+        target: LocalTarget,
         out: BufWriter<tokio::fs::File>,
         written: u64,
     },
+}
+
+/// Where a local archive goes.
+pub enum LocalTarget {
+    Stdout,
+    /// Not a regular file (a character device such as `/dev/null`, a FIFO): written in place.
+    Device(PathBuf),
+    /// A regular file, written to `partial` beside it and renamed over it when complete.
+    File {
+        destination: PathBuf,
+        partial: PathBuf,
+    },
+}
+
+impl LocalTarget {
+    /// The path to name in messages; `None` for stdout.
+    fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            LocalTarget::Stdout => None,
+            LocalTarget::Device(path) => Some(path),
+            LocalTarget::File { destination, .. } => Some(destination),
+        }
+    }
 }
 
 /// What a committed sink reports.
@@ -33,11 +59,32 @@ pub struct Committed {
 
 impl Sink {
     pub async fn file(path: PathBuf) -> Result<Sink> {
-        let file = tokio::fs::File::create(&path)
+        let existing = tokio::fs::metadata(&path).await.ok();
+        if existing.is_some_and(|meta| !meta.is_file() && !meta.is_dir()) {
+            let file = tokio::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .await
+                .map_err(|e| local_error(Some(&path), "cannot open it", &e))?;
+            return Ok(Sink::Local {
+                target: LocalTarget::Device(path),
+                out: BufWriter::with_capacity(FILE_BUFFER, file),
+                written: 0,
+            });
+        }
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let partial = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
+        let file = tokio::fs::File::create(&partial)
             .await
-            .map_err(|e| local_error(Some(&path), "cannot create it", &e))?;
+            .map_err(|e| local_error(Some(&path), "cannot create a file beside it", &e))?;
         Ok(Sink::Local {
-            path: Some(path),
+            target: LocalTarget::File {
+                destination: path,
+                partial,
+            },
             out: BufWriter::with_capacity(FILE_BUFFER, file),
             written: 0,
         })
@@ -52,7 +99,7 @@ impl Sink {
             .map_err(|e| local_error(None, "cannot open it", &e))?;
         let file = tokio::fs::File::from_std(std::fs::File::from(fd));
         Ok(Sink::Local {
-            path: None,
+            target: LocalTarget::Stdout,
             out: BufWriter::with_capacity(FILE_BUFFER, file),
             written: 0,
         })
@@ -61,10 +108,14 @@ impl Sink {
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
         match self {
             Sink::S3(upload) => upload.write(data).await,
-            Sink::Local { path, out, written } => {
+            Sink::Local {
+                target,
+                out,
+                written,
+            } => {
                 out.write_all(data)
                     .await
-                    .map_err(|e| local_error(path.as_deref(), "cannot write it", &e))?;
+                    .map_err(|e| local_error(target.path(), "cannot write it", &e))?;
                 *written += data.len() as u64;
                 Ok(())
             }
@@ -76,12 +127,12 @@ impl Sink {
     pub async fn flush(&mut self) -> Result<()> {
         match self {
             Sink::S3(upload) => upload.flush().await,
-            Sink::Local { path, out, .. } => {
-                let path = path.as_deref();
+            Sink::Local { target, out, .. } => {
+                let path = target.path();
                 out.flush()
                     .await
                     .map_err(|e| local_error(path, "cannot write it", &e))?;
-                if path.is_some() {
+                if let LocalTarget::File { .. } = target {
                     out.get_ref()
                         .sync_all()
                         .await
@@ -102,35 +153,53 @@ impl Sink {
                     object: Some(uploaded),
                 })
             }
-            Sink::Local { written, .. } => Ok(Committed {
-                bytes: *written,
-                object: None,
-            }),
+            Sink::Local {
+                target, written, ..
+            } => {
+                if let LocalTarget::File {
+                    destination,
+                    partial,
+                } = target
+                {
+                    tokio::fs::rename(&*partial, &*destination)
+                        .await
+                        .map_err(|e| local_error(Some(destination), "cannot rename into it", &e))?;
+                }
+                Ok(Committed {
+                    bytes: *written,
+                    object: None,
+                })
+            }
         }
     }
 
-    /// Leave nothing behind: abort the upload, remove the partial file. What stdout received stays
-    /// received (the reader sees a truncated archive and the exit status).
+    /// Leave nothing behind: abort the upload, remove the partial file (the destination is
+    /// untouched). What stdout or a device received stays received (the reader sees a truncated
+    /// archive and the exit status).
     pub async fn abandon(self) -> Result<()> {
         match self {
             Sink::S3(upload) => upload.abort().await,
-            Sink::Local { path: None, .. } => Ok(()),
             Sink::Local {
-                path: Some(path),
+                target:
+                    LocalTarget::File {
+                        destination,
+                        partial,
+                    },
                 out,
                 ..
             } => {
                 drop(out);
-                match tokio::fs::remove_file(&path).await {
+                match tokio::fs::remove_file(&partial).await {
                     Ok(()) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                     Err(e) => Err(local_error(
-                        Some(&path),
-                        "cannot remove the partial file",
+                        Some(&destination),
+                        "cannot remove the partial file beside it",
                         &e,
                     )),
                 }
             }
+            Sink::Local { .. } => Ok(()),
         }
     }
 }
