@@ -210,7 +210,7 @@ pub struct ExportArgs {
     pub part_size: u32,
 
     /// S3 parts uploaded at once. Memory is about (N + 1) x --part-size.
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    #[arg(long, value_name = "N", default_value_t = 3)]
     pub parallel_uploads: u32,
 
     /// Attempts for each registry read and S3 request that fails transiently.
