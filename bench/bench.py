@@ -236,7 +236,11 @@ class Bench:
 
     def new_commit(self):
         self.sha_counter += 1
-        quiet(self.git + ["commit", "-q", "--allow-empty", "-m", f"bench {self.sha_counter}"], check=True)
+        # A minute apart: in a shallow clone the commit times are all that orders two commits.
+        self.commit_time = max(getattr(self, "commit_time", int(time.time())), int(time.time())) + 60
+        env = dict(os.environ, GIT_COMMITTER_DATE=f"@{self.commit_time} +0000",
+                   GIT_AUTHOR_DATE=f"@{self.commit_time} +0000")
+        quiet(self.git + ["commit", "-q", "--allow-empty", "-m", f"bench {self.sha_counter}"], check=True, env=env)
         return quiet(self.git + ["rev-parse", "HEAD"], check=True).stdout.strip()
 
     def shallow_clone(self):
