@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -91,36 +91,8 @@ fn api_is_built_pushed_with_sha_and_latest_and_serves_health() {
     assert!(size < 30 * 1024 * 1024, "image is {size} bytes");
 
     // It starts and answers /health within 10 s.
-    let name = format!("ecrbuild-health-{}", std::process::id());
-    docker(&[
-        "run",
-        "-d",
-        "--rm",
-        "--name",
-        &name,
-        "-p",
-        "127.0.0.1::8080",
-        &reference,
-    ]);
-    let port = docker(&["port", &name, "8080/tcp"]);
-    let port = port.trim().rsplit(':').next().unwrap().to_string();
-    let started = Instant::now();
-    let mut body = String::new();
-    while started.elapsed() < Duration::from_secs(10) {
-        if let Ok(mut resp) = ureq::get(&format!("http://127.0.0.1:{port}/health")).call() {
-            if resp.status() == 200 {
-                body = resp.body_mut().read_to_string().unwrap();
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = docker_ok(&["rm", "-f", &name]);
-    assert_eq!(
-        body.trim(),
-        r#"{"status":"ok"}"#,
-        "no healthy answer within 10 s"
-    );
+    let body = health_of(&reference, "linux/amd64", Duration::from_secs(10));
+    assert_eq!(body, r#"{"status":"ok"}"#, "no healthy answer within 10 s");
 }
 
 #[test]

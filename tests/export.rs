@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use support::s3::S3;
@@ -95,36 +95,6 @@ fn image_id(reference: &str) -> String {
         .to_string()
 }
 
-/// Run `reference` and return what `GET /health` answers within 10 s (empty when nothing does).
-fn health_of(reference: &str) -> String {
-    let name = format!("ecrbuild-export-health-{}", unique_sha());
-    docker(&[
-        "run",
-        "-d",
-        "--rm",
-        "--name",
-        &name,
-        "-p",
-        "127.0.0.1::8080",
-        reference,
-    ]);
-    let port = docker(&["port", &name, "8080/tcp"]);
-    let port = port.trim().rsplit(':').next().unwrap().to_string();
-    let started = Instant::now();
-    let mut body = String::new();
-    while started.elapsed() < Duration::from_secs(10) {
-        if let Ok(mut resp) = ureq::get(&format!("http://127.0.0.1:{port}/health")).call() {
-            if resp.status() == 200 {
-                body = resp.body_mut().read_to_string().unwrap();
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = docker_ok(&["rm", "-f", &name]);
-    body
-}
-
 /// The number in the summary line's "in N parts".
 fn parts_in(stderr: &str) -> usize {
     stderr
@@ -194,7 +164,7 @@ fn api_image_exported_to_s3_through_the_ecr_path_loads_runs_and_keeps_its_image_
         "a different image was loaded"
     );
     assert_eq!(
-        health_of(&reference).trim(),
+        health_of(&reference, "linux/amd64", Duration::from_secs(10)),
         r#"{"status":"ok"}"#,
         "no healthy answer within 10 s"
     );

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::proxy::{first_n, is_manifest_put, Fault, FaultProxy};
 use support::*;
@@ -117,39 +117,6 @@ fn elf_machine(registry: &RegistryHttp, repo: &str, digest: &str, path: &str) ->
 fn qemu_registered() -> bool {
     std::fs::read_to_string("/proc/sys/fs/binfmt_misc/qemu-aarch64")
         .is_ok_and(|t| t.lines().next() == Some("enabled"))
-}
-
-/// Run `reference` for `platform` and return what `/health` answers within `limit`.
-fn health_of(reference: &str, platform: &str, limit: Duration) -> String {
-    let name = format!("ecrbuild-plat-{}-{}", std::process::id(), unique_sha());
-    let _images = daemon_images_read();
-    docker(&[
-        "run",
-        "-d",
-        "--rm",
-        "--platform",
-        platform,
-        "--name",
-        &name,
-        "-p",
-        "127.0.0.1::8080",
-        reference,
-    ]);
-    let port = docker(&["port", &name, "8080/tcp"]);
-    let port = port.trim().rsplit(':').next().unwrap().to_string();
-    let started = Instant::now();
-    let mut body = String::new();
-    while started.elapsed() < limit {
-        if let Ok(mut resp) = ureq::get(&format!("http://127.0.0.1:{port}/health")).call() {
-            if resp.status() == 200 {
-                body = resp.body_mut().read_to_string().unwrap();
-                break;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let _ = docker_ok(&["rm", "-f", &name]);
-    body.trim().to_string()
 }
 
 /// `api/` for amd64 and arm64 on this amd64 host: one OCI index of exactly the two, each image's config

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The tag of the candidate record a run that moves `latest` keeps in the repository (see
 /// `src/push/record.rs`): not an image, and never a SHA tag.
@@ -607,4 +607,38 @@ pub fn assert_latest_on(registry: &RegistryHttp, repo: &str, newest: &str, conte
         "{context}: latest is not the newest commit"
     );
     registry.assert_same_digest(repo, "latest", newest);
+}
+
+/// Run `reference` (the api image) for `platform` and return what `GET /health` answers within `limit`,
+/// trimmed; empty when nothing answers.
+pub fn health_of(reference: &str, platform: &str, limit: Duration) -> String {
+    let name = format!("ecrbuild-health-{}-{}", std::process::id(), unique_sha());
+    let _images = daemon_images_read();
+    docker(&[
+        "run",
+        "-d",
+        "--rm",
+        "--platform",
+        platform,
+        "--name",
+        &name,
+        "-p",
+        "127.0.0.1::8080",
+        reference,
+    ]);
+    let port = docker(&["port", &name, "8080/tcp"]);
+    let port = port.trim().rsplit(':').next().unwrap().to_string();
+    let started = Instant::now();
+    let mut body = String::new();
+    while started.elapsed() < limit {
+        if let Ok(mut resp) = ureq::get(&format!("http://127.0.0.1:{port}/health")).call() {
+            if resp.status() == 200 {
+                body = resp.body_mut().read_to_string().unwrap();
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = docker_ok(&["rm", "-f", &name]);
+    body.trim().to_string()
 }
