@@ -46,6 +46,10 @@ struct Shared {
     options: ServicesOptions,
 }
 
+/// Why a service with several platforms is built every time.
+const SEVERAL_PLATFORMS: &str =
+    "several platforms: built every time (reuse covers services with one platform)";
+
 /// Services worked on at once (each holds a scanned context and a few registry requests).
 const SERVICES_IN_FLIGHT: usize = 16;
 
@@ -134,6 +138,16 @@ pub async fn plan_services(
     let deciding = services.iter().map(|service| async {
         let _slot = shared.in_flight.acquire().await;
         let reporter = reporter.for_service(&service.name);
+        if service.plan.platforms.len() > 1 {
+            return Ok(PlannedService {
+                service: service.name.clone(),
+                repository: service.plan.identity.repository.as_str().to_string(),
+                action: PlannedAction::Build,
+                reason: SEVERAL_PLATFORMS.to_string(),
+                inputs: None,
+                reuse_from: None,
+            });
+        }
         let decision = decide(&service.plan, &shared, &reporter).await?;
         Ok::<_, Error>(PlannedService {
             service: service.name.clone(),
@@ -278,7 +292,7 @@ async fn run_decided(
     reporter: &Reporter,
 ) -> Result<ServiceAction> {
     if plan.platforms.len() > 1 {
-        reporter.step("several platforms: built every time (reuse covers one platform)");
+        reporter.step(SEVERAL_PLATFORMS);
         *summary = super::platforms::run(plan.clone(), reporter).await?;
         return Ok(ServiceAction::Built);
     }
