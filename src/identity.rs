@@ -86,6 +86,14 @@ impl Tag {
         Tag(format!("{sha}-{}", platform.tag_suffix()))
     }
 
+    /// The tag the daemon pushes an image under before its labelled manifest is written under `self`:
+    /// `ecrbuild-staging-<self>`. Immutable tags (the SHA tag, a platform tag) are so written once,
+    /// by ecrbuild; the staging tag is mutable and expires (see `terraform/`). Fails when it would be
+    /// longer than 128 characters (a platform tag with a very long platform name).
+    pub fn staging(&self) -> Result<Tag> {
+        Tag::parse("staging tag", &format!("{STAGING_TAG_PREFIX}{self}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -96,6 +104,9 @@ impl fmt::Display for Tag {
         f.write_str(&self.0)
     }
 }
+
+/// The prefix of the staging tags (see [`Tag::staging`]): never a SHA tag, never a moving tag.
+pub const STAGING_TAG_PREFIX: &str = "ecrbuild-staging-";
 
 /// A target platform `os/architecture[/variant]`, e.g. `linux/amd64` or `linux/arm/v7`, as `--platform`
 /// and an OCI index name it.
@@ -433,6 +444,26 @@ mod tests {
         assert!(Platform::parse("p", "linux/arm64/v8")
             .unwrap()
             .runs_natively(&arm));
+    }
+
+    #[test]
+    fn staging_tags_name_the_tag_they_stand_in_for_and_fit_the_tag_grammar() {
+        let sha = Sha::parse("s", SHA).unwrap();
+        let staging = Tag::of_commit(&sha).staging().unwrap();
+        assert_eq!(staging.as_str(), format!("ecrbuild-staging-{SHA}"));
+        assert!(!is_sha_tag(staging.as_str()));
+        // The longest tags ecrbuild stages: a SHA-256 commit and a platform with a variant.
+        let sha256 = Sha::parse("s", &"e".repeat(64)).unwrap();
+        let v7 = Platform::parse("p", "linux/arm/v7").unwrap();
+        let staged = Tag::of_platform(&sha256, &v7).staging().unwrap();
+        assert_eq!(
+            staged.as_str(),
+            format!("ecrbuild-staging-{}-linux-arm-v7", "e".repeat(64))
+        );
+        assert!(staged.as_str().len() <= 128);
+        let long = Platform::parse("p", &format!("linux/{}", "a".repeat(50))).unwrap();
+        let err = Tag::of_platform(&sha256, &long).staging().unwrap_err();
+        assert!(err.to_string().contains("not a valid tag"), "{err}");
     }
 
     #[test]

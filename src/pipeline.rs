@@ -372,8 +372,9 @@ async fn preflight(plan: &Plan, session: &Session, reporter: &Reporter) -> Resul
     let Some(manifest) = existing.filter(|_| !plan.publish.force) else {
         return Ok(Checked::Ready(access));
     };
-    // A SHA tag without its revision label was left by a run stopped between the daemon's push and the
-    // labelled config (or pushed by another tool): build again to finish it.
+    // A SHA tag without its revision label was pushed by another tool, or left by an older ecrbuild
+    // stopped between its daemon's push of the SHA tag and the labelled config (the daemon now pushes
+    // only the staging tag): build again to finish it.
     let expected = plan
         .build
         .labels
@@ -394,7 +395,7 @@ async fn preflight(plan: &Plan, session: &Session, reporter: &Reporter) -> Resul
         });
     }
     reporter.warn(format!(
-        "{} exists but does not carry its revision label (an interrupted run or another tool); building it again",
+        "{} exists but does not carry its revision label (another tool, or an interrupted run of an older ecrbuild); building it again",
         name.reference(sha_tag)
     ));
     Ok(Checked::Ready(access))

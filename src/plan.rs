@@ -172,6 +172,15 @@ pub fn resolve(args: &BuildArgs, workspace: &Workspace) -> Result<Plan> {
         args.latest
     };
     let platforms = resolve_platforms(&args.platforms)?;
+    for platform in &platforms {
+        // The daemon pushes each platform's image under the staging tag of its platform tag.
+        if Tag::of_platform(&identity.sha, platform).staging().is_err() {
+            return Err(Error::usage(
+                "--platform",
+                format!("{platform} is too long: the tag ecrbuild-staging-<sha>-{} would exceed 128 characters", platform.tag_suffix()),
+            ));
+        }
+    }
     let (latest, tags) = match (args.defer_index, platforms.as_slice()) {
         (false, _) => {
             let tag_latest = takes_latest(latest, &ci, &mut notes);
@@ -551,6 +560,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("given twice"), "{err}");
+        // Its staging tag must be a valid tag: a platform name too long for it is refused up front.
+        let long = format!("linux/{}", "a".repeat(70));
+        let err = with(&["--platform", &long]).unwrap_err();
+        assert_eq!(err.exit_code(), crate::ExitCode::Usage);
+        assert!(
+            err.to_string().contains("would exceed 128 characters"),
+            "{err}"
+        );
 
         let plan = with(&["--platform", "linux/arm64", "--defer-index", "-t", "v1"]).unwrap();
         let tags: Vec<&str> = plan.publish.tags.iter().map(Tag::as_str).collect();

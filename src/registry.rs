@@ -814,6 +814,17 @@ fn classify_manifest_put(error: OciDistributionError) -> Classified {
                 detail: error.to_string(),
             });
         }
+        // ECR refuses a second write of an immutable tag with TAG_INVALID ("... already exists in the
+        // ... repository and cannot be overwritten because the repository is immutable").
+        let immutable = envelope.errors.iter().any(|e| {
+            e.code == OciErrorCode::TagInvalid
+                && e.message.to_ascii_lowercase().contains("immutable")
+        });
+        if immutable {
+            return Classified::Error(RegistryApiError::permanent(format!(
+                "{error}; the tag is immutable in this repository and already names an image: it is written once (a rebuild with --force cannot replace it; publish a new commit)"
+            )));
+        }
     }
     classify(error)
 }
@@ -915,5 +926,24 @@ mod tests {
             std::io::ErrorKind::ConnectionReset,
         ));
         assert_eq!(kind(io), Some(FailureKind::Transient));
+    }
+
+    #[test]
+    fn a_refused_write_of_an_immutable_tag_says_so() {
+        let envelope: oci_client::errors::OciEnvelope = serde_json::from_str(
+            r#"{"errors":[{"code":"TAG_INVALID","message":"The image tag 'abc' already exists in the 'api' repository and cannot be overwritten because the repository is immutable."}]}"#,
+        )
+        .unwrap();
+        let refused = OciDistributionError::RegistryError {
+            envelope,
+            url: "u".into(),
+        };
+        let Classified::Error(RegistryApiError::Failed { kind, detail }) =
+            classify_manifest_put(refused)
+        else {
+            panic!("not a failure")
+        };
+        assert_eq!(kind, FailureKind::Permanent);
+        assert!(detail.contains("written once"), "{detail}");
     }
 }

@@ -6,11 +6,13 @@ resource "aws_ecr_repository" "image" {
   name = each.value
 
   # Commit-SHA tags can never be overwritten; only the moving tags
-  # (latest, plus extra_image_tag when set) may point at a newer image.
+  # (latest, ecrbuild-candidates, plus extra_image_tag when set) may point at
+  # a newer image, and the staging tags (ecrbuild-staging-*) may be pushed
+  # again by a re-run.
   image_tag_mutability = "IMMUTABLE_WITH_EXCLUSION"
 
   dynamic "image_tag_mutability_exclusion_filter" {
-    for_each = local.moving_tags
+    for_each = local.mutable_tag_filters
     content {
       filter      = image_tag_mutability_exclusion_filter.value
       filter_type = "WILDCARD"
@@ -37,7 +39,8 @@ resource "aws_ecr_repository" "image" {
 }
 
 # The same policy on every repository: it never expires an image that a kept
-# multi-platform index references (modules/policies, README.md "Lifecycle").
+# multi-platform index references, and expires staging images a day after
+# their push (modules/policies, README.md "Lifecycle").
 resource "aws_ecr_lifecycle_policy" "image" {
   for_each = aws_ecr_repository.image
 

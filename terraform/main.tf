@@ -49,6 +49,13 @@ locals {
   # caches the labels of the SHA tags, rewritten by runs that move latest.
   moving_tags = compact(["latest", "ecrbuild-candidates", var.extra_image_tag])
 
+  # The tag-immutability exclusions: the moving tags, and the staging tags
+  # ecrbuild-staging-<sha>[-<os>-<arch>[-<variant>]] the daemon pushes an image
+  # under before ecrbuild writes it, labelled, under its immutable SHA (or
+  # platform) tag. ECR and the provider allow at most 5 filters, each of at
+  # most 128 characters with at most 2 wildcards: here 2 to 4.
+  mutable_tag_filters = concat(local.moving_tags, [module.policies.staging_tag_pattern])
+
   # Services and their repositories. The default is one service named after
   # the component, whose repository is <project>-<environment>-<component>:
   # exactly the single repository of earlier versions.

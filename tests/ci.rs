@@ -60,7 +60,7 @@ fn push_pr_pushes_the_sha_and_pr_tags_but_never_latest() {
     result.assert_code(0);
     assert_eq!(
         RegistryHttp::anonymous(rig.registry()).tags(&repo),
-        sorted(vec![sha.clone(), "pr-12".into()])
+        sorted(vec![sha.clone(), "pr-12".into(), staging_tag(&sha)])
     );
 }
 
@@ -79,7 +79,7 @@ fn a_branch_other_than_the_default_does_not_move_latest() {
         .assert_stderr_contains("is not the default branch (master)");
     assert_eq!(
         RegistryHttp::anonymous(rig.registry()).tags(&repo),
-        vec![sha.clone()]
+        sorted(vec![sha.clone(), staging_tag(&sha)])
     );
 
     // The default branch moves it.
@@ -113,10 +113,11 @@ fn tag_strategies_short_sha_timestamp_and_image_tag() {
         .unwrap_or_else(|| panic!("no YYYYMMDD-HHMMSS tag in {tags:?}"));
     assert!(timestamp.starts_with("20"), "{timestamp}");
     assert!(tags.contains(&RECORD_TAG.to_string()), "{tags:?}");
+    assert!(tags.contains(&staging_tag(&sha)), "{tags:?}");
     assert_eq!(
         tags.len(),
-        6,
-        "five tags and the candidate record: {tags:?}"
+        7,
+        "five tags, the staging tag and the candidate record: {tags:?}"
     );
 
     // The version label comes from IMAGE_TAG; the revision label from the SHA.

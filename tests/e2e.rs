@@ -43,11 +43,18 @@ fn api_is_built_pushed_with_sha_and_latest_and_serves_health() {
     result.assert_code(0);
 
     let registry = RegistryHttp::anonymous(rig.registry());
+    // The SHA tag, `latest`, the candidate record, and the staging tag the daemon pushed under.
     assert_eq!(registry.tags(&repo), {
-        let mut t = vec![sha.clone(), "latest".to_string(), RECORD_TAG.to_string()];
+        let mut t = vec![
+            sha.clone(),
+            "latest".to_string(),
+            RECORD_TAG.to_string(),
+            staging_tag(&sha),
+        ];
         t.sort();
         t
     });
+    registry.assert_staged(&repo, &sha);
     let sha_digest = registry.digest(&repo, &sha).expect("sha tag present");
     assert_eq!(registry.digest(&repo, "latest"), Some(sha_digest.clone()));
 
@@ -273,8 +280,10 @@ fn failed_build_pushes_nothing_and_leaves_latest_alone() {
         Some(latest_before),
         "latest moved"
     );
-    // The good push's SHA tag, `latest`, and the candidate record it wrote: nothing more.
-    assert_eq!(registry.tags(&repo).len(), 3, "{:?}", registry.tags(&repo));
+    // The good push's SHA tag, its staging tag, `latest`, and the candidate record it wrote: nothing
+    // more.
+    assert_eq!(registry.tags(&repo).len(), 4, "{:?}", registry.tags(&repo));
+    assert_eq!(registry.digest(&repo, &staging_tag(&bad_sha)), None);
     // Nothing tagged locally either.
     assert!(!docker_ok(&[
         "image",
@@ -382,7 +391,7 @@ fn extra_tags_follow_the_sha_tag_to_the_same_digest() {
     let result = push_scratch(&repo, &sha, "extra", &["-t", "v1.2.3", "--no-latest"]);
     result.assert_code(0);
     let registry = RegistryHttp::anonymous(rig.registry());
-    let mut expected = vec![sha.clone(), "v1.2.3".to_string()];
+    let mut expected = vec![sha.clone(), "v1.2.3".to_string(), staging_tag(&sha)];
     expected.sort();
     assert_eq!(registry.tags(&repo), expected);
     let digest = registry.digest(&repo, &sha).unwrap();
@@ -455,8 +464,9 @@ fn unchanged_sources_reuse_the_image_and_upload_nothing() {
     );
 }
 
-/// A SHA tag without its revision label (a run stopped between the layer upload and the labelled config,
-/// or another tool) is not taken as published: the next run builds and finishes it.
+/// A SHA tag without its revision label (another tool, or an older ecrbuild stopped between its daemon's
+/// push of the SHA tag and the labelled config) is not taken as published: the next run builds and
+/// finishes it.
 #[test]
 fn a_sha_tag_without_its_labels_is_finished_not_skipped() {
     let rig = Rig::get();

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::proxy::{first_n, is_manifest_put, Fault, FaultProxy};
+use support::proxy::{first_n, is_manifest_put, manifest_puts, Fault, FaultProxy};
 use support::*;
 
 fn ecrbuild_at(context: &Path, registry: &str, repo: &str, sha: &str) -> Command {
@@ -87,7 +87,10 @@ fn persistent_5xx_fails_the_push_and_leaves_latest_alone() {
     let result = run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--retries", "3"]));
     result
         .assert_code(7)
-        .assert_stderr_contains(&format!("push of {}/{repo}:{sha} failed", proxy.host()))
+        .assert_stderr_contains(&format!(
+            "push of {}/{repo}:ecrbuild-staging-{sha} failed",
+            proxy.host()
+        ))
         .assert_stderr_contains("gave up after 3 attempts");
     let registry = RegistryHttp::anonymous(rig.registry());
     assert_eq!(registry.digest(&repo, &sha), None);
@@ -311,6 +314,49 @@ fn warm_rerun_touches_each_registry_object_once() {
     let registry = RegistryHttp::anonymous(rig.registry());
     let digest = registry.digest(&repo, &second).expect("second SHA tag");
     assert_eq!(registry.digest(&repo, "latest"), Some(digest));
+}
+
+/// ECR refuses a second write of an immutable tag, and the SHA tag is immutable there: a build writes
+/// it exactly once, with the labelled manifest. The daemon pushes the unlabelled image under the
+/// mutable staging tag, which stays in the registry (a lifecycle rule expires it) but not on the
+/// daemon.
+#[test]
+fn a_build_writes_the_sha_tag_once_and_the_daemon_only_the_staging_tag() {
+    let rig = Rig::get();
+    let repo = unique_repo("writeonce");
+    let sha = unique_sha();
+    let staging = staging_tag(&sha);
+    let proxy = FaultProxy::start(rig.registry(), |_| Fault::Pass);
+    let context = scratch_context("writeonce", &format!("once {sha}"));
+    run(&mut ecrbuild_at(&context, &proxy.host(), &repo, &sha)).assert_code(0);
+
+    let puts = manifest_puts(&proxy, &repo);
+    let tags: Vec<&str> = puts.iter().map(|(tag, _)| tag.as_str()).collect();
+    assert_eq!(
+        tags,
+        [staging.as_str(), sha.as_str(), "latest", RECORD_TAG],
+        "{puts:#?}"
+    );
+    let by_daemon: Vec<&str> = puts
+        .iter()
+        .filter(|(_, agent)| agent.starts_with("docker/"))
+        .map(|(tag, _)| tag.as_str())
+        .collect();
+    assert_eq!(by_daemon, [staging.as_str()], "{puts:#?}");
+
+    // The staging tag is the daemon's unlabelled image; the SHA tag is that image with its labels.
+    let registry = RegistryHttp::anonymous(rig.registry());
+    registry.assert_staged(&repo, &sha);
+    registry.assert_same_digest(&repo, "latest", &sha);
+
+    // On the daemon: the planned tags, not the staging tag.
+    let local = |tag: &str| format!("{}/{repo}:{tag}", proxy.host());
+    assert!(docker_ok(&["image", "inspect", &local(&sha)]));
+    assert!(docker_ok(&["image", "inspect", &local("latest")]));
+    assert!(
+        !docker_ok(&["image", "inspect", &local(&staging)]),
+        "the staging tag was left on the daemon"
+    );
 }
 
 #[test]

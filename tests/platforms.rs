@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use support::proxy::{first_n, is_manifest_put, Fault, FaultProxy};
+use support::proxy::{first_n, is_manifest_put, manifest_puts, Fault, FaultProxy};
 use support::*;
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -198,8 +198,12 @@ fn native_hosts_publish_their_platform_and_index_joins_them() {
         ]),
     );
     amd.assert_code(0);
-    // One platform's image only: no SHA tag, no latest.
-    assert_eq!(registry.tags(&repo), [format!("{sha}-linux-amd64")]);
+    // One platform's image only (and the staging tag the daemon pushed it under): no SHA tag, no latest.
+    let amd_tag = format!("{sha}-linux-amd64");
+    let mut expected = vec![amd_tag.clone(), staging_tag(&amd_tag)];
+    expected.sort();
+    assert_eq!(registry.tags(&repo), expected);
+    registry.assert_staged(&repo, &amd_tag);
     run(build_cmd(&context, rig.registry(), &repo, &sha, Auth::None)
         .env("DOCKER_HOST", rig.var("ECRBUILD_RIG_DOCKER_HOST_2"))
         .args(["--platform", "linux/arm64", "--defer-index"]))
@@ -258,7 +262,10 @@ fn index_with_a_platform_missing_names_it_and_publishes_nothing() {
         .assert_stderr_contains("linux/arm64")
         .assert_stderr_contains(&format!("{sha}-linux-arm64"))
         .assert_stderr_contains("nothing was published");
-    assert_eq!(registry.tags(&repo), [format!("{sha}-linux-amd64")]);
+    let amd_tag = format!("{sha}-linux-amd64");
+    let mut expected = vec![amd_tag.clone(), staging_tag(&amd_tag)];
+    expected.sort();
+    assert_eq!(registry.tags(&repo), expected);
     assert_eq!(registry.digest(&repo, &sha), None);
 }
 
@@ -357,6 +364,48 @@ fn latest_only_moves_forward_for_indexes() {
         platform_names(&registry.manifest_json(&repo, &shas[0])).len(),
         2
     );
+}
+
+/// ECR refuses a second write of an immutable tag: a two-platform build writes each platform tag once
+/// (its labelled image, by ecrbuild) and the SHA tag once (the index). The daemon pushes only the
+/// staging tags; the index lists the labelled images, never the staged ones.
+#[test]
+fn a_two_platform_build_writes_each_immutable_tag_once() {
+    let rig = Rig::get();
+    let registry = RegistryHttp::anonymous(rig.registry());
+    let repo = unique_repo("plat-once");
+    let sha = unique_sha();
+    let proxy = FaultProxy::start(rig.registry(), |_| Fault::Pass);
+    let context = scratch_platform_context("once");
+    run(build_cmd(&context, &proxy.host(), &repo, &sha, Auth::None).args(["--platform", BOTH]))
+        .assert_code(0);
+
+    let puts = manifest_puts(&proxy, &repo);
+    let writes = |tag: &str| puts.iter().filter(|(t, _)| t == tag).count();
+    assert_eq!(writes(&sha), 1, "the index: {puts:#?}");
+    let mut by_daemon: Vec<&str> = puts
+        .iter()
+        .filter(|(_, agent)| agent.starts_with("docker/"))
+        .map(|(tag, _)| tag.as_str())
+        .collect();
+    by_daemon.sort_unstable();
+    let mut staging_tags = Vec::new();
+    let index = registry.manifest_json(&repo, &sha);
+    let listed: Vec<String> = index_platforms(&index)
+        .into_iter()
+        .map(|(_, digest)| digest)
+        .collect();
+    for arch in ["amd64", "arm64"] {
+        let platform_tag = format!("{sha}-linux-{arch}");
+        let staging = staging_tag(&platform_tag);
+        assert_eq!(writes(&platform_tag), 1, "{platform_tag}: {puts:#?}");
+        assert_eq!(writes(&staging), 1, "{staging}: {puts:#?}");
+        registry.assert_staged(&repo, &platform_tag);
+        assert!(listed.contains(&registry.present_digest(&repo, &platform_tag)));
+        assert!(!listed.contains(&registry.present_digest(&repo, &staging)));
+        staging_tags.push(staging);
+    }
+    assert_eq!(by_daemon, staging_tags, "{puts:#?}");
 }
 
 /// A 503 on the index's PUT is retried like any registry write, and the index lands.

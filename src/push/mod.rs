@@ -2,18 +2,22 @@
 //! `latest` moves only forward (see [`latest`] and [`promote`]); transient registry failures are retried
 //! (see [`crate::retry`]).
 //!
-//! The daemon uploads the built image's layers; the image published under the SHA tag is that image with
-//! the provenance labels added to its config (see [`crate::build::provenance_labels`]), written through
-//! the registry API. When the daemon has pushed this very image to the repository before (a build of
-//! unchanged sources), nothing is uploaded at all: the labelled config and the manifest are the only
-//! new objects.
+//! The daemon uploads the built image's layers under the image's staging tag
+//! `ecrbuild-staging-<sha>` (see [`Tag::staging`]); the image published under the SHA tag is that image
+//! with the provenance labels added to its config (see [`crate::build::provenance_labels`]), written
+//! through the registry API. So the SHA tag, immutable in ECR, is written once, with the labelled
+//! manifest; the staging tag is mutable and expires (see `terraform/`). When the daemon has pushed this
+//! very image to the repository before (a build of unchanged sources), nothing is uploaded at all: the
+//! labelled config and the manifest are the only new objects.
 
 pub mod index;
 pub mod latest;
 pub mod promote;
 pub mod record;
 
-use bollard::query_parameters::PushImageOptionsBuilder;
+use bollard::query_parameters::{
+    PushImageOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+};
 use bollard::Docker;
 use futures_util::StreamExt;
 
@@ -22,7 +26,7 @@ use crate::build::BuiltImage;
 use crate::cli::LatestMode;
 use crate::error::{Error, FailureKind, Result};
 use crate::git::History;
-use crate::identity::{Published, Tag};
+use crate::identity::{Published, Tag, STAGING_TAG_PREFIX};
 use crate::registry::{RegistryApi, RegistryApiError, StoredManifest};
 use crate::report::Reporter;
 use crate::retry::{retry, RetryPolicy};
@@ -139,8 +143,11 @@ pub async fn push(
         }
         None => upload(daemon, target, image, sha_tag, options, reporter).await?,
     };
-    // Where `latest` stands does not depend on this write, so it is read meanwhile. A concurrent run can
-    // move `latest` after this read as after any other; the settle step repairs that.
+    // The one write of the SHA tag. The labelled manifest is not the staged one: its config gains the
+    // provenance labels (the build time, at least, unless --label sets every one), and both documents
+    // are serialized anew (the daemon's manifest is indented, ours compact). So the staging tag, which
+    // expires, never names a published image. Where `latest` stands does not depend on this write, so it is read meanwhile. A
+    // concurrent run can move `latest` after this read as after any other; the settle step repairs that.
     let label_step = format!("label {sha_reference}");
     let (labelled, latest_before) = tokio::join!(
         retry(&options.retry, &label_step, reporter, || async {
@@ -191,42 +198,87 @@ pub async fn latest_if_wanted(
     look_at_latest(target, options, reporter).await.map(Some)
 }
 
-/// Have the daemon push the SHA tag, then read the manifest it wrote.
+/// Have the daemon push the image under the staging tag of `tag` (the SHA tag, or a platform tag), then
+/// read the manifest it wrote. `tag` itself is not written here: only the labelled manifest goes under
+/// it, since ECR refuses a second write of an immutable tag.
 async fn upload(
     daemon: &DaemonPush<'_>,
     target: &RegistryTarget<'_>,
     image: &BuiltImage,
-    sha_tag: &Tag,
+    tag: &Tag,
     options: &PublishOptions,
     reporter: &Reporter,
 ) -> Result<StoredManifest> {
-    let sha_reference = image.reference(sha_tag);
-    let digest = retry(
+    let staging = tag.staging()?;
+    let staging_reference = image.reference(&staging);
+    let pushed = retry(
         &options.retry,
-        &format!("push {sha_reference}"),
+        &format!("push {staging_reference}"),
         reporter,
-        || push_tag(daemon, image, sha_tag),
+        || stage_and_push(daemon, image, &staging),
     )
-    .await?;
+    .await;
+    // The staging tag is only how the daemon is told what to push: it does not stay on the daemon.
+    untag(daemon, image, &staging).await;
+    let digest = pushed?;
+    reporter.step(format!("uploaded {staging_reference} ({digest})"));
     retry(
         &options.retry,
-        &format!("read {sha_reference}"),
+        &format!("read {staging_reference}"),
         reporter,
         || async {
             match target.api.image_manifest(&digest).await {
                 Ok(Some(manifest)) => Ok(manifest),
                 Ok(None) => Err(Error::PushFailed {
-                    reference: sha_reference.clone(),
+                    reference: staging_reference.clone(),
                     detail: format!(
                         "the daemon reported {digest}, but the registry does not have it"
                     ),
                     kind: FailureKind::Permanent,
                 }),
-                Err(e) => Err(api_error(target.name, sha_tag, e)),
+                Err(e) => Err(api_error(target.name, &staging, e)),
             }
         },
     )
     .await
+}
+
+/// Tag the image `staging` on the daemon, then push that tag. Tagged again on every attempt: a
+/// concurrent run of the same commit on the same daemon may have moved or removed it meanwhile.
+async fn stage_and_push(
+    daemon: &DaemonPush<'_>,
+    image: &BuiltImage,
+    staging: &Tag,
+) -> Result<String> {
+    let options = TagImageOptionsBuilder::new()
+        .repo(&image.name())
+        .tag(staging.as_str())
+        .build();
+    daemon
+        .docker
+        .tag_image(image.id(), Some(options))
+        .await
+        .map_err(|e| Error::PushFailed {
+            reference: image.reference(staging),
+            kind: daemon_failure_kind(&e),
+            detail: format!("cannot tag {} on the daemon: {e}", image.id()),
+        })?;
+    push_tag(daemon, image, staging).await
+}
+
+/// Remove the local tag `staging`, leaving the image and its planned tags. Best effort: a leftover
+/// tag costs nothing but clutter.
+async fn untag(daemon: &DaemonPush<'_>, image: &BuiltImage, staging: &Tag) {
+    let reference = image.reference(staging);
+    // Never the image itself: it keeps its planned tags, and `noprune` keeps its parents.
+    let options = RemoveImageOptionsBuilder::new().noprune(true).build();
+    if let Err(e) = daemon
+        .docker
+        .remove_image(&reference, Some(options), None)
+        .await
+    {
+        tracing::debug!(%reference, error = %e, "cannot remove the local staging tag");
+    }
 }
 
 /// A registry API failure as the run reports it, naming the reference.
@@ -339,10 +391,18 @@ fn classify_push_error(reference: &str, image: &BuiltImage, message: &str) -> Er
         Error::PushFailed {
             reference: reference.to_string(),
             detail: format!(
-                "{}; this tag is immutable in the repository: publish a new commit instead of --force",
+                "{}; the daemon pushes only staging tags, which must stay mutable: exclude {STAGING_TAG_PREFIX}* from the repository's tag immutability (terraform/ does)",
                 message.trim()
             ),
             kind: FailureKind::Permanent,
+        }
+    } else if lower.contains("does not exist locally") {
+        // The tag was set just before this push: a concurrent run of the same commit removed it after
+        // its own push. The next attempt sets it again.
+        Error::PushFailed {
+            reference: reference.to_string(),
+            detail: message.trim().to_string(),
+            kind: FailureKind::Transient,
         }
     } else {
         Error::PushFailed {

@@ -391,9 +391,9 @@ async fn learn_unknown(
         .await;
     for (tag, found) in read {
         let Some((_, labels)) = found? else { continue };
-        // A SHA tag without a revision label is mid-publish (the daemon has pushed it, its labelled
-        // config is not written yet): its labels will change, so it is not learned and is read again
-        // next round.
+        // A SHA tag without a revision label was written by another tool, or is an older ecrbuild's
+        // mid-publish (its daemon pushed the SHA tag itself, before the labelled config): its labels
+        // may change, so it is not learned and is read again next round.
         if Revision::from_labels(&labels).is_some() {
             known.learn(
                 tag.as_str(),

@@ -438,6 +438,7 @@ def check_terraform_root(root: str) -> int:
     files = sorted(glob.glob(os.path.join(tf_dir, "*.tf")))
     text = {os.path.basename(p): open(p, encoding="utf-8").read() for p in files}
     joined = "\n".join(text.values())
+    policies_main = open(os.path.join(root, "terraform", "modules", "policies", "main.tf"), encoding="utf-8").read()
 
     for expected in ("versions.tf", "variables.tf", "outputs.tf", "ecr.tf", "codebuild.tf", "iam.tf", "oidc.tf"):
         f.check(expected in text, f"terraform/{expected} exists")
@@ -479,6 +480,11 @@ def check_terraform_root(root: str) -> int:
     f.check('image_tag_mutability = "IMMUTABLE_WITH_EXCLUSION"' in ecr, "ECR: IMMUTABLE_WITH_EXCLUSION")
     f.check(re.search(r'compact\(\["latest"', joined) is not None and 'filter_type = "WILDCARD"' in ecr,
             "ECR: `latest` is a WILDCARD exclusion filter")
+    f.check(re.search(r"mutable_tag_filters\s*=\s*concat\(local\.moving_tags,\s*\[module\.policies\.staging_tag_pattern\]\)", joined)
+            is not None and re.search(r"for_each\s*=\s*local\.mutable_tag_filters", ecr) is not None,
+            "ECR: the staging tags (ecrbuild-staging-*) are a WILDCARD exclusion filter beside the moving tags")
+    f.check(re.search(r'staging_tag_pattern\s*=\s*"ecrbuild-staging-\*"', policies_main) is not None,
+            "ECR: the staging wildcard is ecrbuild-staging-*, the prefix ecrbuild pushes under")
     f.check(re.search(r"scan_on_push\s*=\s*true", ecr) is not None, "ECR: scan on push")
     f.check(re.search(r"force_delete\s*=\s*var\.force_delete", ecr) is not None, "ECR: force_delete is a variable")
     f.check(re.search(r'resource\s+"aws_ecr_repository"\s+"image"\s*\{\s*for_each\s*=\s*local\.repositories\b', ecr) is not None,

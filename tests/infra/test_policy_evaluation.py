@@ -420,24 +420,33 @@ class StateMachinePermissions(unittest.TestCase):
                 self.assertEqual(evaluate(doc, request), IMPLICIT_DENY)
 
 
-def apply_lifecycle(policy: dict, images: list[dict], now: float) -> set[str]:
-    """Returns the digests an ECR lifecycle policy expires, as ECR documents it.
+STAGING_PREFIX = "ecrbuild-staging-"
 
-    Rules run by priority; an image selected by a rule is not considered by
-    any lower-priority rule; imageCountMoreThan keeps the newest N selected
-    images; sinceImagePushed expires those older than N days. Only what the
-    policies here use is modelled (one pattern per tagPatternList).
+
+def expiring_rules(policy: dict, images: list[dict], now: float, counts_selected: bool = False) -> dict[str, int]:
+    """Returns the digests an ECR lifecycle policy expires, each with the
+    priority of the rule that expires it, as ECR documents it.
+
+    Rules run by priority; an image selected by a rule is never expired by a
+    lower-priority rule; imageCountMoreThan keeps the newest N selected
+    images; sinceImagePushed expires those older than N days. Whether a
+    lower-priority rule still counts the images a higher one selected is
+    `counts_selected`: False leaves them out of its count; True counts them
+    (ECR's "rules can still identify them as if they haven't been expired",
+    and its multiple-rules example A), so they take room in its count. Only
+    what the policies here use is modelled (one pattern per tagPatternList,
+    ages in days).
     """
     import fnmatch
     considered: set[str] = set()
-    expired: set[str] = set()
+    expired: dict[str, int] = {}
     for rule in sorted(policy["rules"], key=lambda r: r["rulePriority"]):
         sel = rule["selection"]
         if len(sel.get("tagPatternList", [])) > 1:
             raise Unsupported("several patterns in one tagPatternList")
         matching = []
         for image in images:
-            if image["digest"] in considered:
+            if image["digest"] in considered and not counts_selected:
                 continue
             if sel["tagStatus"] == "untagged":
                 ok = not image["tags"]
@@ -448,24 +457,37 @@ def apply_lifecycle(policy: dict, images: list[dict], now: float) -> set[str]:
                 ok = True
             if ok:
                 matching.append(image)
-        considered.update(i["digest"] for i in matching)
         if sel["countType"] == "imageCountMoreThan":
             newest_first = sorted(matching, key=lambda i: i["pushed"], reverse=True)
-            expired.update(i["digest"] for i in newest_first[sel["countNumber"]:])
+            marked = newest_first[sel["countNumber"]:]
         elif sel["countType"] == "sinceImagePushed":
-            expired.update(i["digest"] for i in matching if now - i["pushed"] > sel["countNumber"] * 86400)
+            if sel.get("countUnit") != "days":
+                raise Unsupported(f"countUnit {sel.get('countUnit')}")
+            marked = [i for i in matching if now - i["pushed"] > sel["countNumber"] * 86400]
         else:
             raise Unsupported(sel["countType"])
+        for image in marked:
+            if image["digest"] not in considered:
+                expired.setdefault(image["digest"], rule["rulePriority"])
+        considered.update(i["digest"] for i in matching)
     return expired
 
 
-def history(commits: int, tagged_children: bool, concurrent: bool, seed: int) -> tuple[list[dict], list[dict]]:
+def apply_lifecycle(policy: dict, images: list[dict], now: float, counts_selected: bool = False) -> set[str]:
+    """The digests `expiring_rules` expires."""
+    return set(expiring_rules(policy, images, now, counts_selected))
+
+
+def history(commits: int, tagged_children: bool, concurrent: bool, seed: int,
+            staging: bool = False) -> tuple[list[dict], list[dict]]:
     """Pushes of `commits` multi-platform images (amd64 + arm64), one per hour.
 
     Each run pushes its two children (untagged, or tagged <sha>-linux-<arch>)
     and then its index under <sha>; latest follows the newest index. With
-    `concurrent`, the pushes of neighbouring runs interleave at random.
-    Returns (images, indexes).
+    `staging`, the daemon first pushes each child unlabelled under
+    ecrbuild-staging-<sha>-linux-<arch>, another digest that no index lists
+    (ecrbuild then writes the labelled child). With `concurrent`, the pushes
+    of neighbouring runs interleave at random. Returns (images, indexes).
     """
     import random
     rnd = random.Random(seed)
@@ -477,6 +499,9 @@ def history(commits: int, tagged_children: bool, concurrent: bool, seed: int) ->
         t_children = [start + jitter() for _ in ("amd64", "arm64")]
         t_index = max(t_children) + 1 + (rnd.uniform(0, 1800) if concurrent else 0)
         for arch, t in zip(("amd64", "arm64"), t_children):
+            if staging:
+                events.append({"digest": f"{sha}-{arch}-staged", "pushed": t - 1,
+                               "tags": [f"{STAGING_PREFIX}{sha}-linux-{arch}"]})
             events.append({"digest": f"{sha}-{arch}", "pushed": t,
                            "tags": [f"{sha}-linux-{arch}"] if tagged_children else []})
         events.append({"digest": f"{sha}-index", "pushed": t_index, "tags": [sha],
@@ -484,6 +509,45 @@ def history(commits: int, tagged_children: bool, concurrent: bool, seed: int) ->
     newest = max((e for e in events if "children" in e), key=lambda e: e["pushed"])
     newest["tags"].append("latest")
     return events, [e for e in events if "children" in e]
+
+
+def single_platform_history(commits: int, staging: bool) -> list[dict]:
+    """Pushes of `commits` single-platform images, one per hour: with
+    `staging`, the daemon's unlabelled image under ecrbuild-staging-<sha>,
+    then ecrbuild's labelled image (another digest) under <sha>; latest on
+    the newest."""
+    events = []
+    for n in range(commits):
+        sha = f"{n:040x}"
+        if staging:
+            events.append({"digest": f"{sha}-staged", "pushed": n * 3600.0, "tags": [f"{STAGING_PREFIX}{sha}"]})
+        events.append({"digest": f"{sha}-labelled", "pushed": n * 3600.0 + 1, "tags": [sha]})
+    events[-1]["tags"].append("latest")
+    return events
+
+
+def staged(images: list[dict]) -> set[str]:
+    """The digests of the images the daemon pushed under a staging tag."""
+    return {i["digest"] for i in images if any(t.startswith(STAGING_PREFIX) for t in i["tags"])}
+
+
+def replay(policy: dict, images: list[dict], until: float, counts_selected: bool) -> dict[str, tuple[int, float]]:
+    """The policy evaluated once a day (ECR evaluates within 24 hours), at
+    time 0 and every 86400 s after until `until`, each image in the
+    repository from its push until a rule expires it. Returns every expired
+    digest with the priority of the rule that expired it and when."""
+    pending = sorted(images, key=lambda i: i["pushed"])
+    repository: list[dict] = []
+    expired: dict[str, tuple[int, float]] = {}
+    now = 0.0
+    while now <= until:
+        while pending and pending[0]["pushed"] <= now:
+            repository.append(pending.pop(0))
+        for digest, priority in expiring_rules(policy, repository, now, counts_selected).items():
+            expired[digest] = (priority, now)
+        repository = [i for i in repository if i["digest"] not in expired]
+        now += 86400
+    return expired
 
 
 class LifecyclePolicy(unittest.TestCase):
@@ -537,6 +601,102 @@ class LifecyclePolicy(unittest.TestCase):
             if rule["selection"].get("tagPatternList") == ["*-linux-*"]:
                 rule["selection"]["countNumber"] = 50
         self.assertNotEqual(self.check(short, commits=150, tagged_children=True, concurrent=False, seed=0), [])
+
+
+class StagingImages(unittest.TestCase):
+    """The daemon pushes every image under ecrbuild-staging-<tag> and ecrbuild writes the labelled image,
+    another digest, under <tag>: the staging rule expires the staging images a day after their push and
+    never a published image, under either reading of how a lower rule counts (see expiring_rules)."""
+
+    COUNTINGS = {"higher rules' images left out of the count": False,
+                 "higher rules' images counted (ECR's example A)": True}
+
+    def staging_priority(self, policy: dict) -> int:
+        [rule] = [r for r in policy["rules"] if r["selection"].get("tagPatternList") == [STAGING_PREFIX + "*"]]
+        return rule["rulePriority"]
+
+    def histories(self):
+        for tagged in (False, True):
+            for concurrent in (False, True):
+                images, indexes = history(150, tagged, concurrent, seed=3, staging=True)
+                yield f"index, tagged children {tagged}, concurrent {concurrent}", images, indexes
+        yield "single platform", single_platform_history(150, staging=True), []
+
+    def test_staging_images_and_only_they_expire_a_day_after_their_push(self):
+        policy = DOCS["lifecycle_policy"]
+        staging_rule = self.staging_priority(policy)
+        for counting, counts_selected in self.COUNTINGS.items():
+            for name, images, _ in self.histories():
+                last = max(i["pushed"] for i in images)
+                pushed = {i["digest"]: i["pushed"] for i in images}
+                for days_after in (0.5, 3):
+                    until = last + days_after * 86400
+                    # The last daily evaluation: a staging image is gone when it was a day old by then.
+                    evaluated = until // 86400 * 86400
+                    with self.subTest(counting=counting, history=name, days_after=days_after):
+                        expired = replay(policy, images, until, counts_selected)
+                        by_staging = {d for d, (priority, _) in expired.items() if priority == staging_rule}
+                        self.assertEqual(by_staging, {d for d in staged(images) if evaluated - pushed[d] > 86400})
+                        # Each at the first daily evaluation more than a day after its push.
+                        for digest in by_staging:
+                            age = expired[digest][1] - pushed[digest]
+                            self.assertTrue(86400 < age <= 2 * 86400, (digest, age))
+
+    def test_kept_indexes_keep_their_children_with_staging_images(self):
+        policy = DOCS["lifecycle_policy"]
+        for counting, counts_selected in self.COUNTINGS.items():
+            for name, images, indexes in self.histories():
+                if not indexes:
+                    continue
+                until = max(i["pushed"] for i in images) + 90 * 86400
+                with self.subTest(counting=counting, history=name):
+                    expired = replay(policy, images, until, counts_selected)
+                    broken = [c for idx in indexes if idx["digest"] not in expired
+                              for c in idx["children"] if c in expired]
+                    self.assertEqual(broken, [])
+                    newest = max(indexes, key=lambda i: i["pushed"])["digest"]
+                    self.assertNotIn(newest, expired)
+
+    def test_published_images_expire_as_they_would_without_staging_images(self):
+        # With a lower rule's count leaving out what a higher rule selected, staging images change
+        # nothing about the published images. (Counted, they would take room in the platform and SHA
+        # rules' counts while they are younger than a day: README.md, "Lifecycle".)
+        policy = DOCS["lifecycle_policy"]
+        for tagged in (False, True):
+            for concurrent in (False, True):
+                with self.subTest(tagged_children=tagged, concurrent=concurrent):
+                    images, _ = history(150, tagged, concurrent, seed=5, staging=True)
+                    published, _ = history(150, tagged, concurrent, seed=5, staging=False)
+                    until = max(i["pushed"] for i in images) + 10 * 86400
+                    with_staging = set(replay(policy, images, until, False)) - staged(images)
+                    self.assertEqual(with_staging, set(replay(policy, published, until, False)))
+        single = set(replay(policy, single_platform_history(150, True), 150 * 3600.0, False))
+        alone = set(replay(policy, single_platform_history(150, False), 150 * 3600.0, False))
+        self.assertEqual(single - staged(single_platform_history(150, True)), alone)
+
+    def test_control_a_staging_tag_on_the_published_image_would_expire_it(self):
+        # What the staging rule relies on: ecrbuild writes the labelled image, another digest, under the
+        # SHA tag. Were the staged image published as it is (one digest, both tags), the staging rule
+        # would expire published images a day after their push.
+        policy = DOCS["lifecycle_policy"]
+        merged = []
+        for image in single_platform_history(150, staging=False):
+            merged.append({**image, "tags": image["tags"] + [STAGING_PREFIX + image["tags"][0]]})
+        expired = replay(policy, merged, 150 * 3600.0 + 3 * 86400, False)
+        self.assertTrue(any(d.endswith("-labelled") for d in expired))
+        self.assertNotIn(merged[-1]["digest"], expired, "latest's own rule keeps it")
+
+    def test_control_a_staging_rule_after_the_count_rules_never_expires_by_age(self):
+        # The platform and SHA rules' patterns match staging tags: placed after them, the staging rule
+        # would never select a staging image, and they would be kept or expired by count instead.
+        policy = copy.deepcopy(DOCS["lifecycle_policy"])
+        for rule in policy["rules"]:
+            if rule["selection"].get("tagPatternList") == [STAGING_PREFIX + "*"]:
+                rule["rulePriority"] = 30
+        images = single_platform_history(150, staging=True)
+        expired = replay(policy, images, 150 * 3600.0 + 3 * 86400, False)
+        self.assertFalse(any(priority == 30 for priority, _ in expired.values()))
+        self.assertNotEqual(staged(images) & set(expired), staged(images))
 
 
 class Evaluator(unittest.TestCase):

@@ -14,6 +14,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// `src/push/record.rs`): not an image, and never a SHA tag.
 pub const RECORD_TAG: &str = "ecrbuild-candidates";
 
+/// The tag the daemon pushes an image under before ecrbuild writes the labelled image under `tag` (the
+/// SHA tag or a platform tag), so that `tag` is written once (see `Tag::staging`).
+pub fn staging_tag(tag: &str) -> String {
+    format!("ecrbuild-staging-{tag}")
+}
+
 pub const SETUP_HINT: &str = "the test rig is not up: run `bash scripts/rig.sh up` (or the README's test command, `bash scripts/test.sh`)";
 
 /// Addresses and secrets of the running rig, read from `scripts/rig.sh env`.
@@ -356,6 +362,28 @@ impl RegistryHttp {
             one, two,
             "{repo}:{tag} and {repo}:{other} are different images"
         );
+    }
+
+    /// Assert that the staging tag of `tag` holds the unlabelled image the daemon pushed: another
+    /// manifest than `tag`'s, with the same layers and without the revision label `tag`'s image has.
+    #[track_caller]
+    pub fn assert_staged(&self, repo: &str, tag: &str) {
+        let staging = staging_tag(tag);
+        let (staged, published) = (
+            self.present_digest(repo, &staging),
+            self.present_digest(repo, tag),
+        );
+        assert_ne!(staged, published, "{repo}:{staging} is the published image");
+        let layers = |t: &str| self.manifest_json(repo, t)["layers"].clone();
+        assert_eq!(layers(&staging), layers(tag), "{repo}:{staging}");
+        let revision = |t: &str| {
+            self.config(repo, t)["config"]["Labels"]["org.opencontainers.image.revision"].clone()
+        };
+        assert!(
+            revision(tag).is_string(),
+            "{repo}:{tag} has no revision label"
+        );
+        assert!(revision(&staging).is_null(), "{repo}:{staging} is labelled");
     }
 
     /// The digest behind a tag that must be present.

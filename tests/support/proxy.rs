@@ -50,10 +50,18 @@ async fn handle(
         method: &method,
         path: &path,
     });
+    // Who asked: the daemon (`docker/<version> ...`) or ecrbuild's registry client.
+    let agent = req
+        .headers()
+        .get(hyper::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_whitespace().next())
+        .unwrap_or("-")
+        .to_string();
     requests
         .lock()
         .unwrap()
-        .push(format!("{method} {path} -> {fault:?}"));
+        .push(format!("{method} {path} -> {fault:?} by {agent}"));
     match fault {
         Fault::Pass => {}
         Fault::Status(code) => {
@@ -82,6 +90,24 @@ async fn handle(
         body.map_err(|e: hyper::Error| -> BoxError { Box::new(e) })
             .boxed(),
     ))
+}
+
+/// The manifest uploads the proxy saw, in order: `(tag, agent)`, where the agent is the first word of
+/// the request's User-Agent (`docker/<version>` for the daemon).
+pub fn manifest_puts(proxy: &FaultProxy, repo: &str) -> Vec<(String, String)> {
+    let prefix = format!("PUT /v2/{repo}/manifests/");
+    proxy
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(&prefix)?;
+            let tag = rest.split([' ', '?']).next()?.to_string();
+            let agent = rest.rsplit(" by ").next()?.to_string();
+            Some((tag, agent))
+        })
+        .collect()
 }
 
 /// A running proxy; dropped, it stops.

@@ -190,11 +190,21 @@ locals {
   #   that comes before the catch-all SHA rule (a rule never expires an image
   #   that a higher-priority rule selected).
   # - the moving tags (latest, extra_image_tag) are never expired.
+  # - staging images expire a day after their push. The daemon pushes every
+  #   image under ecrbuild-staging-<tag> (<tag>: the SHA tag or a platform
+  #   tag), and ecrbuild then writes the image with its provenance labels
+  #   under <tag> itself: an immutable tag is written once. The labelled
+  #   image is another manifest (another digest) that carries no staging tag,
+  #   and an index lists labelled images only, so this age rule never selects
+  #   a published image or a child of an index. It comes before the platform
+  #   and SHA rules, whose patterns (*-linux-*, *) match staging tags too.
   #
   # Invariant (asserted in tests/lifecycle.tftest.hcl): no rule selects
   # untagged (or "any") images, the platform rule keeps at least
   # keep_tagged_images x max_platforms_per_image images and outranks the SHA
-  # rule, and every moving tag has a keep-one rule that outranks both.
+  # rule, every moving tag has a keep-one rule that outranks all three, and
+  # the only rule by age is the staging rule, which outranks the platform and
+  # SHA rules.
   moving_tag_rules = [
     for i, tag in var.moving_tags : {
       # Only one image can carry a moving tag, so this rule never expires
@@ -212,10 +222,25 @@ locals {
     }
   ]
 
+  # The tags the daemon pushes under (ecrbuild's Tag::staging).
+  staging_tag_pattern = "ecrbuild-staging-*"
+
   lifecycle_policy = {
     rules = concat(local.moving_tag_rules, [
       {
         rulePriority = 10
+        description  = "Expire the images the daemon pushed under ${local.staging_tag_pattern} a day after their push"
+        selection = {
+          tagStatus      = "tagged"
+          tagPatternList = [local.staging_tag_pattern]
+          countType      = "sinceImagePushed"
+          countUnit      = "days"
+          countNumber    = 1
+        }
+        action = { type = "expire" }
+      },
+      {
+        rulePriority = 15
         description  = "Keep the per-platform images of the last ${var.keep_tagged_images} commits (<sha>-linux-*)"
         selection = {
           tagStatus      = "tagged"

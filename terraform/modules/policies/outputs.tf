@@ -33,6 +33,11 @@ output "lifecycle_policy" {
   value       = jsonencode(local.lifecycle_policy)
 }
 
+output "staging_tag_pattern" {
+  description = "The wildcard of the staging tags the daemon pushes under (ecrbuild-staging-*): mutable in the repository, expired a day after push by the lifecycle policy."
+  value       = local.staging_tag_pattern
+}
+
 output "github_subject" {
   description = "The only OIDC `sub` claim the GitHub role trusts."
   value       = local.github_subject

@@ -137,9 +137,9 @@ variable "moving_tags" {
 
   validation {
     condition = length(var.moving_tags) >= 1 && length(var.moving_tags) <= 9 && alltrue([
-      for tag in var.moving_tags : can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", tag)) && !strcontains(tag, "-linux-")
+      for tag in var.moving_tags : can(regex("^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$", tag)) && !strcontains(tag, "-linux-") && !startswith(tag, "ecrbuild-staging-")
     ])
-    error_message = "moving_tags must be 1 to 9 plain tags (no wildcards), none containing -linux-."
+    error_message = "moving_tags must be 1 to 9 plain tags (no wildcards), none containing -linux- or starting with ecrbuild-staging-."
   }
 }
 
