@@ -1,0 +1,530 @@
+//! Many services in one repository (`ecrbuild.toml`): a five-service fixture with a git history, built
+//! against the rig's real daemon and registry. Each commit changes one kind of input; the run must build
+//! exactly the services whose inputs changed and reuse the others' images registry-side (with no daemon
+//! when nothing needs a build), and `ecrbuild plan`, asked first, must predict exactly what the run does.
+
+mod support;
+
+use serde_json::Value;
+
+use support::services::*;
+use support::*;
+
+/// What a plan's action becomes in the run.
+fn run_actions_for(plan_action: &str) -> &'static [&'static str] {
+    match plan_action {
+        "build" => &["built", "failed"],
+        "reuse" => &["reused"],
+        "skip" => &["skipped"],
+        other => panic!("unknown plan action {other:?}"),
+    }
+}
+
+/// `ecrbuild plan` (no daemon), which must decide `plan`; then the run (exit `code`), which must do what
+/// the plan said, with the same input digests. The run's output.
+#[track_caller]
+fn plan_then_run(
+    repo: &ServiceRepo,
+    plan: &[(String, String)],
+    code: i32,
+    configure: impl FnOnce(&mut std::process::Command),
+) -> Value {
+    let (plan_run, planned) = repo.plan();
+    assert_eq!(actions(&planned), plan, "the plan\n{}", plan_run.stderr);
+    for (name, action) in plan {
+        let entry = entry(&planned, name);
+        assert_eq!(entry["repository"], repo.repository(name), "{entry:#}");
+        assert!(
+            entry["reason"]
+                .as_str()
+                .is_some_and(|r| !r.trim().is_empty()),
+            "{name}: the plan gives no reason: {entry:#}"
+        );
+        if action == "reuse" {
+            assert!(entry["reuse_from"].is_string(), "{name}: {entry:#}");
+        } else {
+            assert!(
+                entry.get("reuse_from").is_none_or(Value::is_null),
+                "{name}: {entry:#}"
+            );
+        }
+    }
+
+    let (result, ran) = repo.build(code, configure);
+    let context = format!(
+        "plan:\n{planned:#}\nrun:\n{ran:#}\n--- stderr\n{}",
+        result.stderr
+    );
+    assert_eq!(
+        actions(&ran)
+            .iter()
+            .map(|(s, _)| s.as_str())
+            .collect::<Vec<_>>(),
+        SERVICES,
+        "the run lists every service in name order\n{context}"
+    );
+    for (name, action) in plan {
+        let (planned, ran) = (entry(&planned, name), entry(&ran, name));
+        let done = ran["action"].as_str().unwrap_or_default();
+        assert!(
+            run_actions_for(action).contains(&done),
+            "{name}: planned {action:?}, the run did {done:?}\n{context}"
+        );
+        if !planned["inputs"].is_null() && !ran["inputs"].is_null() {
+            assert_eq!(
+                planned["inputs"], ran["inputs"],
+                "{name}: the plan and the run computed other input digests\n{context}"
+            );
+        }
+        if action == "reuse" {
+            assert_eq!(
+                planned["reuse_from"], ran["reused_from"],
+                "{name}: the run reused another commit's image than planned\n{context}"
+            );
+        }
+    }
+    ran
+}
+
+/// An input digest as the contract writes it: `sha256:<64 hex>`.
+#[track_caller]
+fn inputs_of(entry: &Value) -> String {
+    let inputs = entry["inputs"].as_str().unwrap_or_default();
+    let hex = inputs.strip_prefix("sha256:").unwrap_or_default();
+    assert!(
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "not an input digest: {entry:#}"
+    );
+    inputs.to_string()
+}
+
+/// What the registry holds for each service of a run of the newest commit: a built or reused image under
+/// the SHA tag (the JSON's digest) with the SHA as revision and its input digest as label, `latest` on it;
+/// a failed service without a SHA tag.
+#[track_caller]
+fn assert_published(repo: &ServiceRepo, ran: &Value) {
+    let registry = repo.http();
+    let sha = repo.head();
+    for name in SERVICES {
+        let entry = entry(ran, name);
+        let repository = repo.repository(name);
+        assert_eq!(entry["repository"], repository, "{entry:#}");
+        match entry["action"].as_str().unwrap_or_default() {
+            "built" | "reused" => {
+                let digest = registry.present_digest(&repository, sha);
+                assert_eq!(
+                    entry["digest"], digest,
+                    "{name}: the JSON's digest\n{entry:#}"
+                );
+                let labels = &registry.config(&repository, sha)["config"]["Labels"];
+                assert_eq!(labels[REVISION_LABEL], sha, "{name}: revision\n{labels:#}");
+                let inputs = inputs_of(entry);
+                assert_eq!(
+                    labels[INPUTS_LABEL], inputs,
+                    "{name}: inputs label\n{labels:#}"
+                );
+                assert_latest_on(&registry, &repository, sha, name);
+                if entry["action"] == "built" {
+                    let lookup = format!("ecrbuild-inputs-{}", &inputs["sha256:".len()..]);
+                    assert_eq!(
+                        registry.digest(&repository, &lookup),
+                        Some(digest),
+                        "{name}: the input digest's tag is not the built image"
+                    );
+                } else {
+                    assert_reused(repo, name, entry);
+                }
+            }
+            "skipped" => {
+                registry.present_digest(&repository, sha);
+            }
+            "failed" => {
+                assert_eq!(
+                    registry.digest(&repository, sha),
+                    None,
+                    "{name} failed but has a SHA tag"
+                );
+                assert!(
+                    entry["error"].as_str().is_some_and(|e| !e.is_empty()),
+                    "{name}: failed without an error: {entry:#}"
+                );
+            }
+            other => panic!("{name}: unknown action {other:?}: {entry:#}"),
+        }
+    }
+}
+
+/// A reused image: the layers of the image it reused, under a new config (the new commit's labels) with
+/// the same input digest.
+#[track_caller]
+fn assert_reused(repo: &ServiceRepo, name: &str, entry: &Value) {
+    let registry = repo.http();
+    let repository = repo.repository(name);
+    let from = entry["reused_from"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name}: reused without reused_from: {entry:#}"));
+    assert_ne!(from, repo.head(), "{name} reused its own commit");
+    assert_eq!(
+        layers(&registry, &repository, repo.head()),
+        layers(&registry, &repository, from),
+        "{name}: the reused image has other layers than {from}'s"
+    );
+    assert_eq!(
+        diff_ids(&registry, &repository, repo.head()),
+        diff_ids(&registry, &repository, from),
+        "{name}: the reused image has other diff_ids than {from}'s"
+    );
+    assert_ne!(
+        registry.present_digest(&repository, repo.head()),
+        registry.present_digest(&repository, from),
+        "{name}: the reused image kept {from}'s config (its labels)"
+    );
+    assert_eq!(
+        registry.config(&repository, from)["config"]["Labels"][INPUTS_LABEL],
+        entry["inputs"],
+        "{name}: reused an image of other inputs"
+    );
+}
+
+/// `ecrbuild plan --output github-matrix` (no daemon): appended to `$GITHUB_OUTPUT`, a matrix of exactly
+/// `builds` (service and repository), and their count; the text table on stdout.
+#[track_caller]
+fn assert_matrix(repo: &ServiceRepo, builds: &[&str]) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "earlier=kept\n").unwrap();
+    let result = run(repo
+        .ecrbuild(&["plan", "--output", "github-matrix"])
+        .env("DOCKER_HOST", DEAD_DOCKER_HOST)
+        .env("GITHUB_OUTPUT", file.path()));
+    result.assert_code(0);
+    for name in SERVICES {
+        assert!(
+            result.stdout.contains(name),
+            "{name} missing from the table:\n{}",
+            result.stdout
+        );
+    }
+    let outputs = github_outputs(file.path());
+    assert_eq!(
+        outputs[0],
+        ("earlier".into(), "kept".into()),
+        "not appended: {outputs:?}"
+    );
+    let value = |key: &str| {
+        let found: Vec<_> = outputs.iter().filter(|(k, _)| k == key).collect();
+        assert_eq!(found.len(), 1, "one {key}= line: {outputs:?}");
+        found[0].1.clone()
+    };
+    let matrix: Value = serde_json::from_str(&value("matrix")).expect("matrix= is JSON");
+    let include: Vec<(String, String)> = matrix["include"]
+        .as_array()
+        .unwrap_or_else(|| panic!("matrix without include: {matrix}"))
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (field("service"), field("repository"))
+        })
+        .collect();
+    let wanted: Vec<(String, String)> = builds
+        .iter()
+        .map(|n| (n.to_string(), repo.repository(n)))
+        .collect();
+    assert_eq!(include, wanted, "the matrix: {matrix}");
+    assert_eq!(value("builds"), builds.len().to_string());
+}
+
+/// The fixture, first published: the plan says build for all five, the run builds and publishes them.
+fn published(test: &str) -> ServiceRepo {
+    let repo = ServiceRepo::with_bases(test);
+    assert_matrix(&repo, &SERVICES);
+    let ran = plan_then_run(&repo, &expected("build", &[]), 0, |_| {});
+    assert_eq!(actions(&ran), expected("built", &[]), "{ran:#}");
+    assert_published(&repo, &ran);
+    let registry = repo.http();
+    // The file's build-args reach the build.
+    let labels = &registry.config(&repo.repository("ui"), repo.head())["config"]["Labels"];
+    assert_eq!(labels["flavour"], "vanilla", "{labels:#}");
+    // Five services, five input digests.
+    let mut inputs: Vec<String> = SERVICES.iter().map(|n| inputs_of(entry(&ran, n))).collect();
+    inputs.sort();
+    inputs.dedup();
+    assert_eq!(inputs.len(), SERVICES.len(), "{ran:#}");
+    repo
+}
+
+/// The tags of every service's repository.
+fn all_tags(repo: &ServiceRepo) -> Vec<Vec<String>> {
+    let registry = repo.http();
+    SERVICES
+        .iter()
+        .map(|n| registry.tags(&repo.repository(n)))
+        .collect()
+}
+
+#[test]
+fn the_first_run_builds_all_five_and_a_rerun_of_the_commit_skips_them_without_a_daemon() {
+    let repo = published("first");
+    let before = all_tags(&repo);
+    assert_matrix(&repo, &[]);
+    let ran = plan_then_run(&repo, &expected("skip", &[]), 0, |cmd| {
+        cmd.env("DOCKER_HOST", DEAD_DOCKER_HOST);
+    });
+    assert_eq!(actions(&ran), expected("skipped", &[]), "{ran:#}");
+    assert_published(&repo, &ran);
+    assert_eq!(
+        all_tags(&repo),
+        before,
+        "a run that skipped everything wrote tags"
+    );
+
+    // --service picks services (repeatable), listed in name order.
+    let result = run(repo
+        .ecrbuild(&[
+            "plan",
+            "--output",
+            "json",
+            "--service",
+            "ui",
+            "--service",
+            "cart",
+        ])
+        .env("DOCKER_HOST", DEAD_DOCKER_HOST));
+    result.assert_code(0);
+    let picked = parse_json(&result);
+    assert_eq!(
+        actions(&picked),
+        [("cart".into(), "skip".into()), ("ui".into(), "skip".into())],
+        "{picked:#}"
+    );
+}
+
+#[test]
+fn a_readme_commit_reuses_all_five_images_without_a_daemon() {
+    let mut repo = published("readme");
+    let first = repo.head().to_string();
+    // The top-level README is read by nothing; orders' README is left out by its .dockerignore.
+    repo.write("README.md", "# Five services\n\nNow documented.\n");
+    repo.write("services/orders/README.md", "# orders\n\nNow documented.\n");
+    repo.commit("docs only");
+    assert_matrix(&repo, &[]);
+    let ran = plan_then_run(&repo, &expected("reuse", &[]), 0, |cmd| {
+        cmd.env("DOCKER_HOST", DEAD_DOCKER_HOST);
+    });
+    assert_eq!(actions(&ran), expected("reused", &[]), "{ran:#}");
+    for name in SERVICES {
+        assert_eq!(entry(&ran, name)["reused_from"], first, "{name}: {ran:#}");
+    }
+    assert_published(&repo, &ran);
+}
+
+#[test]
+fn a_commit_to_one_service_builds_it_alone() {
+    let mut repo = published("one");
+    repo.write("services/checkout/src/checkout.txt", "checkout v2\n");
+    repo.commit("checkout: v2");
+    assert_matrix(&repo, &["checkout"]);
+    let ran = plan_then_run(
+        &repo,
+        &expected("reuse", &[("checkout", "build")]),
+        0,
+        |_| {},
+    );
+    assert_eq!(
+        actions(&ran),
+        expected("reused", &[("checkout", "built")]),
+        "{ran:#}"
+    );
+    assert_published(&repo, &ran);
+    let registry = repo.http();
+    let checkout = repo.repository("checkout");
+    assert_ne!(
+        diff_ids(&registry, &checkout, repo.head()),
+        diff_ids(&registry, &checkout, repo.previous()),
+        "checkout was rebuilt from unchanged sources"
+    );
+}
+
+#[test]
+fn a_commit_to_the_shared_lib_builds_the_two_services_that_copy_it() {
+    let mut repo = published("lib");
+    repo.write("lib/shared.txt", "shared library v2\n");
+    repo.commit("lib: v2");
+    assert_matrix(&repo, &["cart", "catalog"]);
+    let changed = [("cart", "build"), ("catalog", "build")];
+    let ran = plan_then_run(&repo, &expected("reuse", &changed), 0, |_| {});
+    let built = [("cart", "built"), ("catalog", "built")];
+    assert_eq!(actions(&ran), expected("reused", &built), "{ran:#}");
+    assert_published(&repo, &ran);
+}
+
+#[test]
+fn a_retagged_base_rebuilds_only_the_services_built_from_it() {
+    let mut repo = published("base");
+    let registry = repo.http();
+    let runtime = repo.repository("runtime");
+    let old_base = diff_ids(&registry, &runtime, "1");
+    // Another image under the same tag, moved in the registry only: the daemon still holds the old one.
+    repo.push_base("runtime", "2", "runtime two");
+    registry.copy_tag(&runtime, "2", "1");
+    let new_base = diff_ids(&registry, &runtime, "1");
+    assert_ne!(old_base, new_base);
+    repo.commit("nothing but time");
+    assert_matrix(&repo, &FROM_RUNTIME);
+    let changed = FROM_RUNTIME.map(|n| (n, "build"));
+    let ran = plan_then_run(&repo, &expected("reuse", &changed), 0, |_| {});
+    let built = FROM_RUNTIME.map(|n| (n, "built"));
+    assert_eq!(actions(&ran), expected("reused", &built), "{ran:#}");
+    assert_published(&repo, &ran);
+    for name in FROM_RUNTIME {
+        let layers = diff_ids(&registry, &repo.repository(name), repo.head());
+        assert_eq!(
+            layers[..new_base.len()],
+            new_base[..],
+            "{name} was not built FROM the registry's runtime:1 (the daemon's stale copy?)"
+        );
+    }
+    let base = diff_ids(&registry, &repo.repository("base"), "1");
+    for name in FROM_BASE {
+        let layers = diff_ids(&registry, &repo.repository(name), repo.head());
+        assert_eq!(layers[..base.len()], base[..], "{name}");
+    }
+}
+
+#[test]
+fn a_broken_service_fails_alone_and_the_other_four_publish() {
+    let mut repo = published("broken");
+    let registry = repo.http();
+    let cart = repo.repository("cart");
+    let cart_tags = registry.tags(&cart);
+    let cart_latest = registry.present_digest(&cart, "latest");
+    let dockerfile = std::fs::read_to_string(repo.root.join("services/cart/Dockerfile")).unwrap();
+    repo.write(
+        "services/cart/Dockerfile",
+        &format!("{dockerfile}COPY services/cart/missing/ /srv/missing/\n"),
+    );
+    repo.write("services/ui/src/index.html", "<h1>ui v2</h1>\n");
+    repo.commit("cart: copy what is not there; ui: v2");
+    assert_matrix(&repo, &["cart", "ui"]);
+    let changed = [("cart", "build"), ("ui", "build")];
+    let ran = plan_then_run(&repo, &expected("reuse", &changed), 5, |_| {});
+    let done = [("cart", "failed"), ("ui", "built")];
+    assert_eq!(actions(&ran), expected("reused", &done), "{ran:#}");
+    assert_eq!(entry(&ran, "cart")["exit_code"], 5, "{ran:#}");
+    assert_published(&repo, &ran);
+    assert_eq!(
+        registry.tags(&cart),
+        cart_tags,
+        "the failed service pushed something"
+    );
+    assert_eq!(
+        registry.present_digest(&cart, "latest"),
+        cart_latest,
+        "cart's latest moved"
+    );
+}
+
+/// A fixture whose `ecrbuild.toml` is `text`: the run's exit code and stderr.
+fn with_config(text: &str, args: &[&str]) -> Run {
+    let repo = ServiceRepo::new("config");
+    repo.write("ecrbuild.toml", text);
+    run(repo.ecrbuild(args).env("DOCKER_HOST", DEAD_DOCKER_HOST))
+}
+
+/// Whether stderr names line `line` of ecrbuild.toml.
+fn names_line(stderr: &str, line: usize) -> bool {
+    stderr.contains(&format!("line {line}")) || stderr.contains(&format!("ecrbuild.toml:{line}"))
+}
+
+#[test]
+fn a_bad_ecrbuild_toml_or_service_name_exits_2_and_says_what_is_wrong() {
+    let repo = ServiceRepo::new("names");
+    let good = repo.config_text();
+    // An unknown key, on line 6 of the file.
+    let mut lines: Vec<&str> = good.lines().collect();
+    assert_eq!(lines[3], "[services.ui]", "{good}");
+    lines.insert(5, "dockerfiel = \"services/ui/Dockerfile\"");
+    let unknown = lines.join("\n");
+    for args in [&["--output", "json"][..], &["plan", "--output", "json"]] {
+        let result = with_config(&unknown, args);
+        result
+            .assert_code(2)
+            .assert_stderr_contains("ecrbuild.toml");
+        result.assert_stderr_contains("dockerfiel");
+        assert!(
+            names_line(&result.stderr, 6),
+            "no line 6 in:\n{}",
+            result.stderr
+        );
+    }
+    // A bad value: a context that is not a string, on line 6 too.
+    lines[5] = "context = 5";
+    let result = with_config(&lines.join("\n"), &["--output", "json"]);
+    result
+        .assert_code(2)
+        .assert_stderr_contains("ecrbuild.toml");
+    result.assert_stderr_contains("context");
+    assert!(
+        names_line(&result.stderr, 6),
+        "no line 6 in:\n{}",
+        result.stderr
+    );
+
+    // An unknown service: exit 2, naming the known ones, before anything is built.
+    for sub in [&[][..], &["plan"]] {
+        let mut cmd = repo.ecrbuild(sub);
+        cmd.args(["--service", "nope"])
+            .env("DOCKER_HOST", DEAD_DOCKER_HOST);
+        let result = run(&mut cmd);
+        result.assert_code(2).assert_stderr_contains("nope");
+        for name in SERVICES {
+            result.assert_stderr_contains(name);
+        }
+    }
+    assert!(
+        all_tags(&repo).iter().all(Vec::is_empty),
+        "something was pushed"
+    );
+}
+
+#[test]
+fn services_lists_each_service_with_its_repository_dockerfile_and_context() {
+    let repo = ServiceRepo::new("list");
+    let result = run(ecrbuild().current_dir(&repo.root).arg("services"));
+    result.assert_code(0);
+    let rows: Vec<Vec<&str>> = result
+        .stdout
+        .lines()
+        .map(|l| l.split('\t').collect())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r[0]).collect();
+    assert_eq!(
+        names, SERVICES,
+        "one line per service, in name order:\n{}",
+        result.stdout
+    );
+    for row in &rows {
+        assert_eq!(
+            row.len(),
+            4,
+            "NAME, REPOSITORY, DOCKERFILE, CONTEXT: {row:?}"
+        );
+        let name = row[0];
+        assert_eq!(row[1], repo.repository(name), "{row:?}");
+        assert!(
+            row[2].ends_with(&format!("services/{name}/Dockerfile")),
+            "{row:?}"
+        );
+        let context = row[3].trim_end_matches('/');
+        if name == "orders" {
+            assert!(context.ends_with("services/orders"), "{row:?}");
+        } else {
+            assert!(
+                context == "." || context == repo.root.to_str().unwrap() || context.is_empty(),
+                "{row:?}"
+            );
+        }
+    }
+}
