@@ -20,16 +20,32 @@ fn run_actions_for(plan_action: &str) -> &'static [&'static str] {
     }
 }
 
-/// `ecrbuild plan` (no daemon), which must decide `plan`; then the run (exit `code`), which must do what
-/// the plan said, with the same input digests. The run's output.
-#[track_caller]
-fn plan_then_run(
-    repo: &ServiceRepo,
-    plan: &[(String, String)],
+/// How a run is made: its flags (given to the plan too), whether a daemon answers, its exit code.
+struct Step<'a> {
+    args: &'a [&'a str],
+    daemon: bool,
     code: i32,
-    configure: impl FnOnce(&mut std::process::Command),
-) -> Value {
-    let (plan_run, planned) = repo.plan();
+}
+
+/// A run with the daemon, exiting 0.
+const WITH_DAEMON: Step = Step {
+    args: &[],
+    daemon: true,
+    code: 0,
+};
+
+/// A run with `DOCKER_HOST` on a dead socket, exiting 0.
+const NO_DAEMON: Step = Step {
+    args: &[],
+    daemon: false,
+    code: 0,
+};
+
+/// `ecrbuild plan` (no daemon), which must decide `plan`; then the run, which must do what the plan said,
+/// for the same services, with the same input digests. The run's output.
+#[track_caller]
+fn plan_then_run(repo: &ServiceRepo, plan: &[(String, String)], step: Step) -> Value {
+    let (plan_run, planned) = repo.plan(step.args);
     assert_eq!(actions(&planned), plan, "the plan\n{}", plan_run.stderr);
     for (name, action) in plan {
         let entry = entry(&planned, name);
@@ -50,18 +66,21 @@ fn plan_then_run(
         }
     }
 
-    let (result, ran) = repo.build(code, configure);
+    let (result, ran) = repo.build(step.args, step.daemon, step.code);
     let context = format!(
         "plan:\n{planned:#}\nrun:\n{ran:#}\n--- stderr\n{}",
         result.stderr
     );
+    let names = |json: &Value| {
+        actions(json)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
-        actions(&ran)
-            .iter()
-            .map(|(s, _)| s.as_str())
-            .collect::<Vec<_>>(),
-        SERVICES,
-        "the run lists every service in name order\n{context}"
+        names(&ran),
+        names(&planned),
+        "the run and the plan list other services\n{context}"
     );
     for (name, action) in plan {
         let (planned, ran) = (entry(&planned, name), entry(&ran, name));
@@ -108,7 +127,8 @@ fn inputs_of(entry: &Value) -> String {
 fn assert_published(repo: &ServiceRepo, ran: &Value) {
     let registry = repo.http();
     let sha = repo.head();
-    for name in SERVICES {
+    for (name, _) in actions(ran) {
+        let name = name.as_str();
         let entry = entry(ran, name);
         let repository = repo.repository(name);
         assert_eq!(entry["repository"], repository, "{entry:#}");
@@ -240,7 +260,7 @@ fn assert_matrix(repo: &ServiceRepo, builds: &[&str]) {
 fn published(test: &str) -> ServiceRepo {
     let repo = ServiceRepo::with_bases(test);
     assert_matrix(&repo, &SERVICES);
-    let ran = plan_then_run(&repo, &expected("build", &[]), 0, |_| {});
+    let ran = plan_then_run(&repo, &expected("build", &[]), WITH_DAEMON);
     assert_eq!(actions(&ran), expected("built", &[]), "{ran:#}");
     assert_published(&repo, &ran);
     let registry = repo.http();
@@ -269,9 +289,7 @@ fn the_first_run_builds_all_five_and_a_rerun_of_the_commit_skips_them_without_a_
     let repo = published("first");
     let before = all_tags(&repo);
     assert_matrix(&repo, &[]);
-    let ran = plan_then_run(&repo, &expected("skip", &[]), 0, |cmd| {
-        cmd.env("DOCKER_HOST", DEAD_DOCKER_HOST);
-    });
+    let ran = plan_then_run(&repo, &expected("skip", &[]), NO_DAEMON);
     assert_eq!(actions(&ran), expected("skipped", &[]), "{ran:#}");
     assert_published(&repo, &ran);
     assert_eq!(
@@ -281,19 +299,7 @@ fn the_first_run_builds_all_five_and_a_rerun_of_the_commit_skips_them_without_a_
     );
 
     // --service picks services (repeatable), listed in name order.
-    let result = run(repo
-        .ecrbuild(&[
-            "plan",
-            "--output",
-            "json",
-            "--service",
-            "ui",
-            "--service",
-            "cart",
-        ])
-        .env("DOCKER_HOST", DEAD_DOCKER_HOST));
-    result.assert_code(0);
-    let picked = parse_json(&result);
+    let (_, picked) = repo.plan(&["--service", "ui", "--service", "cart"]);
     assert_eq!(
         actions(&picked),
         [("cart".into(), "skip".into()), ("ui".into(), "skip".into())],
@@ -310,9 +316,7 @@ fn a_readme_commit_reuses_all_five_images_without_a_daemon() {
     repo.write("services/orders/README.md", "# orders\n\nNow documented.\n");
     repo.commit("docs only");
     assert_matrix(&repo, &[]);
-    let ran = plan_then_run(&repo, &expected("reuse", &[]), 0, |cmd| {
-        cmd.env("DOCKER_HOST", DEAD_DOCKER_HOST);
-    });
+    let ran = plan_then_run(&repo, &expected("reuse", &[]), NO_DAEMON);
     assert_eq!(actions(&ran), expected("reused", &[]), "{ran:#}");
     for name in SERVICES {
         assert_eq!(entry(&ran, name)["reused_from"], first, "{name}: {ran:#}");
@@ -329,8 +333,7 @@ fn a_commit_to_one_service_builds_it_alone() {
     let ran = plan_then_run(
         &repo,
         &expected("reuse", &[("checkout", "build")]),
-        0,
-        |_| {},
+        WITH_DAEMON,
     );
     assert_eq!(
         actions(&ran),
@@ -354,7 +357,7 @@ fn a_commit_to_the_shared_lib_builds_the_two_services_that_copy_it() {
     repo.commit("lib: v2");
     assert_matrix(&repo, &["cart", "catalog"]);
     let changed = [("cart", "build"), ("catalog", "build")];
-    let ran = plan_then_run(&repo, &expected("reuse", &changed), 0, |_| {});
+    let ran = plan_then_run(&repo, &expected("reuse", &changed), WITH_DAEMON);
     let built = [("cart", "built"), ("catalog", "built")];
     assert_eq!(actions(&ran), expected("reused", &built), "{ran:#}");
     assert_published(&repo, &ran);
@@ -374,7 +377,7 @@ fn a_retagged_base_rebuilds_only_the_services_built_from_it() {
     repo.commit("nothing but time");
     assert_matrix(&repo, &FROM_RUNTIME);
     let changed = FROM_RUNTIME.map(|n| (n, "build"));
-    let ran = plan_then_run(&repo, &expected("reuse", &changed), 0, |_| {});
+    let ran = plan_then_run(&repo, &expected("reuse", &changed), WITH_DAEMON);
     let built = FROM_RUNTIME.map(|n| (n, "built"));
     assert_eq!(actions(&ran), expected("reused", &built), "{ran:#}");
     assert_published(&repo, &ran);
@@ -409,7 +412,14 @@ fn a_broken_service_fails_alone_and_the_other_four_publish() {
     repo.commit("cart: copy what is not there; ui: v2");
     assert_matrix(&repo, &["cart", "ui"]);
     let changed = [("cart", "build"), ("ui", "build")];
-    let ran = plan_then_run(&repo, &expected("reuse", &changed), 5, |_| {});
+    let ran = plan_then_run(
+        &repo,
+        &expected("reuse", &changed),
+        Step {
+            code: 5,
+            ..WITH_DAEMON
+        },
+    );
     let done = [("cart", "failed"), ("ui", "built")];
     assert_eq!(actions(&ran), expected("reused", &done), "{ran:#}");
     assert_eq!(entry(&ran, "cart")["exit_code"], 5, "{ran:#}");
@@ -423,6 +433,58 @@ fn a_broken_service_fails_alone_and_the_other_four_publish() {
         registry.present_digest(&cart, "latest"),
         cart_latest,
         "cart's latest moved"
+    );
+}
+
+#[test]
+fn command_line_build_args_override_the_files_for_the_services_picked() {
+    let mut repo = published("args");
+    repo.commit("nothing but time");
+    let args = ["--service", "ui", "--build-arg", "FLAVOUR=chocolate"];
+    let ran = plan_then_run(
+        &repo,
+        &[("ui".into(), "build".into())],
+        Step {
+            args: &args,
+            ..WITH_DAEMON
+        },
+    );
+    assert_eq!(actions(&ran), [("ui".into(), "built".into())], "{ran:#}");
+    assert_published(&repo, &ran);
+    let labels = &repo.http().config(&repo.repository("ui"), repo.head())["config"]["Labels"];
+    assert_eq!(labels["flavour"], "chocolate", "{labels:#}");
+    assert_eq!(
+        repo.http().digest(&repo.repository("cart"), repo.head()),
+        None,
+        "a service not picked was published"
+    );
+}
+
+#[test]
+fn dash_f_builds_one_image_as_before_beside_an_ecrbuild_toml() {
+    let repo = ServiceRepo::with_bases("dashf");
+    let repository = format!("{}/single", repo.prefix);
+    let result = run(&mut repo.ecrbuild(&[
+        "-f",
+        "services/checkout/Dockerfile",
+        "--registry",
+        &repo.registry,
+        "--repository",
+        &repository,
+        "--output",
+        "json",
+    ]));
+    result.assert_code(0);
+    let json = parse_json(&result);
+    assert!(
+        json.get("services").is_none(),
+        "services mode with -f: {json:#}"
+    );
+    let digest = repo.http().present_digest(&repository, repo.head());
+    assert_eq!(json["digest"], digest, "{json:#}");
+    assert!(
+        all_tags(&repo).iter().all(Vec::is_empty),
+        "a service was published"
     );
 }
 

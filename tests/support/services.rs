@@ -225,23 +225,26 @@ impl ServiceRepo {
         cmd
     }
 
-    /// `ecrbuild plan --output json` against a dead daemon (a plan needs none when the registry holds
+    /// `ecrbuild plan --output json ARGS` against a dead daemon (a plan needs none when the registry holds
     /// every base): the run and its parsed output.
-    pub fn plan(&self) -> (Run, Value) {
-        let result = run(self
-            .ecrbuild(&["plan", "--output", "json"])
-            .env("DOCKER_HOST", DEAD_DOCKER_HOST));
+    pub fn plan(&self, args: &[&str]) -> (Run, Value) {
+        let mut cmd = self.ecrbuild(&["plan", "--output", "json"]);
+        cmd.args(args).env("DOCKER_HOST", DEAD_DOCKER_HOST);
+        let result = run(&mut cmd);
         result.assert_code(0);
         let json = parse_json(&result);
         assert_eq!(json["sha"], self.head(), "plan of another commit: {json:#}");
         (result, json)
     }
 
-    /// `ecrbuild --output json` (with `extra` flags and environment), exiting with `code`: the run and
-    /// its parsed output.
-    pub fn build(&self, code: i32, configure: impl FnOnce(&mut Command)) -> (Run, Value) {
+    /// `ecrbuild --output json ARGS`, exiting with `code`; with `daemon` false, against a dead daemon. The
+    /// run and its parsed output.
+    pub fn build(&self, args: &[&str], daemon: bool, code: i32) -> (Run, Value) {
         let mut cmd = self.ecrbuild(&["--output", "json"]);
-        configure(&mut cmd);
+        cmd.args(args);
+        if !daemon {
+            cmd.env("DOCKER_HOST", DEAD_DOCKER_HOST);
+        }
         let result = run(&mut cmd);
         result.assert_code(code);
         let json = parse_json(&result);
