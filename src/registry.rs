@@ -2,7 +2,7 @@
 //! auth flows of ECR and other registries. Used to prove what was pushed, to copy tags inside the
 //! registry, and to publish an image's config with its provenance labels.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
@@ -109,6 +109,36 @@ impl StoredManifest {
     }
 }
 
+/// One client per registry and credentials for the whole process. Building a client builds two
+/// HTTP clients, each loading the system's root certificates (tens of milliseconds); a run with
+/// many services would pay that for every repository and base image. A client remembers the
+/// credentials it first saw for a registry, so new credentials (a refreshed token) get a new client.
+fn shared_client(registry: &Registry, credentials: &Credentials, config: ClientConfig) -> Client {
+    use std::collections::hash_map::RandomState;
+    use std::hash::BuildHasher;
+    type Clients = (
+        RandomState,
+        std::sync::Mutex<HashMap<(String, u64), Client>>,
+    );
+    static CLIENTS: std::sync::OnceLock<Clients> = std::sync::OnceLock::new();
+    let (keys, clients) = CLIENTS.get_or_init(Default::default);
+    // A hash with this process's random keys: the map never holds the credentials in clear.
+    let credentials = match credentials {
+        Credentials::Anonymous => keys.hash_one(0u8),
+        Credentials::Basic { username, password } => {
+            keys.hash_one((1u8, username, password.expose()))
+        }
+    };
+    let key = (registry.host().to_string(), credentials);
+    let mut clients = clients
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    clients
+        .entry(key)
+        .or_insert_with(|| Client::new(config))
+        .clone()
+}
+
 /// One repository in one registry, with the credentials to read it.
 pub struct RegistryApi {
     client: Client,
@@ -141,7 +171,7 @@ impl RegistryApi {
             }
         };
         RegistryApi {
-            client: Client::new(config),
+            client: shared_client(registry, credentials, config),
             auth,
             registry: registry.clone(),
             repository: repository.clone(),
@@ -283,6 +313,17 @@ impl RegistryApi {
         labels: &BTreeMap<String, String>,
         to: &Tag,
     ) -> Result<StoredManifest, RegistryApiError> {
+        self.put_relabelled(base, &[], labels, to).await
+    }
+
+    /// As [`put_with_labels`](Self::put_with_labels), with the labels in `dropped` removed first.
+    pub async fn put_relabelled(
+        &self,
+        base: &StoredManifest,
+        dropped: &[&str],
+        labels: &BTreeMap<String, String>,
+        to: &Tag,
+    ) -> Result<StoredManifest, RegistryApiError> {
         let config_digest = base.config_digest().ok_or_else(|| {
             RegistryApiError::permanent(format!(
                 "manifest {} has no config (a manifest list?)",
@@ -292,7 +333,7 @@ impl RegistryApi {
         let config = self
             .config_blob(&self.by_digest(&base.digest), &config_digest)
             .await?;
-        let relabelled = relabel::relabel(&base.bytes, &config, labels)
+        let relabelled = relabel::relabel_replacing(&base.bytes, &config, dropped, labels)
             .map_err(|e| RegistryApiError::permanent(format!("{} ({})", e, base.digest)))?;
         self.client
             .push_blob(
@@ -452,6 +493,45 @@ impl RegistryApi {
             .await?;
         relabel::labels_of_config(&config)
             .map_err(|e| RegistryApiError::permanent(format!("config {config_digest}: {e}")))
+    }
+
+    /// Whether the image `manifest` names (for an index: its image for `platform`, else for this
+    /// host's) has ONBUILD triggers in its config.
+    pub async fn has_onbuild_triggers(
+        &self,
+        manifest: &StoredManifest,
+        platform: Option<&Platform>,
+    ) -> Result<bool, RegistryApiError> {
+        let image = match manifest.index_entries() {
+            None => manifest.clone(),
+            Some(entries) => {
+                let wanted = platform.cloned().unwrap_or_else(Platform::host);
+                let entry = entries
+                    .iter()
+                    .find(|e| e.platform == wanted)
+                    .or_else(|| entries.iter().find(|e| e.platform.runs_natively(&wanted)))
+                    .ok_or_else(|| {
+                        RegistryApiError::permanent(format!(
+                            "{} has no image for {wanted}",
+                            manifest.digest
+                        ))
+                    })?;
+                self.image_manifest(&entry.digest).await?.ok_or_else(|| {
+                    RegistryApiError::permanent(format!("{} is missing", entry.digest))
+                })?
+            }
+        };
+        let config_digest = image.config_digest().ok_or_else(|| {
+            RegistryApiError::permanent(format!("manifest {} has no config", image.digest))
+        })?;
+        let config = self
+            .config_blob(&self.by_digest(&image.digest), &config_digest)
+            .await?;
+        let parsed: serde_json::Value = serde_json::from_slice(&config)
+            .map_err(|e| RegistryApiError::permanent(format!("config {config_digest}: {e}")))?;
+        Ok(parsed["config"]["OnBuild"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()))
     }
 
     /// The platform and the labels the config of the image `manifest` declares.
