@@ -120,9 +120,9 @@ fn inputs_of(entry: &Value) -> String {
     inputs.to_string()
 }
 
-/// What the registry holds for each service of a run of the newest commit: a built or reused image under
-/// the SHA tag (the JSON's digest) with the SHA as revision and its input digest as label, `latest` on it;
-/// a failed service without a SHA tag.
+/// What the registry holds for each service of a run of the commit checked out: a built or reused image
+/// under the SHA tag (the JSON's digest) with the SHA as revision and its input digest as label, `latest`
+/// on the newest commit; a failed service without a SHA tag.
 #[track_caller]
 fn assert_published(repo: &ServiceRepo, ran: &Value) {
     let registry = repo.http();
@@ -146,7 +146,7 @@ fn assert_published(repo: &ServiceRepo, ran: &Value) {
                     labels[INPUTS_LABEL], inputs,
                     "{name}: inputs label\n{labels:#}"
                 );
-                assert_latest_on(&registry, &repository, sha, name);
+                assert_latest_on(&registry, &repository, repo.newest(), name);
                 if entry["action"] == "built" {
                     let lookup = format!("ecrbuild-inputs-{}", &inputs["sha256:".len()..]);
                     assert_eq!(
@@ -298,6 +298,19 @@ fn the_first_run_builds_all_five_and_a_rerun_of_the_commit_skips_them_without_a_
         "a run that skipped everything wrote tags"
     );
 
+    // The text summary: one row per service with its action.
+    let text = run(repo.ecrbuild(&[]).env("DOCKER_HOST", DEAD_DOCKER_HOST));
+    text.assert_code(0);
+    for name in SERVICES {
+        assert!(
+            text.stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name) && l.contains("skipped")),
+            "no row `{name} ... skipped` in the summary:\n{}",
+            text.stdout
+        );
+    }
+
     // --service picks services (repeatable), listed in name order.
     let (_, picked) = repo.plan(&["--service", "ui", "--service", "cart"]);
     assert_eq!(
@@ -434,6 +447,35 @@ fn a_broken_service_fails_alone_and_the_other_four_publish() {
         cart_latest,
         "cart's latest moved"
     );
+
+    // Fixed: cart's inputs are the first commit's again, so that image is found and reused (by its
+    // inputs, not by being the previous commit's), and ui's from the broken commit.
+    repo.write("services/cart/Dockerfile", &dockerfile);
+    repo.commit("cart: fixed");
+    assert_matrix(&repo, &[]);
+    let ran = plan_then_run(&repo, &expected("reuse", &[]), NO_DAEMON);
+    assert_eq!(actions(&ran), expected("reused", &[]), "{ran:#}");
+    assert_eq!(entry(&ran, "cart")["reused_from"], repo.shas[0], "{ran:#}");
+    assert_eq!(entry(&ran, "ui")["reused_from"], repo.shas[1], "{ran:#}");
+    assert_published(&repo, &ran);
+}
+
+#[test]
+fn an_older_commit_reused_after_a_newer_one_leaves_latest_on_the_newer() {
+    let mut repo = published("older");
+    repo.write("README.md", "# Five services\n\nsecond\n");
+    let older = repo.commit("docs: second");
+    repo.write("README.md", "# Five services\n\nthird\n");
+    repo.commit("docs: third");
+    let ran = plan_then_run(&repo, &expected("reuse", &[]), NO_DAEMON);
+    assert_eq!(actions(&ran), expected("reused", &[]), "{ran:#}");
+    assert_published(&repo, &ran);
+
+    // The commit between them, published last: its SHA tags, and `latest` stays on the newest.
+    repo.checkout(&older);
+    let ran = plan_then_run(&repo, &expected("reuse", &[]), NO_DAEMON);
+    assert_eq!(actions(&ran), expected("reused", &[]), "{ran:#}");
+    assert_published(&repo, &ran);
 }
 
 #[test]
@@ -486,6 +528,32 @@ fn dash_f_builds_one_image_as_before_beside_an_ecrbuild_toml() {
         all_tags(&repo).iter().all(Vec::is_empty),
         "a service was published"
     );
+}
+
+#[test]
+fn rebuild_and_no_cache_build_what_could_be_reused() {
+    let mut repo = published("rebuild");
+    repo.commit("nothing but time");
+    let step = Step {
+        args: &["--rebuild"],
+        ..WITH_DAEMON
+    };
+    let ran = plan_then_run(&repo, &expected("build", &[]), step);
+    assert_eq!(actions(&ran), expected("built", &[]), "{ran:#}");
+    assert_published(&repo, &ran);
+
+    repo.commit("nothing but time, again");
+    let step = Step {
+        args: &["--no-cache", "--service", "orders"],
+        ..WITH_DAEMON
+    };
+    let ran = plan_then_run(&repo, &[("orders".into(), "build".into())], step);
+    assert_eq!(
+        actions(&ran),
+        [("orders".into(), "built".into())],
+        "{ran:#}"
+    );
+    assert_published(&repo, &ran);
 }
 
 /// A fixture whose `ecrbuild.toml` is `text`: the run's exit code and stderr.
@@ -556,6 +624,19 @@ fn services_lists_each_service_with_its_repository_dockerfile_and_context() {
     let repo = ServiceRepo::new("list");
     let result = run(ecrbuild().current_dir(&repo.root).arg("services"));
     result.assert_code(0);
+    // The same file from a subdirectory (found at the git top level) and from elsewhere with --config.
+    let below = run(ecrbuild()
+        .current_dir(repo.root.join("services/ui"))
+        .arg("services"));
+    below.assert_code(0);
+    assert_eq!(below.stdout, result.stdout, "from services/ui");
+    let config = repo.root.join("ecrbuild.toml");
+    let elsewhere =
+        run(ecrbuild()
+            .current_dir("/")
+            .args(["services", "--config", path_str(&config)]));
+    elsewhere.assert_code(0);
+    assert_eq!(elsewhere.stdout, result.stdout, "with --config from /");
     let rows: Vec<Vec<&str>> = result
         .stdout
         .lines()

@@ -39,6 +39,8 @@ pub struct ServiceRepo {
     pub registry: String,
     /// The commits, oldest first.
     pub shas: Vec<String>,
+    /// The commit checked out (on `main`): the one runs are for.
+    current: String,
 }
 
 impl ServiceRepo {
@@ -57,6 +59,7 @@ impl ServiceRepo {
             prefix,
             registry: Rig::get().registry().to_string(),
             shas: Vec::new(),
+            current: String::new(),
         };
         repo.write_tree();
         git_in(&repo.root, &["init", "-q", "-b", "main"]);
@@ -171,11 +174,24 @@ impl ServiceRepo {
         assert!(out.status.success(), "git commit: {out:?}");
         let sha = git_in(&self.root, &["rev-parse", "HEAD"]);
         self.shas.push(sha.clone());
+        self.current = sha.clone();
         sha
     }
 
-    /// The newest commit.
+    /// Move `main` back to an older commit `sha` (the newer ones stay in the object store), as a
+    /// checkout of an older commit of the default branch.
+    pub fn checkout(&mut self, sha: &str) {
+        git_in(&self.root, &["checkout", "-q", "-B", "main", sha]);
+        self.current = sha.to_string();
+    }
+
+    /// The commit checked out: the one runs are for.
     pub fn head(&self) -> &str {
+        &self.current
+    }
+
+    /// The newest commit (by commit time), where `latest` belongs.
+    pub fn newest(&self) -> &str {
         self.shas.last().unwrap()
     }
 
@@ -216,7 +232,7 @@ impl ServiceRepo {
         docker(&["push", "-q", &reference]);
     }
 
-    /// `ecrbuild ARGS` in the checkout, anonymous, for the newest commit.
+    /// `ecrbuild ARGS` in the checkout, anonymous, for the commit checked out.
     pub fn ecrbuild(&self, args: &[&str]) -> Command {
         let mut cmd = ecrbuild();
         cmd.current_dir(&self.root)
