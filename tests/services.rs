@@ -20,9 +20,11 @@ fn run_actions_for(plan_action: &str) -> &'static [&'static str] {
     }
 }
 
-/// How a run is made: its flags (given to the plan too), whether a daemon answers, its exit code.
+/// How a run is made: its flags (given to the plan too), whether a daemon answers the plan and the run,
+/// its exit code.
 struct Step<'a> {
     args: &'a [&'a str],
+    plan_daemon: bool,
     daemon: bool,
     code: i32,
 }
@@ -30,6 +32,7 @@ struct Step<'a> {
 /// A run with the daemon, exiting 0.
 const WITH_DAEMON: Step = Step {
     args: &[],
+    plan_daemon: false,
     daemon: true,
     code: 0,
 };
@@ -37,15 +40,16 @@ const WITH_DAEMON: Step = Step {
 /// A run with `DOCKER_HOST` on a dead socket, exiting 0.
 const NO_DAEMON: Step = Step {
     args: &[],
+    plan_daemon: false,
     daemon: false,
     code: 0,
 };
 
-/// `ecrbuild plan` (no daemon), which must decide `plan`; then the run, which must do what the plan said,
+/// `ecrbuild plan` (no daemon unless `step.plan_daemon`), which must decide `plan`; then the run, which must do what the plan said,
 /// for the same services, with the same input digests. The run's output.
 #[track_caller]
 fn plan_then_run(repo: &ServiceRepo, plan: &[(String, String)], step: Step) -> Value {
-    let (plan_run, planned) = repo.plan(step.args);
+    let (plan_run, planned) = repo.plan_with(step.args, step.plan_daemon);
     assert_eq!(actions(&planned), plan, "the plan\n{}", plan_run.stderr);
     for (name, action) in plan {
         let entry = entry(&planned, name);
@@ -407,6 +411,52 @@ fn a_retagged_base_rebuilds_only_the_services_built_from_it() {
         let layers = diff_ids(&registry, &repo.repository(name), repo.head());
         assert_eq!(layers[..base.len()], base[..], "{name}");
     }
+}
+
+/// A base the registry cannot be asked about (its registry is down) but the daemon holds: identified by
+/// its image ID, so a plan with the daemon finds the image to reuse; without the daemon nothing identifies
+/// it, and the plan says build and why.
+#[test]
+fn a_base_only_on_the_daemon_is_identified_by_its_image_id() {
+    let mut repo = published("daemonbase");
+    let base = format!("127.0.0.1:9/{}/local:1", repo.prefix);
+    import_image(&base, "only on the daemon");
+    repo.write(
+        "services/checkout/Dockerfile",
+        &format!("FROM {base}\nCOPY services/checkout/src/ /srv/app/\n"),
+    );
+    repo.commit("checkout: FROM a base only the daemon has");
+    let changed = [("checkout", "build")];
+    let ran = plan_then_run(&repo, &expected("reuse", &changed), WITH_DAEMON);
+    assert_eq!(
+        actions(&ran),
+        expected("reused", &[("checkout", "built")]),
+        "{ran:#}"
+    );
+    assert_published(&repo, &ran);
+    let built_at = repo.head().to_string();
+
+    repo.write("README.md", "# Five services\n\nbase moved\n");
+    repo.commit("docs");
+    let (_, blind) = repo.plan(&[]);
+    assert_eq!(actions(&blind), expected("reuse", &changed), "{blind:#}");
+    let checkout = entry(&blind, "checkout");
+    assert!(checkout["inputs"].is_null(), "{checkout:#}");
+    assert!(
+        checkout["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&base),
+        "the reason does not name the base: {checkout:#}"
+    );
+    let step = Step {
+        plan_daemon: true,
+        ..WITH_DAEMON
+    };
+    let ran = plan_then_run(&repo, &expected("reuse", &[]), step);
+    assert_eq!(actions(&ran), expected("reused", &[]), "{ran:#}");
+    assert_eq!(entry(&ran, "checkout")["reused_from"], built_at, "{ran:#}");
+    assert_published(&repo, &ran);
 }
 
 #[test]

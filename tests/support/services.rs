@@ -204,31 +204,7 @@ impl ServiceRepo {
     /// `<registry>/<prefix>/<name>:<tag>`, pushed with the docker CLI. The daemon keeps it too.
     pub fn push_base(&self, name: &str, tag: &str, content: &str) {
         let reference = format!("{}/{}:{tag}", self.registry, self.repository(name));
-        let mut archive = tar::Builder::new(Vec::new());
-        let mut header = tar::Header::new_gnu();
-        header.set_size(content.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(1_767_225_600);
-        header.set_cksum();
-        archive
-            .append_data(&mut header, "etc/base-version", content.as_bytes())
-            .unwrap();
-        let bytes = archive.into_inner().unwrap();
-        let mut child = Command::new("docker")
-            .args(["import", "-", &reference])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("docker CLI runs");
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(&bytes).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "docker import {reference}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        import_image(&reference, content);
         docker(&["push", "-q", &reference]);
     }
 
@@ -244,8 +220,16 @@ impl ServiceRepo {
     /// `ecrbuild plan --output json ARGS` against a dead daemon (a plan needs none when the registry holds
     /// every base): the run and its parsed output.
     pub fn plan(&self, args: &[&str]) -> (Run, Value) {
+        self.plan_with(args, false)
+    }
+
+    /// `ecrbuild plan --output json ARGS`; with `daemon` false, against a dead daemon.
+    pub fn plan_with(&self, args: &[&str], daemon: bool) -> (Run, Value) {
         let mut cmd = self.ecrbuild(&["plan", "--output", "json"]);
-        cmd.args(args).env("DOCKER_HOST", DEAD_DOCKER_HOST);
+        cmd.args(args);
+        if !daemon {
+            cmd.env("DOCKER_HOST", DEAD_DOCKER_HOST);
+        }
         let result = run(&mut cmd);
         result.assert_code(0);
         let json = parse_json(&result);
@@ -267,6 +251,36 @@ impl ServiceRepo {
         assert_eq!(json["sha"], self.head(), "run of another commit: {json:#}");
         (result, json)
     }
+}
+
+/// `docker import` of a one-file image (`/etc/base-version` holding `content`) as `reference`, on the
+/// daemon only.
+pub fn import_image(reference: &str, content: &str) {
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(content.len() as u64);
+    header.set_mode(0o644);
+    header.set_mtime(1_767_225_600);
+    header.set_cksum();
+    archive
+        .append_data(&mut header, "etc/base-version", content.as_bytes())
+        .unwrap();
+    let bytes = archive.into_inner().unwrap();
+    let mut child = Command::new("docker")
+        .args(["import", "-", reference])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("docker CLI runs");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "docker import {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// stdout as JSON, or a failure that shows both streams.
