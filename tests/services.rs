@@ -45,8 +45,8 @@ const NO_DAEMON: Step = Step {
     code: 0,
 };
 
-/// `ecrbuild plan` (no daemon unless `step.plan_daemon`), which must decide `plan`; then the run, which must do what the plan said,
-/// for the same services, with the same input digests. The run's output.
+/// `ecrbuild plan` (no daemon unless `step.plan_daemon`), which must decide `plan`; then the run, which
+/// must do what the plan said, for the same services, with the same input digests. The run's output.
 #[track_caller]
 fn plan_then_run(repo: &ServiceRepo, plan: &[(String, String)], step: Step) -> Value {
     let (plan_run, planned) = repo.plan_with(step.args, step.plan_daemon);
