@@ -122,6 +122,15 @@ pub enum Error {
     #[error("{0}")]
     Usage(Invalid),
 
+    /// A bad `ecrbuild.toml`: where (file, 1-based line when known, dotted key when known) and what.
+    #[error("{}{detail}", config_location(.file, *.line, .key))]
+    Config {
+        file: String,
+        line: Option<usize>,
+        key: String,
+        detail: String,
+    },
+
     #[error(transparent)]
     Context(#[from] ContextError),
 
@@ -222,7 +231,7 @@ impl Error {
 
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            Error::Usage(_) => ExitCode::Usage,
+            Error::Usage(_) | Error::Config { .. } => ExitCode::Usage,
             Error::Context(_) => ExitCode::Context,
             Error::DaemonUnreachable { .. } => ExitCode::DaemonUnreachable,
             Error::BuildFailed { .. } => ExitCode::BuildFailed,
@@ -240,6 +249,17 @@ impl Error {
             Error::Internal(_) => ExitCode::Internal,
         }
     }
+}
+
+/// `file:line: key: ` of a config error, leaving out what is not known.
+fn config_location(file: &str, line: Option<usize>, key: &str) -> String {
+    let line = line.map(|l| format!(":{l}")).unwrap_or_default();
+    let key = if key.is_empty() {
+        String::new()
+    } else {
+        format!("{key}: ")
+    };
+    format!("{file}{line}: {key}")
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -285,6 +305,24 @@ mod tests {
         let err = Error::usage("--sha", "must be 40 or 64 lowercase hex characters");
         assert_eq!(err.exit_code(), ExitCode::Usage);
         assert!(err.to_string().starts_with("--sha: "));
+    }
+
+    #[test]
+    fn config_error_names_file_line_and_key() {
+        let config = |line, key: &str| Error::Config {
+            file: "ecrbuild.toml".into(),
+            line,
+            key: key.into(),
+            detail: "unknown key".into(),
+        };
+        let err = config(Some(7), "services.cart.dockerfil");
+        assert_eq!(err.exit_code(), ExitCode::Usage);
+        assert_eq!(
+            err.to_string(),
+            "ecrbuild.toml:7: services.cart.dockerfil: unknown key"
+        );
+        assert_eq!(config(None, "").to_string(), "ecrbuild.toml: unknown key");
+        assert!(!config(Some(1), "k").is_transient());
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod build;
 pub mod ci;
 pub mod cli;
+pub mod config;
 pub use docker_context as context;
 pub mod daemon;
 pub mod env;
