@@ -984,9 +984,18 @@ touched() {  # touched PREFIX...: does this commit change a path under one of th
                 log(f"  services (b) {i + 1}/{N} ({change}): ecrbuild {r['services/b/ecrbuild']['wall']:.2f}s  "
                     f"naive {r['services/b/naive']['wall']:.2f}s  path filter {r['services/b/filter']['wall']:.2f}s")
         finally:
+            # By tag and by digest: an image the registry gave a digest stays (untagged) until both are gone,
+            # and the sides' first builds share images, which `docker rmi ID` refuses to remove.
             for side in self.SIDES:
                 for service in self.SERVICES:
-                    rmi(*docker_tags(f"{ANON}/{self.svc_repository(side, service)}"))
+                    repository = f"{ANON}/{self.svc_repository(side, service)}"
+                    out = quiet(["docker", "images", "--digests", "--format", "{{.Tag}} {{.Digest}}", repository])
+                    refs = set()
+                    for line in out.stdout.splitlines():
+                        tag, digest = (line.split() + ["", ""])[:2]
+                        refs.update([f"{repository}:{tag}"] if tag not in ("", "<none>") else [])
+                        refs.update([f"{repository}@{digest}"] if digest.startswith("sha256:") else [])
+                    rmi(*sorted(refs))
 
     # The single-service row: api/ as the service `api` of this repository's own ecrbuild.toml.
 
