@@ -19,7 +19,8 @@ registry=$ECRBUILD_RIG_REGISTRY
 
 echo "== ecrbuild --sha $sha (api/ → $registry/$repo)"
 start=$(date +%s%N)
-"$bin" --sha "$sha" --repository "$repo" --registry "$registry" --auth none \
+# ecrbuild.toml declares the service `api`; the variable names its repository, as terraform/ does in CodeBuild.
+ECRBUILD_SERVICE_REPOSITORIES="api=$repo" "$bin" --sha "$sha" --registry "$registry" --auth none \
   --build-arg "GO_IMAGE=$ECRBUILD_RIG_GO_IMAGE"
 elapsed_ms=$((($(date +%s%N) - start) / 1000000))
 echo "== ecrbuild took ${elapsed_ms} ms"

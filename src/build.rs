@@ -28,7 +28,7 @@ use crate::context::{BuildContext, ContextError};
 use crate::error::{Error, Result};
 use crate::identity::{
     reference, Platform, Published, Registry, Repository, Revision, Tag, COMMIT_TIME_LABEL,
-    CREATED_LABEL, LATEST_CANDIDATE_LABEL, REVISION_LABEL,
+    CREATED_LABEL, INPUTS_LABEL, LATEST_CANDIDATE_LABEL, REVISION_LABEL,
 };
 use crate::report::{utc_timestamp, Reporter, TimeLayout};
 
@@ -220,6 +220,52 @@ pub async fn pull_cache_sources(
     present
 }
 
+/// Pull the base images identified in their registry whose copy on the daemon is another image (or
+/// absent), so the build uses exactly what the input digest names. Our credentials go only to our
+/// registry.
+pub async fn pull_stale_bases(
+    docker: &Docker,
+    bases: &[crate::inputs::BaseImage],
+    registry: &Registry,
+    credentials: &Credentials,
+    reporter: &Reporter,
+) -> Result<()> {
+    use crate::inputs::BaseSource;
+    for base in bases.iter().filter(|b| b.source == BaseSource::Registry) {
+        let held = docker
+            .inspect_image(&base.reference)
+            .await
+            .ok()
+            .and_then(|image| image.repo_digests)
+            .unwrap_or_default();
+        if held.iter().any(|d| d.ends_with(&format!("@{}", base.id))) {
+            continue;
+        }
+        reporter.step(format!("pulling {} ({})", base.reference, base.id));
+        let auth = if base.reference.starts_with(&format!("{registry}/")) {
+            credentials.for_daemon(registry)
+        } else {
+            None
+        };
+        let options = bollard::query_parameters::CreateImageOptionsBuilder::new()
+            .from_image(&base.reference)
+            .build();
+        let mut stream = docker.create_image(Some(options), None, auth);
+        while let Some(item) = stream.next().await {
+            let failure = match item {
+                Ok(info) => info.error_detail.and_then(|d| d.message),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(why) = failure {
+                return Err(Error::BuildFailed {
+                    message: format!("cannot pull base image {}: {}", base.reference, why.trim()),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What the built image is for, resolved by the phases before the build.
 #[derive(Debug, Clone)]
 pub struct BuildSetup {
@@ -235,6 +281,8 @@ pub struct BuildSetup {
     pub gzip: bool,
     /// `--platform`: build with BuildKit for this platform.
     pub platform: Option<Platform>,
+    /// The build's input digest, published as a label (services with build avoidance).
+    pub inputs: Option<crate::inputs::InputDigest>,
 }
 
 /// Build `context` as planned, then tag the image with every planned tag.
@@ -253,6 +301,10 @@ pub async fn build(
         &options.labels,
         &utc_timestamp(std::time::SystemTime::now(), TimeLayout::Rfc3339),
     );
+    let mut provenance = provenance;
+    if let Some(inputs) = &setup.inputs {
+        provenance.insert(INPUTS_LABEL.to_string(), inputs.to_string());
+    }
     let mut image = BuiltImage {
         id,
         published: setup.name,

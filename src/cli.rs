@@ -13,7 +13,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     args_conflicts_with_subcommands = true,
     after_help = "Exit codes: 0 ok, 1 internal, 2 usage/config, 3 context, 4 daemon unreachable, 5 build failed, \
 6 auth failed, 7 push failed, 8 verify failed, 9 scan findings, 10 repository not found, 11 image not found (export), \
-12 bucket not found (export), 13 corrupt blob (export), 14 export failed (export), 130 SIGINT, 143 SIGTERM."
+12 bucket not found (export), 13 corrupt blob (export), 14 export failed (export), 130 SIGINT, 143 SIGTERM. \
+With services, the most severe failure's code."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -33,6 +34,26 @@ pub enum Command {
     /// Write an image from the registry into S3, a file or stdout, as `docker save` or an OCI layout
     /// would, streamed and verified (no Docker daemon needed).
     Export(ExportArgs),
+    /// List the services of ecrbuild.toml: name, repository, Dockerfile, context.
+    Services(ServicesArgs),
+    /// Decide for each service of ecrbuild.toml whether a run would build it, reuse an image with the
+    /// same inputs, or skip it (this commit is published); builds and pushes nothing.
+    Plan(Box<PlanArgs>),
+}
+
+/// `ecrbuild services`.
+#[derive(Debug, Args)]
+pub struct ServicesArgs {
+    /// The services file. Default: ecrbuild.toml in the current directory, else at the git top level.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+/// `ecrbuild plan`: the flags of a run, decided without building.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub build: BuildArgs,
 }
 
 /// `ecrbuild index`: the publishing flags of a build, and the platforms to join.
@@ -275,23 +296,44 @@ pub enum Severity {
 pub enum OutputFormat {
     Text,
     Json,
+    /// `ecrbuild plan` only: append `matrix=<json>` (the services to build) and `builds=N` to
+    /// $GITHUB_OUTPUT, and print the text table.
+    GithubMatrix,
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct BuildArgs {
     /// Commit SHA to tag with (40 or 64 lowercase hex). Default: CODEBUILD_RESOLVED_SOURCE_VERSION, GITHUB_SHA,
     /// CI_COMMIT_SHA, then `git rev-parse HEAD` in the context directory.
     #[arg(long, value_name = "SHA")]
     pub sha: Option<String>,
 
-    /// Dockerfile path, resolved against the current directory.
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "PATH",
-        default_value = "api/Dockerfile"
-    )]
-    pub dockerfile: PathBuf,
+    /// Dockerfile path, resolved against the current directory. Default: api/Dockerfile. Given, the
+    /// single image is built even where an ecrbuild.toml declares services.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub dockerfile: Option<PathBuf>,
+
+    /// The services file (ecrbuild.toml). Default: ecrbuild.toml in the current directory, else at the
+    /// git top level; found and no -f given, every service (or those named by --service) is built.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Only this service of ecrbuild.toml (repeatable).
+    #[arg(long = "service", value_name = "NAME")]
+    pub services: Vec<String>,
+
+    /// Services built by the daemon at once. Default: the number of CPUs, at most 4. Registry-only
+    /// work (reuse, skip) is not limited by it.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
+    /// Stop the other services at the first failed one (by default they still publish).
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Build every service even when the registry holds an image with the same inputs.
+    #[arg(long)]
+    pub rebuild: bool,
 
     /// Build context directory (the repository root, as in `docker build -f api/Dockerfile .`).
     #[arg(long, value_name = "DIR", default_value = ".")]
@@ -460,4 +502,13 @@ pub struct BuildArgs {
     /// same files either way; ecrbuild falls back to the whole context when it cannot tell).
     #[arg(long)]
     pub full_context: bool,
+}
+
+impl BuildArgs {
+    /// The Dockerfile: `-f`, else the default `api/Dockerfile`.
+    pub fn dockerfile_path(&self) -> PathBuf {
+        self.dockerfile
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("api/Dockerfile"))
+    }
 }

@@ -48,6 +48,29 @@ impl ExitCode {
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// Which failure a run with several services reports (higher wins): being stopped, then a bug,
+    /// then what stops every service (credentials, repository, daemon, config), then one service's own
+    /// failure (context, push, verify, build, scan).
+    pub fn severity(self) -> u8 {
+        use ExitCode as C;
+        const MOST_SEVERE_FIRST: [ExitCode; 12] = [
+            C::Interrupted,
+            C::Terminated,
+            C::Internal,
+            C::AuthFailed,
+            C::RepositoryNotFound,
+            C::DaemonUnreachable,
+            C::Usage,
+            C::Context,
+            C::PushFailed,
+            C::VerifyFailed,
+            C::BuildFailed,
+            C::ScanFindings,
+        ];
+        let rank = MOST_SEVERE_FIRST.iter().position(|c| *c == self);
+        rank.map_or(1, |r| (MOST_SEVERE_FIRST.len() - r + 1) as u8)
+    }
 }
 
 /// A named input that failed validation, and what to do about it.
@@ -202,6 +225,15 @@ pub enum Error {
 
     #[error("{0}")]
     Internal(String),
+
+    /// Some services of ecrbuild.toml failed (the others are published): `failed` names each with
+    /// its error; the exit code is the most severe of theirs.
+    #[error("{} of {total} services failed: {failed}", .code_of.len())]
+    ServicesFailed {
+        total: usize,
+        failed: String,
+        code_of: Vec<ExitCode>,
+    },
 }
 
 impl Error {
@@ -247,6 +279,11 @@ impl Error {
             Error::Interrupted(Signal::Interrupt) => ExitCode::Interrupted,
             Error::Interrupted(Signal::Terminate) => ExitCode::Terminated,
             Error::Internal(_) => ExitCode::Internal,
+            Error::ServicesFailed { code_of, .. } => code_of
+                .iter()
+                .copied()
+                .max_by_key(|code| code.severity())
+                .unwrap_or(ExitCode::Internal),
         }
     }
 }
@@ -399,5 +436,20 @@ mod tests {
             detail: "503 transient".into()
         }
         .is_transient());
+    }
+
+    #[test]
+    fn services_report_the_most_severe_failure() {
+        let failed = |codes: Vec<ExitCode>| Error::ServicesFailed {
+            total: 5,
+            failed: "x".into(),
+            code_of: codes,
+        };
+        let both = failed(vec![ExitCode::BuildFailed, ExitCode::AuthFailed]);
+        assert_eq!(both.exit_code(), ExitCode::AuthFailed);
+        let build = failed(vec![ExitCode::ScanFindings, ExitCode::BuildFailed]);
+        assert_eq!(build.exit_code(), ExitCode::BuildFailed);
+        assert!(ExitCode::Interrupted.severity() > ExitCode::Internal.severity());
+        assert!(ExitCode::PushFailed.severity() > ExitCode::BuildFailed.severity());
     }
 }

@@ -133,6 +133,21 @@ impl Platform {
         self.to_string().replace('/', "-")
     }
 
+    /// The platform of the machine ecrbuild runs on (Linux, in Go's architecture names).
+    pub fn host() -> Platform {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            other => other,
+        };
+        Platform {
+            os: "linux".to_string(),
+            architecture: architecture.to_string(),
+            variant: None,
+        }
+    }
+
     /// Whether `other` runs here without emulation: the same OS and architecture (variants of one
     /// architecture run natively on its hosts).
     pub fn runs_natively(&self, other: &Platform) -> bool {
@@ -249,6 +264,8 @@ pub const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 /// OCI label with the build time (RFC 3339).
 pub const CREATED_LABEL: &str = "org.opencontainers.image.created";
 /// Committer time of the revision, seconds since the epoch: orders commits when git history is absent.
+/// The input digest of the build (see `inputs`): images with the same one read the same inputs.
+pub const INPUTS_LABEL: &str = "io.ecrbuild.inputs";
 pub const COMMIT_TIME_LABEL: &str = "io.ecrbuild.commit-time";
 /// `true` on images whose run was to move `latest` (the default branch, or `--latest force`). Only those
 /// are candidates when a run repairs `latest` after a concurrent one: a branch build of a newer commit

@@ -16,6 +16,7 @@ pub mod error;
 pub mod export;
 pub mod git;
 pub mod identity;
+pub mod inputs;
 pub mod pipeline;
 pub mod plan;
 pub mod push;

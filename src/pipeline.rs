@@ -5,7 +5,9 @@
 //! platform, joined into an index; `ecrbuild index` runs [`platforms::run_index`].
 
 mod platforms;
+mod services;
 pub use platforms::run_index;
+pub use services::{failure_of, plan_services, run_services};
 
 use std::future::Future;
 use std::time::{Duration, Instant, SystemTime};
@@ -31,13 +33,19 @@ use crate::verify;
 /// Run the whole pipeline; stop cleanly on SIGINT or SIGTERM. Dropping the pipeline future closes the
 /// connection to the daemon, which cancels a build in progress; nothing is pushed after that.
 pub async fn run_until_signalled(plan: Plan, reporter: &Reporter) -> Result<Summary> {
+    until_signalled(run(plan, reporter)).await
+}
+
+/// Run `work` until it ends or SIGINT/SIGTERM arrives; then it is dropped, which closes the
+/// connections it holds (a build in progress is cancelled) and pushes nothing more.
+pub async fn until_signalled<T>(work: impl Future<Output = Result<T>>) -> Result<T> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())
         .map_err(|e| Error::Internal(format!("SIGINT handler: {e}")))?;
     let mut terminate = signal(SignalKind::terminate())
         .map_err(|e| Error::Internal(format!("SIGTERM handler: {e}")))?;
     tokio::select! {
-        result = run(plan, reporter) => result,
+        result = work => result,
         _ = interrupt.recv() => Err(Error::Interrupted(Signal::Interrupt)),
         _ = terminate.recv() => Err(Error::Interrupted(Signal::Terminate)),
     }
@@ -233,6 +241,7 @@ async fn build_or_find(
             .compress
             .unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host())),
         platform: plan.platforms.first().cloned(),
+        inputs: None,
     };
     let building = build::build(docker, &plan.build, setup, context, reporter);
     let outcome = if preflight_wanted && access.is_none() {

@@ -4,6 +4,9 @@
 //! The plan is made of each phase's own options ([`BuildOptions`], [`PublishOptions`], [`ScanPlan`],
 //! [`OutputFiles`]) plus the image's identity; each phase is handed only its part.
 
+mod services;
+pub use services::{resolve_services, Service, ServicesOptions};
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -427,7 +430,7 @@ fn build_options(args: &BuildArgs, env: &Env, ci: &CiContext) -> Result<BuildOpt
     labels.extend(parse_key_values("--label", &args.labels)?);
     Ok(BuildOptions {
         context_dir: args.context.clone(),
-        dockerfile: args.dockerfile.clone(),
+        dockerfile: args.dockerfile_path(),
         build_args: parse_key_values("--build-arg", &args.build_args)?,
         labels,
         target: args.target.clone().filter(|t| !t.is_empty()),

@@ -283,6 +283,17 @@ impl RegistryApi {
         labels: &BTreeMap<String, String>,
         to: &Tag,
     ) -> Result<StoredManifest, RegistryApiError> {
+        self.put_relabelled(base, &[], labels, to).await
+    }
+
+    /// As [`put_with_labels`](Self::put_with_labels), with the labels in `dropped` removed first.
+    pub async fn put_relabelled(
+        &self,
+        base: &StoredManifest,
+        dropped: &[&str],
+        labels: &BTreeMap<String, String>,
+        to: &Tag,
+    ) -> Result<StoredManifest, RegistryApiError> {
         let config_digest = base.config_digest().ok_or_else(|| {
             RegistryApiError::permanent(format!(
                 "manifest {} has no config (a manifest list?)",
@@ -292,7 +303,7 @@ impl RegistryApi {
         let config = self
             .config_blob(&self.by_digest(&base.digest), &config_digest)
             .await?;
-        let relabelled = relabel::relabel(&base.bytes, &config, labels)
+        let relabelled = relabel::relabel_replacing(&base.bytes, &config, dropped, labels)
             .map_err(|e| RegistryApiError::permanent(format!("{} ({})", e, base.digest)))?;
         self.client
             .push_blob(
@@ -452,6 +463,45 @@ impl RegistryApi {
             .await?;
         relabel::labels_of_config(&config)
             .map_err(|e| RegistryApiError::permanent(format!("config {config_digest}: {e}")))
+    }
+
+    /// Whether the image `manifest` names (for an index: its image for `platform`, else for this
+    /// host's) has ONBUILD triggers in its config.
+    pub async fn has_onbuild_triggers(
+        &self,
+        manifest: &StoredManifest,
+        platform: Option<&Platform>,
+    ) -> Result<bool, RegistryApiError> {
+        let image = match manifest.index_entries() {
+            None => manifest.clone(),
+            Some(entries) => {
+                let wanted = platform.cloned().unwrap_or_else(Platform::host);
+                let entry = entries
+                    .iter()
+                    .find(|e| e.platform == wanted)
+                    .or_else(|| entries.iter().find(|e| e.platform.runs_natively(&wanted)))
+                    .ok_or_else(|| {
+                        RegistryApiError::permanent(format!(
+                            "{} has no image for {wanted}",
+                            manifest.digest
+                        ))
+                    })?;
+                self.image_manifest(&entry.digest).await?.ok_or_else(|| {
+                    RegistryApiError::permanent(format!("{} is missing", entry.digest))
+                })?
+            }
+        };
+        let config_digest = image.config_digest().ok_or_else(|| {
+            RegistryApiError::permanent(format!("manifest {} has no config", image.digest))
+        })?;
+        let config = self
+            .config_blob(&self.by_digest(&image.digest), &config_digest)
+            .await?;
+        let parsed: serde_json::Value = serde_json::from_slice(&config)
+            .map_err(|e| RegistryApiError::permanent(format!("config {config_digest}: {e}")))?;
+        Ok(parsed["config"]["OnBuild"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()))
     }
 
     /// The platform and the labels the config of the image `manifest` declares.

@@ -17,6 +17,8 @@ pub struct Reporter {
     quiet: bool,
     /// Plain timestamped lines (CI logs) instead of terminal output.
     plain: bool,
+    /// `[service]` on every line when several services run at once.
+    service: Option<Arc<str>>,
 }
 
 impl Reporter {
@@ -25,17 +27,30 @@ impl Reporter {
         Reporter {
             quiet,
             plain: ci || !std::io::stderr().is_terminal(),
+            service: None,
+        }
+    }
+
+    /// The same reporter, with every line saying which service it is about.
+    pub fn for_service(&self, service: &str) -> Self {
+        Reporter {
+            service: Some(Arc::from(format!("[{service}]"))),
+            ..self.clone()
         }
     }
 
     fn prefix(&self) -> String {
+        let service = self
+            .service
+            .as_deref()
+            .map_or(String::new(), |s| format!(" {s}"));
         if self.plain {
             format!(
-                "{} ecrbuild:",
+                "{} ecrbuild:{service}",
                 utc_timestamp(SystemTime::now(), TimeLayout::Clock)
             )
         } else {
-            "ecrbuild:".to_string()
+            format!("ecrbuild:{service}")
         }
     }
 
@@ -74,7 +89,14 @@ impl Reporter {
                 line.to_string()
             };
             if !line.trim().is_empty() {
-                let _ = writeln!(err, "  {line}");
+                match &self.service {
+                    Some(service) => {
+                        let _ = writeln!(err, "  {service} {line}");
+                    }
+                    None => {
+                        let _ = writeln!(err, "  {line}");
+                    }
+                }
             }
         }
     }
@@ -239,7 +261,7 @@ pub fn secs(d: Duration) -> f64 {
 }
 
 /// The result of a run, printed with `--output json` as one object. The field set is a stable schema.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
     pub sha: String,
     pub image_id: String,
@@ -418,4 +440,155 @@ mod tests {
         assert_eq!(s.to_text(), "r/api:a@sha256:d\nr/api:latest\n");
         assert!(s.to_json().contains("\"pushed\":true"));
     }
+}
+
+/// What a run did with one service of ecrbuild.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceAction {
+    /// The daemon built it (and it was pushed, unless the run pushes nothing).
+    Built,
+    /// An image with the same inputs was republished for this commit; no build.
+    Reused,
+    /// This commit was already published.
+    Skipped,
+    Failed,
+}
+
+/// One service's result: the single-image result plus what happened and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceSummary {
+    pub service: String,
+    pub action: ServiceAction,
+    /// The input digest, when every input could be identified.
+    pub inputs: Option<String>,
+    /// The commit whose image was reused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused_from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<u8>,
+    #[serde(flatten)]
+    pub image: Summary,
+}
+
+/// The result of a run over several services (`--output json`: `{"sha": …, "services": […]}`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicesSummary {
+    pub sha: String,
+    pub services: Vec<ServiceSummary>,
+}
+
+impl ServicesSummary {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    /// One table: service, action, digest, seconds.
+    pub fn to_text(&self) -> String {
+        let rows: Vec<[String; 4]> = self
+            .services
+            .iter()
+            .map(|s| {
+                [
+                    s.service.clone(),
+                    format!("{:?}", s.action).to_lowercase(),
+                    s.image.digest.clone().unwrap_or_else(|| "-".to_string()),
+                    format!("{:.2}", s.image.timings.total_secs),
+                ]
+            })
+            .collect();
+        table(["SERVICE", "ACTION", "DIGEST", "SECONDS"], &rows)
+    }
+}
+
+/// What `ecrbuild plan` expects a run to do with a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlannedAction {
+    Build,
+    Reuse,
+    Skip,
+}
+
+/// One service as `ecrbuild plan` sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedService {
+    pub service: String,
+    pub repository: String,
+    pub action: PlannedAction,
+    pub reason: String,
+    pub inputs: Option<String>,
+    /// The commit whose image a run would reuse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reuse_from: Option<String>,
+}
+
+/// `ecrbuild plan`'s result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicesPlan {
+    pub sha: String,
+    pub services: Vec<PlannedService>,
+}
+
+impl ServicesPlan {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    }
+
+    pub fn to_text(&self) -> String {
+        let rows: Vec<[String; 4]> = self
+            .services
+            .iter()
+            .map(|s| {
+                [
+                    s.service.clone(),
+                    format!("{:?}", s.action).to_lowercase(),
+                    s.repository.clone(),
+                    s.reason.clone(),
+                ]
+            })
+            .collect();
+        table(["SERVICE", "ACTION", "REPOSITORY", "REASON"], &rows)
+    }
+
+    /// The lines for `$GITHUB_OUTPUT`: a job matrix of the services to build, and how many there are.
+    pub fn github_matrix(&self) -> String {
+        let include: Vec<serde_json::Value> = self
+            .services
+            .iter()
+            .filter(|s| s.action == PlannedAction::Build)
+            .map(|s| serde_json::json!({"service": s.service, "repository": s.repository}))
+            .collect();
+        let builds = include.len();
+        let matrix = serde_json::json!({ "include": include });
+        format!("matrix={matrix}\nbuilds={builds}\n")
+    }
+}
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
 }

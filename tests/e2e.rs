@@ -22,22 +22,23 @@ fn api_is_built_pushed_with_sha_and_latest_and_serves_health() {
     let repo = unique_repo("api");
     let sha = unique_sha();
     let mut cmd = ecrbuild();
-    cmd.args([
-        "--sha",
-        &sha,
-        "--repository",
-        &repo,
-        "--registry",
-        rig.registry(),
-        "--auth",
-        "none",
-    ])
-    .args([
-        "--build-arg",
-        &format!("GO_IMAGE={}", rig.go_image()),
-        "--output",
-        "json",
-    ]);
+    cmd.args(["-f", "api/Dockerfile"])
+        .args([
+            "--sha",
+            &sha,
+            "--repository",
+            &repo,
+            "--registry",
+            rig.registry(),
+            "--auth",
+            "none",
+        ])
+        .args([
+            "--build-arg",
+            &format!("GO_IMAGE={}", rig.go_image()),
+            "--output",
+            "json",
+        ]);
     let result = run(&mut cmd);
     result.assert_code(0);
 

@@ -116,7 +116,7 @@ fn api_image_exported_to_s3_through_the_ecr_path_loads_runs_and_keeps_its_image_
     let mut build = ecrbuild();
     build
         .envs(rig.aws_env())
-        .args(["--sha", &sha, "--repository", &repo])
+        .args(["-f", "api/Dockerfile", "--sha", &sha, "--repository", &repo])
         .args(["--registry", rig.ecr_registry(), "--auth", "ecr"])
         .args(["--create-repository", "--no-latest"])
         .args(["--build-arg", &format!("GO_IMAGE={}", rig.go_image())]);

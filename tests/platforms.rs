@@ -20,7 +20,8 @@ const BOTH: &str = "linux/amd64,linux/arm64";
 /// checkout the tests run in may be on any branch).
 fn api_cmd(registry: &str, repo: &str, sha: &str) -> Command {
     let mut cmd = ecrbuild();
-    cmd.args(["--sha", sha, "--repository", repo, "--registry", registry])
+    cmd.args(["-f", "api/Dockerfile"])
+        .args(["--sha", sha, "--repository", repo, "--registry", registry])
         .args(["--branch", "main"])
         .args(["--auth", "none", "--build-arg"])
         .arg(format!("GO_IMAGE={}", Rig::get().go_image()));

@@ -204,6 +204,7 @@ async fn build_all(
             cache_from: Vec::new(),
             gzip,
             platform: Some(platform.clone()),
+            inputs: None,
         })
         .collect();
     let built = build::build_platforms(docker, &plan.build, setups, contexts, reporter).await?;

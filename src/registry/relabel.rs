@@ -36,6 +36,17 @@ pub fn relabel(
     config: &[u8],
     labels: &BTreeMap<String, String>,
 ) -> Result<Relabelled, RelabelError> {
+    relabel_replacing(manifest, config, &[], labels)
+}
+
+/// As [`relabel`], with the labels named in `dropped` removed first: an image republished for
+/// another commit must not keep the first commit's provenance labels that the new one lacks.
+pub fn relabel_replacing(
+    manifest: &[u8],
+    config: &[u8],
+    dropped: &[&str],
+    labels: &BTreeMap<String, String>,
+) -> Result<Relabelled, RelabelError> {
     let mut manifest: Value =
         serde_json::from_slice(manifest).map_err(|e| RelabelError::Manifest(e.to_string()))?;
     if !manifest.get("config").is_some_and(Value::is_object) {
@@ -59,6 +70,9 @@ pub fn relabel(
         *existing = Value::Object(Map::new());
     }
     if let Some(existing) = existing.as_object_mut() {
+        for key in dropped {
+            existing.remove(*key);
+        }
         for (key, value) in labels {
             existing.insert(key.clone(), Value::String(value.clone()));
         }
@@ -192,5 +206,19 @@ mod tests {
             sha256_digest(b""),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn dropped_labels_go_before_the_new_ones_are_added() {
+        let config = br#"{"config":{"Labels":{"old":"1","keep":"2","swap":"3"}}}"#;
+        let out = relabel_replacing(
+            MANIFEST.as_bytes(),
+            config,
+            &["old", "swap"],
+            &labels(&[("swap", "4")]),
+        )
+        .unwrap();
+        let got = labels_of_config(&out.config).unwrap();
+        assert_eq!(got, labels(&[("keep", "2"), ("swap", "4")]));
     }
 }

@@ -141,6 +141,77 @@ fn read(dockerfile: &[u8], build_args: &BTreeMap<String, String>) -> Reading {
     Ok((roots, base_images))
 }
 
+/// The images a Dockerfile builds on: every `FROM` image and every `COPY --from` that names an
+/// image rather than a stage, build arguments applied, each once, in order. `scratch` and stages are
+/// not images. An image name that uses a variable without a value cannot be known without the build:
+/// that is the `Err`, with the reason.
+pub fn images_read(
+    dockerfile: &[u8],
+    build_args: &BTreeMap<String, String>,
+) -> Result<Vec<String>, String> {
+    let text =
+        std::str::from_utf8(dockerfile).map_err(|_| "the Dockerfile is not UTF-8".to_string())?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let escape = escape_directive(text)?;
+    let mut images: Vec<String> = Vec::new();
+    let mut stages: Vec<String> = Vec::new();
+    let mut global_args: BTreeMap<String, Option<String>> = BTreeMap::new();
+    let mut add = |image: String, stages: &[String]| {
+        let stage = stages.iter().any(|s| s.eq_ignore_ascii_case(&image))
+            || (image.bytes().all(|b| b.is_ascii_digit())
+                && image.parse::<usize>().is_ok_and(|n| n < stages.len()));
+        if !stage && !image.eq_ignore_ascii_case("scratch") && !images.contains(&image) {
+            images.push(image);
+        }
+    };
+    for line in logical_lines(text, escape) {
+        let line = line.trim_start();
+        let (instruction, rest) = match line.find(char::is_whitespace) {
+            Some(at) => (&line[..at], line[at..].trim()),
+            None => (line, ""),
+        };
+        let unresolved =
+            |image: &str| format!("{image}: the image name uses a variable that has no value");
+        match instruction.to_ascii_lowercase().as_str() {
+            "arg" if stages.is_empty() => {
+                for token in rest.split_whitespace() {
+                    let (name, value) = match token.split_once('=') {
+                        Some((name, value)) => (name, Some(value.to_string())),
+                        None => (token, None),
+                    };
+                    global_args.insert(name.to_string(), value);
+                }
+            }
+            "from" => {
+                let (_, args) = split_flags(rest);
+                let mut words = args.split_whitespace();
+                let image = words.next().ok_or("a FROM without an image")?;
+                let resolved =
+                    substitute(image, build_args, &global_args).ok_or_else(|| unresolved(image))?;
+                add(resolved, &stages);
+                let name = match (words.next(), words.next()) {
+                    (Some(kw), Some(name)) if kw.eq_ignore_ascii_case("as") => name.to_string(),
+                    _ => String::new(),
+                };
+                stages.push(name);
+            }
+            "copy" | "add" => {
+                let (flags, _) = split_flags(rest);
+                for flag in flags {
+                    if let Some(from) = flag.strip_prefix("--from=") {
+                        let from = from.trim_matches('"');
+                        let resolved = substitute(from, build_args, &global_args)
+                            .ok_or_else(|| unresolved(from))?;
+                        add(resolved, &stages);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(images)
+}
+
 /// The `escape` parser directive (`\` unless set to a backtick). Directives are read only before the
 /// first line that is not one.
 fn escape_directive(text: &str) -> Result<char, String> {
@@ -453,5 +524,25 @@ mod tests {
             ),
             Some("alpine:3".to_string())
         );
+    }
+
+    #[test]
+    fn images_read_lists_bases_and_copy_from_images_once() {
+        let dockerfile = b"ARG GO=golang:1.22\nFROM ${GO} AS build\nCOPY . .\nFROM scratch\n\
+COPY --from=build /a /a\nCOPY --from=0 /b /b\nCOPY --from=alpine:3 /c /c\nFROM golang:1.22\n";
+        let images = images_read(dockerfile, &BTreeMap::new()).unwrap();
+        assert_eq!(
+            images,
+            vec!["golang:1.22".to_string(), "alpine:3".to_string()]
+        );
+        let args = BTreeMap::from([("GO".to_string(), "local/go:1".to_string())]);
+        let images = images_read(dockerfile, &args).unwrap();
+        assert_eq!(images[0], "local/go:1");
+    }
+
+    #[test]
+    fn images_read_refuses_an_image_it_cannot_name() {
+        let reason = images_read(b"FROM ${NOPE}\n", &BTreeMap::new()).unwrap_err();
+        assert!(reason.contains("${NOPE}"), "{reason}");
     }
 }

@@ -62,6 +62,7 @@
 
 #![warn(missing_docs)]
 
+mod digest;
 mod dockerfile;
 mod entries;
 mod go_regexp;
@@ -80,7 +81,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::Stream;
 
-pub use dockerfile::{context_needs, ContextNeeds, SourceRoot};
+pub use dockerfile::{context_needs, images_read, ContextNeeds, SourceRoot};
 pub use ignore::{IgnoreRules, ParseError, PatternError};
 
 /// What can go wrong while scanning a context or streaming its tar. Every variant names the path
@@ -346,6 +347,14 @@ impl BuildContext {
     /// written is incomplete and must be discarded.
     pub fn write_tar<W: io::Write>(&self, out: W) -> io::Result<W> {
         tar_stream::write_archive(&self.plan, out)
+    }
+
+    /// SHA-256 over the tar this context sends, without the fields a checkout changes (file times)
+    /// and the header checksum: the same files, names, modes, links and contents give the same
+    /// digest on any clone. Reads every file that is sent (call it off the async runtime).
+    pub fn content_digest(&self) -> io::Result<[u8; 32]> {
+        let sink = tar_stream::write_archive(&self.plan, digest::TarDigest::new())?;
+        Ok(sink.finish())
     }
 
     /// Stream the tar: the writer runs on a blocking thread and feeds a bounded channel, so memory stays
