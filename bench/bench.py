@@ -1177,15 +1177,17 @@ touched() {  # touched PREFIX...: does this commit change a path under one of th
                               if isinstance(v[0], (int, float)))
             lines.append(f"{name:24} phases (median s): {parts}")
         for name in ("services/a/ecrbuild", "services/b/ecrbuild", "services/api/ecrbuild"):
-            by_action = {}
+            by_action = {}  # action -> phase -> values
             for r in self.runs.get(name, []):
                 for service in r["summary"].get("services", []):
-                    total = (service.get("timings") or {}).get("total_secs")
-                    if isinstance(total, (int, float)):
-                        by_action.setdefault(service.get("action"), []).append(total)
-            if by_action:
-                lines.append(f"{name:24} per service (median s of total_secs): " + ", ".join(
-                    f"{action} {statistics.median(v):.2f} (n={len(v)})" for action, v in sorted(by_action.items())))
+                    phases = by_action.setdefault(service.get("action"), {})
+                    for key, value in (service.get("timings") or {}).items():
+                        if isinstance(value, (int, float)):
+                            phases.setdefault(key, []).append(value)
+            for action, phases in sorted(by_action.items()):
+                count = max(len(v) for v in phases.values()) if phases else 0
+                parts = ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in phases.items())
+                lines.append(f"{name:24} {action} services (n={count}), per service (median s): {parts}")
         for name in ("services/a/naive", "services/a/filter", "services/b/naive", "services/b/filter"):
             if name in self.runs:
                 built = statistics.median(len(r["built"]) for r in self.runs[name])
