@@ -2,7 +2,7 @@
 //! auth flows of ECR and other registries. Used to prove what was pushed, to copy tags inside the
 //! registry, and to publish an image's config with its provenance labels.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
@@ -109,6 +109,36 @@ impl StoredManifest {
     }
 }
 
+/// One client per registry and credentials for the whole process. Building a client builds two
+/// HTTP clients, each loading the system's root certificates (tens of milliseconds); a run with
+/// many services would pay that for every repository and base image. A client remembers the
+/// credentials it first saw for a registry, so new credentials (a refreshed token) get a new client.
+fn shared_client(registry: &Registry, credentials: &Credentials, config: ClientConfig) -> Client {
+    use std::collections::hash_map::RandomState;
+    use std::hash::BuildHasher;
+    type Clients = (
+        RandomState,
+        std::sync::Mutex<HashMap<(String, u64), Client>>,
+    );
+    static CLIENTS: std::sync::OnceLock<Clients> = std::sync::OnceLock::new();
+    let (keys, clients) = CLIENTS.get_or_init(Default::default);
+    // A hash with this process's random keys: the map never holds the credentials in clear.
+    let credentials = match credentials {
+        Credentials::Anonymous => keys.hash_one(0u8),
+        Credentials::Basic { username, password } => {
+            keys.hash_one((1u8, username, password.expose()))
+        }
+    };
+    let key = (registry.host().to_string(), credentials);
+    let mut clients = clients
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    clients
+        .entry(key)
+        .or_insert_with(|| Client::new(config))
+        .clone()
+}
+
 /// One repository in one registry, with the credentials to read it.
 pub struct RegistryApi {
     client: Client,
@@ -141,7 +171,7 @@ impl RegistryApi {
             }
         };
         RegistryApi {
-            client: Client::new(config),
+            client: shared_client(registry, credentials, config),
             auth,
             registry: registry.clone(),
             repository: repository.clone(),

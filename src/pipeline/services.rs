@@ -40,8 +40,18 @@ use super::{
 struct Shared {
     bases: BaseLookup,
     builds: Semaphore,
+    /// Services decided or published at once: the registry and the blocking pool see a bounded
+    /// load however many services the file holds.
+    in_flight: Semaphore,
     options: ServicesOptions,
 }
+
+/// Why a service with several platforms is built every time.
+const SEVERAL_PLATFORMS: &str =
+    "several platforms: built every time (reuse covers services with one platform)";
+
+/// Services worked on at once (each holds a scanned context and a few registry requests).
+const SERVICES_IN_FLIGHT: usize = 16;
 
 /// What the registry said about a service, and what acting on it needs.
 enum Found {
@@ -94,10 +104,13 @@ pub async fn run_services(
         .map(|service| run_one(service, &shared, reporter))
         .collect();
     let mut results = Vec::new();
+    let mut first_failure = None;
     while let Some(result) = running.next().await {
-        let failed = result.action == ServiceAction::Failed;
+        if result.action == ServiceAction::Failed && first_failure.is_none() {
+            first_failure = Some((result.service.clone(), result.exit_code));
+        }
         results.push(result);
-        if failed && options.fail_fast && !running.is_empty() {
+        if first_failure.is_some() && options.fail_fast && !running.is_empty() {
             reporter.warn("--fail-fast: stopping the other services");
             drop(running);
             break;
@@ -105,7 +118,7 @@ pub async fn run_services(
     }
     for service in &services {
         if !results.iter().any(|r| r.service == service.name) {
-            results.push(stopped(service));
+            results.push(stopped(service, first_failure.clone()));
         }
     }
     results.sort_by(|a, b| a.service.cmp(&b.service));
@@ -123,7 +136,18 @@ pub async fn plan_services(
 ) -> Result<ServicesPlan> {
     let shared = shared(&services, options).await;
     let deciding = services.iter().map(|service| async {
+        let _slot = shared.in_flight.acquire().await;
         let reporter = reporter.for_service(&service.name);
+        if service.plan.platforms.len() > 1 {
+            return Ok(PlannedService {
+                service: service.name.clone(),
+                repository: service.plan.identity.repository.as_str().to_string(),
+                action: PlannedAction::Build,
+                reason: SEVERAL_PLATFORMS.to_string(),
+                inputs: None,
+                reuse_from: None,
+            });
+        }
         let decision = decide(&service.plan, &shared, &reporter).await?;
         Ok::<_, Error>(PlannedService {
             service: service.name.clone(),
@@ -226,12 +250,14 @@ async fn shared(services: &[Service], options: ServicesOptions) -> Shared {
     Shared {
         bases: BaseLookup::new(own, timeout),
         builds: Semaphore::new(options.jobs.max(1)),
+        in_flight: Semaphore::new(SERVICES_IN_FLIGHT),
         options,
     }
 }
 
 /// One service, start to end; never `Err`: a failure is the service's result.
 async fn run_one(service: &Service, shared: &Shared, reporter: &Reporter) -> ServiceSummary {
+    let _slot = shared.in_flight.acquire().await;
     let reporter = reporter.for_service(&service.name);
     let started = Instant::now();
     let plan = &service.plan;
@@ -266,7 +292,7 @@ async fn run_decided(
     reporter: &Reporter,
 ) -> Result<ServiceAction> {
     if plan.platforms.len() > 1 {
-        reporter.step("several platforms: built every time (reuse covers one platform)");
+        reporter.step(SEVERAL_PLATFORMS);
         *summary = super::platforms::run(plan.clone(), reporter).await?;
         return Ok(ServiceAction::Built);
     }
@@ -779,19 +805,19 @@ fn initial_summary(plan: &Plan) -> Summary {
     }
 }
 
-/// A service stopped by `--fail-fast` before it finished.
-fn stopped(service: &Service) -> ServiceSummary {
-    let error = Error::Interrupted(crate::error::Signal::Terminate);
+/// A service stopped by `--fail-fast` before it finished, because `cause` failed: it reports the
+/// cause's exit code, so the run's code is the failure's, not the stop's.
+fn stopped(service: &Service, cause: Option<(String, Option<u8>)>) -> ServiceSummary {
+    let (failed, code) = cause.unwrap_or_default();
     ServiceSummary {
         service: service.name.clone(),
         action: ServiceAction::Failed,
         inputs: None,
         reused_from: None,
-        error: Some(
-            "stopped by --fail-fast after another service failed; nothing more was pushed"
-                .to_string(),
-        ),
-        exit_code: Some(error.exit_code().code()),
+        error: Some(format!(
+            "stopped by --fail-fast after {failed} failed; nothing more was pushed for it"
+        )),
+        exit_code: code,
         image: initial_summary(&service.plan),
     }
 }

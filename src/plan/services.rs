@@ -21,7 +21,7 @@ pub struct ServicesOptions {
     /// Daemon builds at once.
     pub jobs: usize,
     pub fail_fast: bool,
-    /// Never reuse an image with the same inputs (`--rebuild`, `--no-cache`).
+    /// Never reuse an image with the same inputs (`--rebuild`, `--no-cache`, `--force`).
     pub rebuild: bool,
 }
 
@@ -31,7 +31,8 @@ impl ServicesOptions {
         ServicesOptions {
             jobs: args.jobs.map_or(cpus.min(4), usize::from),
             fail_fast: args.fail_fast,
-            rebuild: args.rebuild || args.no_cache,
+            // --force rebuilds a published commit; an image with the same inputs must not stand in.
+            rebuild: args.rebuild || args.no_cache || args.force,
         }
     }
 }
