@@ -6,8 +6,8 @@ because the machine has 2 cores and other work runs at the same time. Each comma
 os.wait4 and GNU time: wall time, user+sys CPU of the process and everything it waited for, peak
 RSS (GNU time's %M), and the CPU time the Docker daemon spent meanwhile.
 
-Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss,platforms,export[,bigcold] selects some; default: all
-but bigcold):
+Scenarios (BENCH_ONLY=warm,skip,labels,tags,cold,big,rss,platforms,export,services[,bigcold] selects some;
+default: all but bigcold):
   warm     api/ image, new commit, unchanged sources: ecrbuild vs the shell pipeline
   skip     re-run of an already published SHA: ecrbuild (skips) vs the shell pipeline (re-runs)
   labels   daemon cost of per-build labels (why ecrbuild writes its provenance labels in the registry):
@@ -33,18 +33,42 @@ but bigcold):
   export   a ~500 MiB image (FROM scratch, 5 layers of random data, pushed by ecrbuild to the ECR stand-in)
            written to S3 (moto): `ecrbuild export` vs the seed's pipeline (ECR login, `docker pull`,
            `docker save -o`, `aws s3 cp`), from an empty image store each time; wall, peak RSS, temporary disk
+  services ecrbuild.toml services mode on a five-service fixture repository (cart, catalog, checkout, orders,
+           ui; one repository each, fresh per run; checkout and orders also COPY a shared lib/), pushed to the
+           rig's anonymous registry with --auth none:
+             (a) a commit that changes only the README: ecrbuild (every service reused from the registry, no
+                 daemon) vs the naive buildspec shell (for each service `docker build` tagged SHA and latest,
+                 `docker push` of both) and vs the path-filter shell (`git diff --name-only HEAD~1 HEAD`;
+                 builds nothing here);
+             (b) a commit that changes one service (a different one each round): ecrbuild (that one built,
+                 four reused) vs the naive shell (five builds, four cached) vs the path-filter shell (the
+                 changed directory built and pushed; checkout and orders also watch lib/).
+           Each side works in its own clone of the fixture, so its changes are new to the daemon's layer
+           cache and never reach another side. The images are the runtime stage of a prebuilt service, COPY
+           only (FROM, WORKDIR, COPY lib/, COPY the service's 1 MiB binary and files, ENV, EXPOSE, USER,
+           ENTRYPOINT), from two small bases made by `docker import` and pushed to the anonymous registry
+           (no network here): a compile would add the same seconds to every side that builds the service,
+           so COPY only measures what the sides differ in, the builds and pushes each one runs or avoids,
+           and is the strict case for (b) against the path-filter shell. And the single-service row: api/
+           as the service `api` of this repository's own ecrbuild.toml (`--service api`, pointed at a fresh
+           ECR stand-in repository by ECRBUILD_SERVICE_REPOSITORIES), a new commit with unchanged sources
+           (reused), vs the `warm` scenario's shell pipeline. Every ecrbuild run's JSON `action`s, and the
+           services each shell built, are checked: a run that took another path fails the benchmark.
 """
 
 import base64
+import io
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import stat
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import urllib.request
@@ -65,7 +89,7 @@ N = env_int("BENCH_N", 1 if QUICK else 5)
 N_COLD = env_int("BENCH_N_COLD", N)
 N_RSS = env_int("BENCH_N_RSS", 1 if QUICK else min(N, 3))
 N_BIGCOLD = env_int("BENCH_N_BIGCOLD", 1 if QUICK else min(N, 3))
-ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "warm,skip,labels,tags,cold,big,rss,platforms,export")
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "warm,skip,labels,tags,cold,big,rss,platforms,export,services")
                   .split(",")))
 CACHE = os.environ.get("BENCH_CACHE", "/var/lib/ecrbuild-rig/bench-cache")
 ECRBUILD = os.path.abspath(os.environ.get("ECRBUILD", os.path.join(REPO_ROOT, "target/release/ecrbuild")))
@@ -234,14 +258,17 @@ class Bench:
         quiet(git + ["commit", "-q", "-m", "api"], check=True)
         self.git = git
 
-    def new_commit(self):
+    def new_commit(self, git=None):
+        """A new commit of what is staged in `git`'s checkout (the api checkout by default; empty if nothing
+        is staged); returns its SHA."""
+        git = git or self.git
         self.sha_counter += 1
         # A minute apart: in a shallow clone the commit times are all that orders two commits.
         self.commit_time = max(getattr(self, "commit_time", int(time.time())), int(time.time())) + 60
         env = dict(os.environ, GIT_COMMITTER_DATE=f"@{self.commit_time} +0000",
                    GIT_AUTHOR_DATE=f"@{self.commit_time} +0000")
-        quiet(self.git + ["commit", "-q", "--allow-empty", "-m", f"bench {self.sha_counter}"], check=True, env=env)
-        return quiet(self.git + ["rev-parse", "HEAD"], check=True).stdout.strip()
+        quiet(git + ["commit", "-q", "--allow-empty", "-m", f"bench {self.sha_counter}"], check=True, env=env)
+        return quiet(git + ["rev-parse", "HEAD"], check=True).stdout.strip()
 
     def shallow_clone(self):
         """A depth-1 clone of the current commit, as CodeBuild (git_clone_depth = 1) and actions/checkout
@@ -502,7 +529,7 @@ mark push_latest
         rmi(*sorted(created & dangling))
 
     def cleanup_api(self):
-        for repository in (self.ecr_repository, self.shell_repository):
+        for repository in (self.ecr_repository, self.shell_repository, f"{self.ecr_repository}-svc"):
             rmi(*docker_tags(f"{ECR}/{repository}"))
         rmi(*sorted(i for i in self.created_images if i))
         self.created_images.clear()
@@ -712,6 +739,300 @@ stat -c %s {out} > {out}.size
                 f"shell {b['wall']:.2f}s, {b['temp_bytes'] / MIB:.0f} MiB on disk")
         self.aws("s3", "rb", f"s3://{bucket}", "--force")
 
+    # ------------------------------------------------------------ services (ecrbuild.toml)
+
+    SERVICES = ("cart", "catalog", "checkout", "orders", "ui")  # name order, as ecrbuild lists them
+    LIB_USERS = ("checkout", "orders")  # the two that COPY the shared lib/
+    SIDES = ("ecrbuild", "naive", "filter")
+
+    def checked(self, argv, what, **kw):
+        out = quiet(argv, **kw)
+        if out.returncode != 0:
+            raise Failed(f"{what}: {' '.join(argv)} exited {out.returncode}: {out.stderr.strip()[-1500:]}")
+        return out.stdout
+
+    def service_bases(self):
+        """The fixture's two base images, in the rig's anonymous registry: small root filesystems made with
+        `docker import` (there is no network to pull real ones from), imported once (kept, like the cross
+        Go image) and pushed every run (a no-op when the registry holds them). ecrbuild identifies a base
+        by the registry's digest for it, which the daemon's copy then matches."""
+        refs = {}
+        for name, size in (("svcbase-app", 2 * MIB), ("svcbase-web", 1 * MIB)):
+            ref = f"{ANON}/bench/{name}:v1"
+            if image_id(ref) is None:
+                tar_path = os.path.join(self.work, f"{name}.tar")
+                rnd = random.Random(name)
+                with tarfile.open(tar_path, "w") as tar:
+                    def add(path, data=None, mode=0o644):
+                        info = tarfile.TarInfo(path)
+                        if data is None:
+                            info.type, info.mode = tarfile.DIRTYPE, 0o755
+                            tar.addfile(info)
+                        else:
+                            info.size, info.mode = len(data), mode
+                            tar.addfile(info, io.BytesIO(data))
+                    for directory in ("etc", "usr", "usr/lib", "tmp", "app"):
+                        add(directory)
+                    add("etc/passwd", b"root:x:0:0:root:/root:/sbin/nologin\n"
+                                      b"nonroot:x:65532:65532::/home/nonroot:/sbin/nologin\n")
+                    add("etc/group", b"root:x:0:\nnonroot:x:65532:\n")
+                    add("etc/os-release", f'NAME="ecrbuild bench {name}"\nID=bench\n'.encode())
+                    add(f"usr/lib/lib{name}.so", rnd.randbytes(size), 0o755)
+                self.checked(["docker", "import", tar_path, ref], f"services: importing {ref}")
+                os.remove(tar_path)
+            self.checked(["docker", "push", ref], f"services: pushing {ref}")
+            refs[name] = ref
+        return refs
+
+    def svc_repository(self, side, service):
+        return f"bench/svc-{self.svc_run}/{side}/{service}"
+
+    def write_services_fixture(self, root, bases):
+        """Five services (ui, catalog, cart, orders, checkout), one repository each, their Dockerfiles in
+        src/<service>/; checkout and orders COPY the shared lib/ too. Each image is the runtime stage of a
+        prebuilt service: COPY only (see the module docstring)."""
+        def write(path, data):
+            path = os.path.join(root, path)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb" if isinstance(data, bytes) else "w") as f:
+                f.write(data)
+        write("README.md", "# shop\n\nFive services, one image each.\n")
+        write(".dockerignore", ".git\n**/*.md\n")
+        rnd = random.Random("lib")
+        for i in range(8):
+            lines = "".join(f"// {i}.{j} " + "x" * 64 + "\n" for j in range(100))
+            write(f"lib/shared/part{i}.go", "package shared\n\n" + lines)
+        write("lib/shared/data.bin", rnd.randbytes(256 * 1024))
+        toml = ["# The benchmark's fixture: five services, one repository each (fresh per run).",
+                "[defaults]", f'registry = "{ANON}"', ""]
+        for service in self.SERVICES:
+            rnd = random.Random(service)
+            app = f"src/{service}/app"
+            write(f"{app}/bin/{service}", rnd.randbytes(1 * MIB))
+            write(f"{app}/config.json", json.dumps({"service": service, "port": 8080}) + "\n")
+            write(f"{app}/version.txt", "1\n")
+            if service == "ui":
+                write(f"{app}/static/bundle.js", rnd.randbytes(512 * 1024))
+                for i in range(40):
+                    write(f"{app}/static/assets/a{i:02}.css", f".c{i} {{ color: #{i:06x}; }}\n" * (50 + i))
+            base = bases["svcbase-web" if service == "ui" else "svcbase-app"]
+            lib = "COPY lib/ /app/lib/\n" if service in self.LIB_USERS else ""
+            write(f"src/{service}/Dockerfile",
+                  f"# {service}: the runtime image of a prebuilt service\n"
+                  f"FROM {base}\nWORKDIR /app\n{lib}COPY {app}/ /app/\nENV SERVICE={service} PORT=8080\n"
+                  f"EXPOSE 8080\nUSER 65532:65532\nENTRYPOINT [\"/app/bin/{service}\"]\n")
+            toml += [f"[services.{service}]", f'dockerfile = "src/{service}/Dockerfile"',
+                     f'repository = "{self.svc_repository("ecrbuild", service)}"', ""]
+        write("ecrbuild.toml", "\n".join(toml))
+
+    def prepare_services(self):
+        """The fixture repository, and one clone of it per side (ecrbuild, naive shell, path-filter shell):
+        each side's history moves on its own, so a side's changes are new to the daemon's layer cache and
+        never reach another side's input."""
+        self.svc_run = datetime.now().strftime("%Y%m%d%H%M%S")
+        bases = self.service_bases()
+        template = os.path.join(self.work, "services-fixture")
+        self.write_services_fixture(template, bases)
+        git = ["git", "-C", template, "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+        self.checked(["git", "init", "-q", "-b", "main", template], "services: git init")
+        self.checked(git + ["add", "-A"], "services: git add")
+        self.checked(git + ["commit", "-q", "-m", "shop: five services"], "services: git commit")
+        self.svc_clones = {}
+        for side in self.SIDES:
+            clone = os.path.join(self.work, f"services-{side}")
+            self.checked(["git", "clone", "-q", template, clone], "services: git clone")
+            self.svc_clones[side] = (clone, ["git", "-C", clone, "-c", "user.name=bench",
+                                             "-c", "user.email=bench@localhost"])
+
+    def svc_commit(self, side, change=None):
+        """A new commit on one side: the README (change None), or a source file of service `change`
+        (content unique to the side and the commit). Returns its SHA."""
+        clone, git = self.svc_clones[side]
+        stamp = f"{side} {self.sha_counter + 1} {time.time()}\n"
+        path = "README.md" if change is None else f"src/{change}/app/version.txt"
+        with open(os.path.join(clone, path), "a") as f:
+            f.write(stamp)
+        self.checked(git + ["add", "-A"], "services: git add")
+        return self.new_commit(git)
+
+    def ecrbuild_services(self, sha, expect):
+        """ecrbuild in services mode on the ecrbuild clone. `expect`: service -> action; anything else fails
+        the scenario, so a figure never comes from a path other than the one it names."""
+        clone, _ = self.svc_clones["ecrbuild"]
+        argv = [ECRBUILD, "--sha", sha, "--auth", "none", "--output", "json"]
+        out = os.path.join(self.work, "ecrbuild.json")
+        result = measure(argv, cwd=clone, env=self.env, logfile=self.logfile, stdout_path=out)
+        with open(out) as f:
+            summary = json.load(f)
+        result["summary"] = summary
+        actions = {s.get("service"): s.get("action") for s in summary.get("services", [])}
+        if actions != expect:
+            raise Failed(f"services: ecrbuild at {sha[:12]} did {actions}, expected {expect}; log {self.logfile}")
+        for service, action in actions.items():
+            if action == "built":
+                ref = f"{ANON}/{self.svc_repository('ecrbuild', service)}:{sha}"
+                self.created_images.add(image_id(ref))
+                rmi(ref)  # `latest` keeps the newest image (and the layer cache) alive
+        return result
+
+    def shell_services(self, side, sha, expect, everything=False):
+        """The shell a buildspec would run, with the docker CLI: for each service, `docker build` tagged SHA
+        and latest, `docker push` of both. naive: all five on every commit. filter (path filter): only the
+        services under whose directories `git diff --name-only HEAD~1 HEAD` shows a change (checkout and
+        orders also list lib/); `everything` builds all five (its first commit). `expect`: the services it
+        must build."""
+        clone, _ = self.svc_clones[side]
+        prefix = f"{ANON}/bench/svc-{self.svc_run}/{side}"
+        script = f"""set -euo pipefail
+build() {{
+    local image="{prefix}/$1"
+    docker build -f "src/$1/Dockerfile" -t "$image:$SHA" -t "$image:latest" .
+    docker push "$image:$SHA"
+    docker push "$image:latest"
+    echo "$1" >> "$BENCH_BUILT"
+}}
+"""
+        if side == "naive" or everything:
+            script += f"for service in {' '.join(self.SERVICES)}; do build \"$service\"; done\n"
+        else:
+            script += """changed=$(git diff --name-only HEAD~1 HEAD)
+touched() {  # touched PREFIX...: does this commit change a path under one of them?
+    local path prefix
+    while IFS= read -r path; do
+        for prefix in "$@"; do
+            case $path in "$prefix"*) return 0 ;; esac
+        done
+    done <<<"$changed"
+    return 1
+}
+"""
+            for service in self.SERVICES:
+                paths = f"src/{service}/" + (" lib/" if service in self.LIB_USERS else "")
+                script += f"if touched {paths}; then build {service}; fi\n"
+        config = tempfile.mkdtemp(prefix="docker-config-", dir=self.work)
+        built_file = os.path.join(config, "built")
+        env = dict(self.env, DOCKER_CONFIG=config, BENCH_BUILT=built_file, SHA=sha)
+        try:
+            result = measure(["bash", "-c", script], cwd=clone, env=env, logfile=self.logfile)
+            built = open(built_file).read().split() if os.path.exists(built_file) else []
+        finally:
+            shutil.rmtree(config, ignore_errors=True)
+        result["built"] = built
+        if sorted(built) != sorted(expect):
+            raise Failed(f"services: the {side} shell at {sha[:12]} built {built}, expected {sorted(expect)}; "
+                         f"log {self.logfile}")
+        for service in built:
+            ref = f"{prefix}/{service}:{sha}"
+            self.created_images.add(image_id(ref))
+            rmi(ref)
+        return result
+
+    def services_round(self, prefix, i, change):
+        """One interleaved round: a new commit on each side (the README, or service `change`), then each side
+        on its commit. Returns the measurements by name."""
+        shas = {side: self.svc_commit(side, change) for side in self.SIDES}
+        changed = [] if change is None else [change]
+        expect = {s: ("built" if s == change else "reused") for s in self.SERVICES}
+        steps = [("ecrbuild", lambda: self.ecrbuild_services(shas["ecrbuild"], expect)),
+                 ("naive", lambda: self.shell_services("naive", shas["naive"], self.SERVICES)),
+                 ("filter", lambda: self.shell_services("filter", shas["filter"], changed))]
+        if prefix is None:  # warm-up, not recorded
+            return {name: thunk() for name, thunk in steps}
+        return self.interleaved(i, [(f"{prefix}/{name}", thunk) for name, thunk in steps])
+
+    def scenario_services(self):
+        """(a) a README-only commit and (b) a commit changing one service (a different one each round), on
+        the five-service fixture: ecrbuild (services mode) vs the naive shell vs the path-filter shell."""
+        self.prepare_services()
+        try:
+            log("services: first build of the five services on each side, then a warm-up round of (a) and (b)")
+            first = {side: quiet(self.svc_clones[side][1] + ["rev-parse", "HEAD"], check=True).stdout.strip()
+                     for side in self.SIDES}
+            self.ecrbuild_services(first["ecrbuild"], {s: "built" for s in self.SERVICES})
+            self.shell_services("naive", first["naive"], self.SERVICES)
+            self.shell_services("filter", first["filter"], self.SERVICES, everything=True)
+            self.services_round(None, 0, None)
+            self.services_round(None, 0, self.SERVICES[-1])
+            log(f"services (a): {N} interleaved rounds, a README-only commit on each side")
+            for i in range(N):
+                r = self.services_round("services/a", i, None)
+                log(f"  services (a) {i + 1}/{N}: ecrbuild {r['services/a/ecrbuild']['wall']:.2f}s  "
+                    f"naive {r['services/a/naive']['wall']:.2f}s  path filter {r['services/a/filter']['wall']:.2f}s")
+            log(f"services (b): {N} interleaved rounds, a commit changing one service on each side")
+            for i in range(N):
+                change = self.SERVICES[i % len(self.SERVICES)]
+                r = self.services_round("services/b", i, change)
+                log(f"  services (b) {i + 1}/{N} ({change}): ecrbuild {r['services/b/ecrbuild']['wall']:.2f}s  "
+                    f"naive {r['services/b/naive']['wall']:.2f}s  path filter {r['services/b/filter']['wall']:.2f}s")
+        finally:
+            # By tag and by digest: an image the registry gave a digest stays (untagged) until both are gone,
+            # and the sides' first builds share images, which `docker rmi ID` refuses to remove.
+            for side in self.SIDES:
+                for service in self.SERVICES:
+                    repository = f"{ANON}/{self.svc_repository(side, service)}"
+                    out = quiet(["docker", "images", "--digests", "--format", "{{.Tag}} {{.Digest}}", repository])
+                    refs = set()
+                    for line in out.stdout.splitlines():
+                        tag, digest = (line.split() + ["", ""])[:2]
+                        refs.update([f"{repository}:{tag}"] if tag not in ("", "<none>") else [])
+                        refs.update([f"{repository}@{digest}"] if digest.startswith("sha256:") else [])
+                    rmi(*sorted(refs))
+
+    # The single-service row: api/ as the service `api` of this repository's own ecrbuild.toml.
+
+    def prepare_api_services(self):
+        """A second api checkout holding this repository's ecrbuild.toml as it is; its `api` service is
+        pointed at a repository fresh per run through ECRBUILD_SERVICE_REPOSITORIES (as Terraform points it
+        at the repository it made). Apart from the api checkout, where the other scenarios run ecrbuild's
+        single-image command (a found ecrbuild.toml would switch them to services mode)."""
+        source = os.path.join(REPO_ROOT, "ecrbuild.toml")
+        if not os.path.exists(source):
+            raise Failed("services: this repository has no ecrbuild.toml")
+        root = os.path.join(self.work, "api-services")
+        os.makedirs(root)
+        shutil.copytree(os.path.join(REPO_ROOT, "api"), os.path.join(root, "api"))
+        shutil.copy(os.path.join(REPO_ROOT, ".dockerignore"), root)
+        shutil.copy(source, root)
+        self.api_services_repository = f"{self.ecr_repository}-svc"
+        git = ["git", "-C", root, "-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+        self.checked(["git", "init", "-q", "-b", "main", root], "services: git init")
+        self.checked(git + ["add", "-A"], "services: git add")
+        self.checked(git + ["commit", "-q", "-m", "api"], "services: git commit")
+        self.api_services = (root, git)
+
+    def ecrbuild_api_service(self, sha, expect):
+        root, _ = self.api_services
+        argv = [ECRBUILD, "--sha", sha, "--service", "api", "--registry", ECR, "--auth", "ecr",
+                "--create-repository", "--build-arg", f"GO_IMAGE={GO_IMAGE}", "--output", "json"]
+        out = os.path.join(self.work, "ecrbuild.json")
+        env = dict(self.env, ECRBUILD_SERVICE_REPOSITORIES=f"api={self.api_services_repository}")
+        result = measure(argv, cwd=root, env=env, logfile=self.logfile, stdout_path=out)
+        with open(out) as f:
+            summary = json.load(f)
+        result["summary"] = summary
+        actions = {s.get("service"): s.get("action") for s in summary.get("services", [])}
+        if actions != {"api": expect}:
+            raise Failed(f"services: ecrbuild --service api at {sha[:12]} did {actions}, expected api {expect}; "
+                         f"log {self.logfile}")
+        ref = f"{ECR}/{self.api_services_repository}:{sha}"
+        self.created_images.add(image_id(ref))
+        rmi(ref)
+        return result
+
+    def scenario_services_api(self):
+        self.prepare_api_services()
+        _, git = self.api_services
+        log(f"services (api): warming up both sides, then {N} interleaved pairs")
+        self.ecrbuild_api_service(self.new_commit(git), "built")
+        self.ecrbuild_api_service(self.new_commit(git), "reused")
+        self.shell_api(self.new_commit(git))
+        for i in range(N):
+            sha = self.new_commit(git)
+            r = self.interleaved(i, [("services/api/ecrbuild", lambda: self.ecrbuild_api_service(sha, "reused")),
+                                     ("services/api/shell", lambda: self.shell_api(sha))])
+            log(f"  services (api) {i + 1}/{N}: ecrbuild {r['services/api/ecrbuild']['wall']:.2f}s  "
+                f"shell {r['services/api/shell']['wall']:.2f}s")
+
     # ------------------------------------------------------------ report
 
     def machine(self):
@@ -757,6 +1078,20 @@ stat -c %s {out} > {out}.size
                   "wall", 1.50)
         ratio_row("api/ for amd64 + arm64, cross-compiled (vs the arm64 compile alone under QEMU)", "platforms/two",
                   "platforms/qemu", "wall", None)
+        ratio_row("5 services, README-only commit, wall (vs naive shell: build + push all 5)", "services/a/ecrbuild",
+                  "services/a/naive", "wall", 0.10)
+        services_a = self.median("services/a/ecrbuild")
+        if services_a is not None:
+            rows.append(("5 services, README-only commit, wall", f"{services_a:.2f} s", "", "", "<= 0.25 s",
+                         "met" if services_a <= 0.25 else "MISSED"))
+        ratio_row("5 services, README-only commit, wall (vs path-filter shell: builds none)", "services/a/ecrbuild",
+                  "services/a/filter", "wall", None)
+        ratio_row("5 services, one service changed, wall (vs naive shell: build + push all 5)", "services/b/ecrbuild",
+                  "services/b/naive", "wall", 0.50)
+        ratio_row("5 services, one service changed, wall (vs path-filter shell: builds that one)",
+                  "services/b/ecrbuild", "services/b/filter", "wall", 1.10)
+        ratio_row("api/ as service api of ecrbuild.toml, warm re-run, wall (vs shell pipeline)",
+                  "services/api/ecrbuild", "services/api/shell", "wall", 0.20)
         big = human_size(BIG[0])
         ratio_row(f"big context {big}, wall, default: only what COPY reads (vs docker CLI)", "big/selected",
                   "big/cli", "wall", 0.95)
@@ -841,6 +1176,22 @@ stat -c %s {out} > {out}.size
             parts = ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in keys.items()
                               if isinstance(v[0], (int, float)))
             lines.append(f"{name:24} phases (median s): {parts}")
+        for name in ("services/a/ecrbuild", "services/b/ecrbuild", "services/api/ecrbuild"):
+            by_action = {}  # action -> phase -> values
+            for r in self.runs.get(name, []):
+                for service in r["summary"].get("services", []):
+                    phases = by_action.setdefault(service.get("action"), {})
+                    for key, value in (service.get("timings") or {}).items():
+                        if isinstance(value, (int, float)):
+                            phases.setdefault(key, []).append(value)
+            for action, phases in sorted(by_action.items()):
+                count = max(len(v) for v in phases.values()) if phases else 0
+                parts = ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in phases.items())
+                lines.append(f"{name:24} {action} services (n={count}), per service (median s): {parts}")
+        for name in ("services/a/naive", "services/a/filter", "services/b/naive", "services/b/filter"):
+            if name in self.runs:
+                built = statistics.median(len(r["built"]) for r in self.runs[name])
+                lines.append(f"{name:24} median {built:.0f} services built and pushed per run")
         if "big" in self.extra:
             e = self.extra["big"]
             lines.append(f"big context: tree {human_size(e['tree_bytes'])} / {e['tree_files']} files; sent "
@@ -856,7 +1207,7 @@ stat -c %s {out} > {out}.size
         started = time.monotonic()
         machine_start = open("/proc/loadavg").read().split()[:3]
         try:
-            if ONLY & {"warm", "skip", "labels", "tags", "cold", "platforms"}:
+            if ONLY & {"warm", "skip", "labels", "tags", "cold", "platforms", "services"}:
                 self.prepare_api()
                 try:
                     if "warm" in ONLY:
@@ -871,8 +1222,12 @@ stat -c %s {out} > {out}.size
                         self.scenario_cold()
                     if "platforms" in ONLY:
                         self.scenario_platforms()
+                    if "services" in ONLY:
+                        self.scenario_services_api()
                 finally:
                     self.cleanup_api()
+            if "services" in ONLY:
+                self.scenario_services()
             if "big" in ONLY:
                 self.scenario_big()
             if "rss" in ONLY:

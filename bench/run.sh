@@ -8,8 +8,8 @@
 #
 # Environment:
 #   BENCH_N=5            repetitions per side (BENCH_N_COLD defaults to N, BENCH_N_RSS to min(N, 3))
-#   BENCH_ONLY=...       comma list of scenarios: warm,skip,labels,tags,cold,big,rss,platforms,export (default),
-#                        bigcold
+#   BENCH_ONLY=...       comma list of scenarios: warm,skip,labels,tags,cold,big,rss,platforms,export,services
+#                        (default), bigcold; e.g. BENCH_ONLY=services BENCH_N=3 for the ecrbuild.toml rows alone
 #   BENCH_CACHE=DIR      generated trees, floor tars, results (default /var/lib/ecrbuild-rig/bench-cache)
 #   ECRBUILD=PATH        binary to measure (default: target/release/ecrbuild, built here)
 #   BENCH_CARGO_BUILD=1  also time a cold `cargo build --release` in a throwaway target dir
@@ -37,7 +37,7 @@ export BENCH_AWS="$BENCH_VENV/bin/aws"
 if [[ -z "${ECRBUILD:-}" ]]; then
     say "cargo build --release"
     cargo build --release --quiet >&2
-    export ECRBUILD="$PWD/target/release/ecrbuild"
+    export ECRBUILD="${CARGO_TARGET_DIR:-$PWD/target}/release/ecrbuild"
 fi
 
 /usr/bin/python3 bench/bench.py

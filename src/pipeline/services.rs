@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Credentials;
 use crate::build::{self, provenance_labels, BuildSetup};
-use crate::cli::LatestMode;
+use crate::cli::{AuthMode, LatestMode};
 use crate::context::{context_needs, images_read, BuildContext, ContextNeeds};
 use crate::daemon;
 use crate::error::{Error, Result};
@@ -20,7 +20,7 @@ use crate::identity::{
     REVISION_LABEL,
 };
 use crate::inputs::{input_digest, BaseImage, BaseLookup, InputDigest, Recipe};
-use crate::plan::{Plan, Service, ServicesOptions};
+use crate::plan::{Plan, RegistrySource, Service, ServicesOptions};
 use crate::push::{self, api_error, PushedImage, RegistryTarget};
 use crate::registry::{RegistryApi, StoredManifest};
 use crate::report::{
@@ -235,6 +235,11 @@ fn sha_of(services: &[Service]) -> String {
 async fn shared(services: &[Service], options: ServicesOptions) -> Shared {
     let first = services.first().map(|s| &s.plan);
     let own = match first {
+        // No credentials to fetch: no session (and no git or AWS call) needed.
+        Some(plan) if plan.access.auth == AuthMode::None => match &plan.identity.registry {
+            RegistrySource::Known(registry) => Some((registry.clone(), Credentials::Anonymous)),
+            RegistrySource::FromEcrToken => None,
+        },
         Some(plan) if plan.publish.push => match Session::open(plan).await {
             Ok(session) => registry_credentials(&session)
                 .await

@@ -3,6 +3,7 @@
 
 pub mod proxy;
 pub mod s3;
+pub mod services;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
