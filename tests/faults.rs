@@ -359,6 +359,34 @@ fn a_build_writes_the_sha_tag_once_and_the_daemon_only_the_staging_tag() {
     );
 }
 
+/// The labelled write of the SHA tag lands but its answer is lost (a 500 after the registry took it):
+/// the retry reads the tag first, finds this run's labelled image, and does not write it again (ECR
+/// would refuse a second write of the immutable tag).
+#[test]
+fn a_sha_tag_write_whose_answer_was_lost_is_not_written_again() {
+    let rig = Rig::get();
+    let repo = unique_repo("lostanswer");
+    let sha = unique_sha();
+    let target = sha.clone();
+    let proxy = FaultProxy::start(
+        rig.registry(),
+        first_n(1, Fault::AfterForward(500), move |s| {
+            is_manifest_put(s, Some(&target))
+        }),
+    );
+    let context = scratch_context("lostanswer", &format!("lost {sha}"));
+    run(ecrbuild_at(&context, &proxy.host(), &repo, &sha).args(["--retries", "3"]))
+        .assert_code(0)
+        .assert_stderr_contains("retrying in");
+    assert_eq!(proxy.faults(), 1);
+    let puts = manifest_puts(&proxy, &repo);
+    let writes = puts.iter().filter(|(tag, _)| *tag == sha).count();
+    assert_eq!(writes, 1, "{puts:#?}");
+    let registry = RegistryHttp::anonymous(rig.registry());
+    registry.assert_staged(&repo, &sha);
+    registry.assert_same_digest(&repo, "latest", &sha);
+}
+
 #[test]
 fn rerun_of_a_published_sha_is_skipped_without_a_new_push() {
     let rig = Rig::get();

@@ -452,6 +452,44 @@ fn a_503_on_the_index_put_is_retried() {
     );
 }
 
+/// The index's write lands but its answer is lost: the retry finds this run's index under the SHA tag
+/// and does not write it again (the tag is immutable in ECR).
+#[test]
+fn an_index_write_whose_answer_was_lost_is_not_written_again() {
+    let rig = Rig::get();
+    let registry = RegistryHttp::anonymous(rig.registry());
+    let repo = unique_repo("plat-lost");
+    let sha = unique_sha();
+    let target = sha.clone();
+    let proxy = FaultProxy::start(
+        rig.registry(),
+        first_n(1, Fault::AfterForward(500), move |s| {
+            is_manifest_put(s, Some(&target))
+        }),
+    );
+    let context = scratch_platform_context("indexlost");
+    run(
+        build_cmd(&context, &proxy.host(), &repo, &sha, Auth::None).args([
+            "--platform",
+            BOTH,
+            "--retries",
+            "3",
+        ]),
+    )
+    .assert_code(0)
+    .assert_stderr_contains("retrying in");
+    assert_eq!(proxy.faults(), 1);
+    let puts = manifest_puts(&proxy, &repo);
+    assert_eq!(
+        puts.iter().filter(|(tag, _)| *tag == sha).count(),
+        1,
+        "{puts:#?}"
+    );
+    let index = registry.manifest_json(&repo, &sha);
+    assert_eq!(index["mediaType"], OCI_INDEX);
+    assert_eq!(platform_names(&index), ["linux/amd64", "linux/arm64"]);
+}
+
 /// A linear history of `n` commits a minute apart in a context whose image records its platform.
 fn history(n: usize) -> (PathBuf, Vec<String>) {
     let dir = scratch_platform_context("history");

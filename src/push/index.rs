@@ -10,7 +10,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    api_error, latest_if_wanted, promote_published, PublishOptions, PushedImage, RegistryTarget,
+    api_error, latest_if_wanted, promote_published, written_by_this_run, PublishOptions,
+    PushedImage, RegistryTarget,
 };
 use crate::error::{Error, FailureKind, Result};
 use crate::identity::{Platform, Revision, Sha, Tag, COMMIT_TIME_LABEL};
@@ -171,13 +172,25 @@ pub async fn publish_index(
     }
     let sha_reference = target.name.reference(sha_tag);
     let step = format!("index {sha_reference}");
+    // The SHA tag is written once: a retry first looks whether an earlier attempt's write landed.
+    let mut attempts = 0_u32;
+    let annotations = &annotations;
     let (written, latest_before) = tokio::join!(
-        retry(&options.retry, &step, reporter, || async {
-            target
-                .api
-                .put_index(images.entries(), &annotations, sha_tag)
-                .await
-                .map_err(|e| api_error(target.name, sha_tag, e))
+        retry(&options.retry, &step, reporter, || {
+            attempts += 1;
+            let retrying = attempts > 1;
+            async move {
+                if retrying {
+                    if let Some(written) = written_by_this_run(target, sha_tag, annotations).await {
+                        return Ok(written);
+                    }
+                }
+                target
+                    .api
+                    .put_index(images.entries(), annotations, sha_tag)
+                    .await
+                    .map_err(|e| api_error(target.name, sha_tag, e))
+            }
         }),
         latest_if_wanted(target, follow_up, options, reporter)
     );

@@ -18,6 +18,8 @@ pub mod record;
 use bollard::query_parameters::{
     PushImageOptionsBuilder, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
+use std::collections::BTreeMap;
+
 use bollard::Docker;
 use futures_util::StreamExt;
 
@@ -146,16 +148,30 @@ pub async fn push(
     // The one write of the SHA tag. The labelled manifest is not the staged one: its config gains the
     // provenance labels (the build time, at least, unless --label sets every one), and both documents
     // are serialized anew (the daemon's manifest is indented, ours compact). So the staging tag, which
-    // expires, never names a published image. Where `latest` stands does not depend on this write, so it is read meanwhile. A
-    // concurrent run can move `latest` after this read as after any other; the settle step repairs that.
+    // expires, never names a published image. A retry first looks whether the tag already holds this
+    // run's labelled image (a write whose answer was lost): an immutable tag refuses a second write.
+    // Where `latest` stands does not depend on this write, so it is read meanwhile. A concurrent run
+    // can move `latest` after this read as after any other; the settle step repairs that.
     let label_step = format!("label {sha_reference}");
+    let base = &base;
+    let mut attempts = 0_u32;
     let (labelled, latest_before) = tokio::join!(
-        retry(&options.retry, &label_step, reporter, || async {
-            target
-                .api
-                .put_with_labels(&base, image.provenance(), sha_tag)
-                .await
-                .map_err(|e| api_error(target.name, sha_tag, e))
+        retry(&options.retry, &label_step, reporter, || {
+            attempts += 1;
+            let retrying = attempts > 1;
+            async move {
+                if retrying {
+                    let provenance = image.provenance();
+                    if let Some(written) = written_by_this_run(target, sha_tag, provenance).await {
+                        return Ok(written);
+                    }
+                }
+                target
+                    .api
+                    .put_with_labels(base, image.provenance(), sha_tag)
+                    .await
+                    .map_err(|e| api_error(target.name, sha_tag, e))
+            }
         }),
         latest_if_wanted(target, follow_up, options, reporter)
     );
@@ -179,6 +195,27 @@ pub async fn push(
         references: std::iter::once(sha_reference).chain(references).collect(),
         latest,
     })
+}
+
+/// The manifest under `tag` when this run has written it already: every label (or, for an index,
+/// annotation) in `provenance`, the build time included, has this run's value. That is an earlier
+/// attempt's write that landed although its answer was lost; an immutable tag would refuse it again.
+/// `None` otherwise, or when it cannot be read (the write that follows reports the failure).
+pub(crate) async fn written_by_this_run(
+    target: &RegistryTarget<'_>,
+    tag: &Tag,
+    provenance: &BTreeMap<String, String>,
+) -> Option<StoredManifest> {
+    if provenance.is_empty() {
+        // Nothing tells this run's write from another's.
+        return None;
+    }
+    let manifest = target.api.manifest(tag).await.ok()??;
+    let labels = target.api.labels_of(&manifest).await.ok()?;
+    let ours = provenance
+        .iter()
+        .all(|(key, value)| labels.get(key) == Some(value));
+    ours.then_some(manifest)
 }
 
 /// Where `latest` stands, when `follow_up` moves it; read while the SHA tag is written, since it does

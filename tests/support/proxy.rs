@@ -19,6 +19,9 @@ pub enum Fault {
     Status(u16),
     /// Drop the connection without answering.
     Reset,
+    /// Forward the request, then answer this status and an empty body instead of the registry's answer:
+    /// a write that landed although its answer was lost.
+    AfterForward(u16),
 }
 
 /// A request as the rule sees it, with the count of earlier requests that matched the same rule key.
@@ -62,14 +65,17 @@ async fn handle(
         .lock()
         .unwrap()
         .push(format!("{method} {path} -> {fault:?} by {agent}"));
+    let empty = |code: u16| {
+        let body = http_body_util::Full::new(bytes::Bytes::new())
+            .map_err(|never: std::convert::Infallible| -> BoxError { match never {} })
+            .boxed();
+        Response::builder().status(code).body(body).unwrap()
+    };
     match fault {
-        Fault::Pass => {}
+        Fault::Pass | Fault::AfterForward(_) => {}
         Fault::Status(code) => {
             faults.fetch_add(1, Ordering::SeqCst);
-            let body = http_body_util::Full::new(bytes::Bytes::new())
-                .map_err(|never: std::convert::Infallible| -> BoxError { match never {} })
-                .boxed();
-            return Ok(Response::builder().status(code).body(body).unwrap());
+            return Ok(empty(code));
         }
         Fault::Reset => {
             faults.fetch_add(1, Ordering::SeqCst);
@@ -84,6 +90,12 @@ async fn handle(
         .request(req)
         .await
         .map_err(|e| -> BoxError { Box::new(e) })?;
+    if let Fault::AfterForward(code) = fault {
+        // The registry has handled the request: read its answer to the end, then lose it.
+        let _ = response.into_body().collect().await;
+        faults.fetch_add(1, Ordering::SeqCst);
+        return Ok(empty(code));
+    }
     let (parts, body) = response.into_parts();
     Ok(Response::from_parts(
         parts,
