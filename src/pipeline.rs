@@ -116,6 +116,14 @@ struct Session {
 
 impl Session {
     async fn open(plan: &Plan) -> Result<Session> {
+        let history = History::at(&plan.build.context_dir);
+        let sha = plan.identity.sha.to_string();
+        let commit_time = history.ask(move |git| git.commit_time(&sha)).await?;
+        Session::open_at(plan, commit_time).await
+    }
+
+    /// As [`open`](Self::open), with the commit time already read (several services, one commit).
+    async fn open_at(plan: &Plan, commit_time: Option<i64>) -> Result<Session> {
         let aws = match plan.access.auth {
             AuthMode::Ecr => Some(
                 auth::aws_config(plan.access.region.as_deref(), plan.publish.retry.attempts).await,
@@ -124,10 +132,6 @@ impl Session {
         };
         let history = History::at(&plan.build.context_dir);
         let sha = plan.identity.sha.to_string();
-        let commit_time = {
-            let sha = sha.clone();
-            history.ask(move |git| git.commit_time(&sha)).await?
-        };
         let registry = resolve_registry(&plan.identity.registry, aws.as_ref()).await?;
         let name = Published {
             registry: registry.clone(),

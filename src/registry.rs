@@ -324,16 +324,36 @@ impl RegistryApi {
         labels: &BTreeMap<String, String>,
         to: &Tag,
     ) -> Result<StoredManifest, RegistryApiError> {
-        let config_digest = base.config_digest().ok_or_else(|| {
+        let config = self.image_config(base).await?;
+        self.put_relabelled_config(base, &config, dropped, labels, to)
+            .await
+    }
+
+    /// The config blob of the image manifest `manifest`.
+    pub async fn image_config(
+        &self,
+        manifest: &StoredManifest,
+    ) -> Result<Vec<u8>, RegistryApiError> {
+        let config_digest = manifest.config_digest().ok_or_else(|| {
             RegistryApiError::permanent(format!(
                 "manifest {} has no config (a manifest list?)",
-                base.digest
+                manifest.digest
             ))
         })?;
-        let config = self
-            .config_blob(&self.by_digest(&base.digest), &config_digest)
-            .await?;
-        let relabelled = relabel::relabel_replacing(&base.bytes, &config, dropped, labels)
+        self.config_blob(&self.by_digest(&manifest.digest), &config_digest)
+            .await
+    }
+
+    /// As [`put_relabelled`](Self::put_relabelled), with `base`'s config already read.
+    pub async fn put_relabelled_config(
+        &self,
+        base: &StoredManifest,
+        config: &[u8],
+        dropped: &[&str],
+        labels: &BTreeMap<String, String>,
+        to: &Tag,
+    ) -> Result<StoredManifest, RegistryApiError> {
+        let relabelled = relabel::relabel_replacing(&base.bytes, config, dropped, labels)
             .map_err(|e| RegistryApiError::permanent(format!("{} ({})", e, base.digest)))?;
         self.client
             .push_blob(

@@ -15,6 +15,7 @@ use crate::cli::{AuthMode, LatestMode};
 use crate::context::{context_needs, images_read, BuildContext, ContextNeeds};
 use crate::daemon;
 use crate::error::{Error, Result};
+use crate::git::History;
 use crate::identity::{
     Revision, COMMIT_TIME_LABEL, CREATED_LABEL, INPUTS_LABEL, LATEST_CANDIDATE_LABEL,
     REVISION_LABEL,
@@ -43,6 +44,8 @@ struct Shared {
     /// Services decided or published at once: the registry and the blocking pool see a bounded
     /// load however many services the file holds.
     in_flight: Semaphore,
+    /// The commit's time, read once for every service.
+    commit_time: Option<i64>,
     options: ServicesOptions,
 }
 
@@ -60,12 +63,8 @@ enum Found {
         manifest: StoredManifest,
         api: RegistryApi,
     },
-    /// An image with the same inputs is published (by the commit `from`).
-    Reusable {
-        manifest: StoredManifest,
-        from: String,
-        access: RegistryAccess,
-    },
+    /// An image with the same inputs is published.
+    Reusable { same: Same, access: RegistryAccess },
     /// Neither: build (with the preflight's access, when it ran).
     Nothing(Option<RegistryAccess>),
 }
@@ -156,7 +155,7 @@ pub async fn plan_services(
             reason: decision.reason.clone(),
             inputs: decision.inputs.as_ref().map(ToString::to_string),
             reuse_from: match &decision.found {
-                Found::Reusable { from, .. } => Some(from.clone()),
+                Found::Reusable { same, .. } => Some(same.from.clone()),
                 _ => None,
             },
         })
@@ -234,13 +233,24 @@ fn sha_of(services: &[Service]) -> String {
 /// registry gets them).
 async fn shared(services: &[Service], options: ServicesOptions) -> Shared {
     let first = services.first().map(|s| &s.plan);
+    let commit_time = match first {
+        Some(plan) => {
+            let sha = plan.identity.sha.to_string();
+            History::at(&plan.build.context_dir)
+                .ask(move |git| git.commit_time(&sha))
+                .await
+                .ok()
+                .flatten()
+        }
+        None => None,
+    };
     let own = match first {
         // No credentials to fetch: no session (and no git or AWS call) needed.
         Some(plan) if plan.access.auth == AuthMode::None => match &plan.identity.registry {
             RegistrySource::Known(registry) => Some((registry.clone(), Credentials::Anonymous)),
             RegistrySource::FromEcrToken => None,
         },
-        Some(plan) if plan.publish.push => match Session::open(plan).await {
+        Some(plan) if plan.publish.push => match Session::open_at(plan, commit_time).await {
             Ok(session) => registry_credentials(&session)
                 .await
                 .ok()
@@ -256,6 +266,7 @@ async fn shared(services: &[Service], options: ServicesOptions) -> Shared {
         bases: BaseLookup::new(own, timeout),
         builds: Semaphore::new(options.jobs.max(1)),
         in_flight: Semaphore::new(SERVICES_IN_FLIGHT),
+        commit_time,
         options,
     }
 }
@@ -348,7 +359,7 @@ async fn decide(plan: &Plan, shared: &Shared, reporter: &Reporter) -> Result<Dec
         }
         Err(reason) => (None, Vec::new(), Some(reason)),
     };
-    let session = Session::open(plan).await?;
+    let session = Session::open_at(plan, shared.commit_time).await?;
     let (found, reason) =
         look_up(plan, &session, inputs.as_ref(), unknown, shared, reporter).await?;
     Ok(Decision {
@@ -482,16 +493,9 @@ async fn look_up(
         return Ok((Found::Nothing(Some(access)), why.to_string()));
     }
     match find_same_inputs(plan, session, &access, inputs, reporter).await? {
-        Some((manifest, from)) => {
-            let why = format!("the image of {from} has the same inputs ({inputs})");
-            Ok((
-                Found::Reusable {
-                    manifest,
-                    from,
-                    access,
-                },
-                why,
-            ))
+        Some(same) => {
+            let why = format!("the image of {} has the same inputs ({inputs})", same.from);
+            Ok((Found::Reusable { same, access }, why))
         }
         None => Ok((
             Found::Nothing(Some(access)),
@@ -508,7 +512,7 @@ async fn find_same_inputs(
     access: &RegistryAccess,
     inputs: &InputDigest,
     reporter: &Reporter,
-) -> Result<Option<(StoredManifest, String)>> {
+) -> Result<Option<Same>> {
     let tag = inputs.tag();
     let name = &session.name;
     let policy = &plan.publish.retry;
@@ -523,14 +527,20 @@ async fn find_same_inputs(
     let Some(manifest) = found.filter(|m| m.index_entries().is_none()) else {
         return Ok(None);
     };
-    let labels = retry(policy, "input lookup", reporter, || async {
+    let config = retry(policy, "input lookup", reporter, || async {
         access
             .api
-            .labels_of(&manifest)
+            .image_config(&manifest)
             .await
             .map_err(|e| api_error(name, &tag, e))
     })
     .await?;
+    let labels =
+        crate::registry::relabel::labels_of_config(&config).map_err(|e| Error::PushFailed {
+            reference: name.reference(&tag),
+            detail: format!("the image config cannot be read: {e}"),
+            kind: crate::error::FailureKind::Permanent,
+        })?;
     if labels.get(INPUTS_LABEL).map(String::as_str) != Some(inputs.as_str()) {
         reporter.warn(format!(
             "{} does not carry {INPUTS_LABEL}={inputs}; not reusing it",
@@ -538,7 +548,18 @@ async fn find_same_inputs(
         ));
         return Ok(None);
     }
-    Ok(Revision::from_labels(&labels).map(|r| (manifest, r.sha)))
+    Ok(Revision::from_labels(&labels).map(|r| Same {
+        manifest,
+        config,
+        from: r.sha,
+    }))
+}
+
+/// The image published with the same inputs: its manifest and config, and its commit.
+struct Same {
+    manifest: StoredManifest,
+    config: Vec<u8>,
+    from: String,
 }
 
 /// Carry out a decision.
@@ -563,18 +584,14 @@ async fn act(
             republish(plan, &session, &manifest, &api, summary, reporter).await?;
             ServiceAction::Skipped
         }
-        Found::Reusable {
-            manifest,
-            from,
-            access,
-        } => {
+        Found::Reusable { same, access } => {
             let reused = Reused {
-                manifest: &manifest,
+                same: &same,
                 access: &access,
                 inputs: inputs.as_ref(),
             };
             reuse(plan, &session, reused, summary, reporter).await?;
-            result.reused_from = Some(from);
+            result.reused_from = Some(same.from);
             ServiceAction::Reused
         }
         Found::Nothing(access) => {
@@ -595,7 +612,7 @@ async fn act(
 
 /// An image with the same inputs, found in the registry.
 struct Reused<'a> {
-    manifest: &'a StoredManifest,
+    same: &'a Same,
     access: &'a RegistryAccess,
     inputs: Option<&'a InputDigest>,
 }
@@ -635,7 +652,8 @@ async fn reuse(
     let api = &reused.access.api;
     let policy = &plan.publish.retry;
     let published = retry(policy, "publish", reporter, || async {
-        api.put_relabelled(reused.manifest, &dropped, &labels, sha_tag)
+        let same = reused.same;
+        api.put_relabelled_config(&same.manifest, &same.config, &dropped, &labels, sha_tag)
             .await
             .map_err(|e| api_error(name, sha_tag, e))
     })
