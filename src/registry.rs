@@ -626,14 +626,13 @@ impl RegistryApi {
         };
         let empty = EMPTY_JSON.to_vec();
         let empty_digest = relabel::sha256_digest(&empty);
-        self.client
-            .push_blob(&reference, empty, &empty_digest)
-            .await
-            .map_err(blob_error)?;
-        self.client
-            .push_blob(&reference, data, &config_digest)
-            .await
-            .map_err(blob_error)?;
+        // Two independent uploads: at the same time.
+        let (empty_pushed, data_pushed) = tokio::join!(
+            self.client.push_blob(&reference, empty, &empty_digest),
+            self.client.push_blob(&reference, data, &config_digest)
+        );
+        empty_pushed.map_err(blob_error)?;
+        data_pushed.map_err(blob_error)?;
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": OCI_IMAGE_MEDIA_TYPE,
