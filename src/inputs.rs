@@ -189,6 +189,9 @@ impl BaseLookup {
             Some((own, credentials)) if *own == registry => credentials.clone(),
             _ => Credentials::Anonymous,
         };
+        if matches!(credentials, Credentials::Anonymous) {
+            crate::registry::learn_if_open(&registry).await;
+        }
         let api = RegistryApi::new(&registry, &repository, &credentials);
         let manifest = match (parsed.digest(), parsed.tag()) {
             (Some(digest), _) => api.manifest_by_digest(digest).await,

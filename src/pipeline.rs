@@ -128,7 +128,12 @@ impl Session {
             AuthMode::Ecr => Some(
                 auth::aws_config(plan.access.region.as_deref(), plan.publish.retry.attempts).await,
             ),
-            AuthMode::None => None,
+            AuthMode::None => {
+                if let RegistrySource::Known(registry) = &plan.identity.registry {
+                    crate::registry::learn_if_open(registry).await;
+                }
+                None
+            }
         };
         let history = History::at(&plan.build.context_dir);
         let sha = plan.identity.sha.to_string();

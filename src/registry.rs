@@ -109,11 +109,63 @@ impl StoredManifest {
     }
 }
 
+/// Loopback registries found to ask for no credentials (see [`learn_if_open`]).
+static OPEN_REGISTRIES: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn is_open(registry: &Registry) -> bool {
+    OPEN_REGISTRIES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .any(|host| host == registry.host())
+}
+
+/// Find out, once per process, whether a loopback registry (plain HTTP) answers `GET /v2/` with 200,
+/// i.e. asks for no credentials; clients made afterwards for it skip the per-request auth probe.
+/// Written by hand over a TCP socket: a status line from a local socket is all that is needed, and an
+/// HTTP client here would load the TLS roots for nothing. Any doubt leaves the registry as it was.
+pub async fn learn_if_open(registry: &Registry) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if !registry.is_loopback() || is_open(registry) {
+        return;
+    }
+    let host = registry.host();
+    let address = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    };
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(&address).await.ok()?;
+        let request = format!("GET /v2/ HTTP/1.0\r\nHost: {host}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 16];
+        let read = stream.read(&mut head).await.ok()?;
+        Some(head[..read].starts_with(b"HTTP/1.1 200") || head[..read].starts_with(b"HTTP/1.0 200"))
+    };
+    let open = tokio::time::timeout(std::time::Duration::from_secs(2), probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+    if open {
+        OPEN_REGISTRIES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(host.to_string());
+    }
+}
+
 /// One client per registry and credentials for the whole process. Building a client builds two
 /// HTTP clients, each loading the system's root certificates (tens of milliseconds); a run with
 /// many services would pay that for every repository and base image. A client remembers the
 /// credentials it first saw for a registry, so new credentials (a refreshed token) get a new client.
-fn shared_client(registry: &Registry, credentials: &Credentials, config: ClientConfig) -> Client {
+fn shared_client(
+    registry: &Registry,
+    credentials: &Credentials,
+    open: bool,
+    config: ClientConfig,
+) -> Client {
     use std::collections::hash_map::RandomState;
     use std::hash::BuildHasher;
     type Clients = (
@@ -124,7 +176,7 @@ fn shared_client(registry: &Registry, credentials: &Credentials, config: ClientC
     let (keys, clients) = CLIENTS.get_or_init(Default::default);
     // A hash with this process's random keys: the map never holds the credentials in clear.
     let credentials = match credentials {
-        Credentials::Anonymous => keys.hash_one(0u8),
+        Credentials::Anonymous => keys.hash_one(u8::from(open)),
         Credentials::Basic { username, password } => {
             keys.hash_one((1u8, username, password.expose()))
         }
@@ -164,14 +216,18 @@ impl RegistryApi {
             read_timeout: Some(std::time::Duration::from_secs(60)),
             ..Default::default()
         };
+        let open = matches!(credentials, Credentials::Anonymous) && is_open(registry);
         let auth = match credentials {
+            // Known to ask for no credentials: an empty bearer token spares a `GET /v2/` before
+            // every request (the client probes for a challenge whenever it holds no token).
+            Credentials::Anonymous if open => RegistryAuth::Bearer(String::new()),
             Credentials::Anonymous => RegistryAuth::Anonymous,
             Credentials::Basic { username, password } => {
                 RegistryAuth::Basic(username.clone(), password.expose().to_string())
             }
         };
         RegistryApi {
-            client: shared_client(registry, credentials, config),
+            client: shared_client(registry, credentials, open, config),
             auth,
             registry: registry.clone(),
             repository: repository.clone(),
