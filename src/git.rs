@@ -2,19 +2,35 @@
 //! Asked through the `git` command, which CI images and laptops already have (and which knows shallow
 //! clones, alternates and worktrees better than any re-implementation).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// Answers already given, by question (arguments and stdin), each asked once.
+type Answers = Arc<Mutex<HashMap<(Vec<String>, String), Arc<OnceLock<Option<Output>>>>>>;
 
 /// A git checkout (or none: every answer is then `None`).
 #[derive(Debug, Clone)]
 pub struct History {
     dir: PathBuf,
+    answers: Option<Answers>,
 }
 
 impl History {
     pub fn at(dir: &Path) -> Self {
         History {
             dir: dir.to_path_buf(),
+            answers: None,
+        }
+    }
+
+    /// A history that asks git each question once, for every clone of it: the services of one run
+    /// ask the same questions about the same commits, and each answer costs a process.
+    pub fn remembering(dir: &Path) -> Self {
+        History {
+            dir: dir.to_path_buf(),
+            answers: Some(Answers::default()),
         }
     }
 
@@ -31,15 +47,57 @@ impl History {
             .map_err(|e| crate::Error::Internal(format!("a git query stopped: {e}")))
     }
 
-    fn git(&self, args: &[&str]) -> Option<std::process::Output> {
-        Command::new("git")
+    fn git(&self, args: &[&str]) -> Option<Output> {
+        self.answer(args, None)
+    }
+
+    /// Run git (with `input` on stdin, if any), or give the answer it gave before.
+    fn answer(&self, args: &[&str], input: Option<&str>) -> Option<Output> {
+        let Some(answers) = &self.answers else {
+            return self.run(args, input);
+        };
+        let question = (
+            args.iter().map(ToString::to_string).collect(),
+            input.unwrap_or_default().to_string(),
+        );
+        let answer = Arc::clone(
+            answers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(question)
+                .or_default(),
+        );
+        answer.get_or_init(|| self.run(args, input)).clone()
+    }
+
+    fn run(&self, args: &[&str], input: Option<&str>) -> Option<Output> {
+        use std::io::Write;
+        let Some(input) = input else {
+            return Command::new("git")
+                .arg("-C")
+                .arg(&self.dir)
+                .args(args)
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .ok();
+        };
+        let mut child = Command::new("git")
             .arg("-C")
             .arg(&self.dir)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .output()
-            .ok()
+            .spawn()
+            .ok()?;
+        let mut stdin = child.stdin.take()?;
+        let input = input.to_string();
+        // Written from another thread: git may fill its stdout pipe before it has read all of stdin.
+        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+        let out = child.wait_with_output().ok()?;
+        writer.join().ok()?.ok()?;
+        Some(out)
     }
 
     /// `git rev-parse HEAD`.
@@ -131,22 +189,7 @@ impl History {
 
     /// Run git with `input` on stdin; its stdout when it succeeds.
     fn git_with_input(&self, args: &[&str], input: &str) -> Option<String> {
-        use std::io::Write;
-        let mut child = Command::new("git")
-            .arg("-C")
-            .arg(&self.dir)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let mut stdin = child.stdin.take()?;
-        let input = input.to_string();
-        // Written from another thread: git may fill its stdout pipe before it has read all of stdin.
-        let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-        let out = child.wait_with_output().ok()?;
-        writer.join().ok()?.ok()?;
+        let out = self.answer(args, Some(input))?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
@@ -214,6 +257,30 @@ mod tests {
                 .collect::<std::collections::HashSet<_>>()
         );
         assert_eq!(history.descend_from(&c, &[]), Vec::<Option<bool>>::new());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_remembering_history_asks_each_question_once_for_all_its_clones() {
+        let dir = std::env::temp_dir().join(format!("ecrbuild-git-memo-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        git(&dir, &["init", "-q", "-b", "main"]);
+        git(&dir, &["commit", "-q", "--allow-empty", "-m", "a"]);
+        let first = git(&dir, &["rev-parse", "HEAD"]);
+        let remembering = History::remembering(&dir);
+        let clone = remembering.clone();
+        assert_eq!(remembering.head().as_deref(), Some(first.as_str()));
+        let a = first.clone();
+        let b = remembering.known_commits(&[&a]);
+        git(&dir, &["commit", "-q", "--allow-empty", "-m", "b"]);
+        let second = git(&dir, &["rev-parse", "HEAD"]);
+        // The clone gets the answer given before, not a new one; a plain history asks git again.
+        assert_eq!(clone.head().as_deref(), Some(first.as_str()));
+        assert_eq!(History::at(&dir).head().as_deref(), Some(second.as_str()));
+        // A question with other input is a new question.
+        assert_eq!(clone.known_commits(&[&a]), b);
+        assert!(clone.known_commits(&[&second]).contains(&second));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

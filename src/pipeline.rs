@@ -119,11 +119,12 @@ impl Session {
         let history = History::at(&plan.build.context_dir);
         let sha = plan.identity.sha.to_string();
         let commit_time = history.ask(move |git| git.commit_time(&sha)).await?;
-        Session::open_at(plan, commit_time).await
+        Session::open_at(plan, commit_time, history).await
     }
 
-    /// As [`open`](Self::open), with the commit time already read (several services, one commit).
-    async fn open_at(plan: &Plan, commit_time: Option<i64>) -> Result<Session> {
+    /// As [`open`](Self::open), with the commit time already read and the git history to ask
+    /// (several services, one commit).
+    async fn open_at(plan: &Plan, commit_time: Option<i64>, history: History) -> Result<Session> {
         let aws = match plan.access.auth {
             AuthMode::Ecr => Some(
                 auth::aws_config(plan.access.region.as_deref(), plan.publish.retry.attempts).await,
@@ -135,7 +136,6 @@ impl Session {
                 None
             }
         };
-        let history = History::at(&plan.build.context_dir);
         let sha = plan.identity.sha.to_string();
         let registry = resolve_registry(&plan.identity.registry, aws.as_ref()).await?;
         let name = Published {

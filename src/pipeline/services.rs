@@ -4,6 +4,7 @@
 //! (reuse: republished for this commit registry-side). Only the rest reach the daemon, at most
 //! `--jobs` at a time. `ecrbuild plan` stops after the decision.
 
+use std::path::Path;
 use std::time::{Instant, SystemTime};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -46,6 +47,8 @@ struct Shared {
     in_flight: Semaphore,
     /// The commit's time, read once for every service.
     commit_time: Option<i64>,
+    /// git, asked each question once for all services (one repository, one commit).
+    history: History,
     options: ServicesOptions,
 }
 
@@ -233,10 +236,11 @@ fn sha_of(services: &[Service]) -> String {
 /// registry gets them).
 async fn shared(services: &[Service], options: ServicesOptions) -> Shared {
     let first = services.first().map(|s| &s.plan);
+    let history = History::remembering(first.map_or(Path::new("."), |p| &p.build.context_dir));
     let commit_time = match first {
         Some(plan) => {
             let sha = plan.identity.sha.to_string();
-            History::at(&plan.build.context_dir)
+            history
                 .ask(move |git| git.commit_time(&sha))
                 .await
                 .ok()
@@ -250,13 +254,15 @@ async fn shared(services: &[Service], options: ServicesOptions) -> Shared {
             RegistrySource::Known(registry) => Some((registry.clone(), Credentials::Anonymous)),
             RegistrySource::FromEcrToken => None,
         },
-        Some(plan) if plan.publish.push => match Session::open_at(plan, commit_time).await {
-            Ok(session) => registry_credentials(&session)
-                .await
-                .ok()
-                .map(|(credentials, _)| (session.registry, credentials)),
-            Err(_) => None,
-        },
+        Some(plan) if plan.publish.push => {
+            match Session::open_at(plan, commit_time, history.clone()).await {
+                Ok(session) => registry_credentials(&session)
+                    .await
+                    .ok()
+                    .map(|(credentials, _)| (session.registry, credentials)),
+                Err(_) => None,
+            }
+        }
         _ => None,
     };
     let timeout = first.map_or(std::time::Duration::from_secs(3600), |p| {
@@ -267,6 +273,7 @@ async fn shared(services: &[Service], options: ServicesOptions) -> Shared {
         builds: Semaphore::new(options.jobs.max(1)),
         in_flight: Semaphore::new(SERVICES_IN_FLIGHT),
         commit_time,
+        history,
         options,
     }
 }
@@ -359,7 +366,7 @@ async fn decide(plan: &Plan, shared: &Shared, reporter: &Reporter) -> Result<Dec
         }
         Err(reason) => (None, Vec::new(), Some(reason)),
     };
-    let session = Session::open_at(plan, shared.commit_time).await?;
+    let session = Session::open_at(plan, shared.commit_time, shared.history.clone()).await?;
     let (found, reason) =
         look_up(plan, &session, inputs.as_ref(), unknown, shared, reporter).await?;
     Ok(Decision {
