@@ -658,24 +658,28 @@ async fn reuse(
     .collect();
     let api = &reused.access.api;
     let policy = &plan.publish.retry;
-    let published = retry(policy, "publish", reporter, || async {
-        let same = reused.same;
-        api.put_relabelled_config(&same.manifest, &same.config, &dropped, &labels, sha_tag)
-            .await
-            .map_err(|e| api_error(name, sha_tag, e))
-    })
-    .await?;
     let target = RegistryTarget {
         api,
         name,
         history: &session.history,
     };
     let follow_up = plan.publish.follow_up_tags();
+    // Where `latest` stands does not depend on the SHA tag's write: read meanwhile, as a push does.
+    let (published, latest_before) = tokio::join!(
+        retry(policy, "publish", reporter, || async {
+            let same = reused.same;
+            api.put_relabelled_config(&same.manifest, &same.config, &dropped, &labels, sha_tag)
+                .await
+                .map_err(|e| api_error(name, sha_tag, e))
+        }),
+        push::latest_if_wanted(&target, follow_up, &plan.publish, reporter)
+    );
+    let (published, latest_before) = (published?, latest_before?);
     let (references, latest) = push::promote_published(
         &target,
         &published,
         follow_up,
-        None,
+        latest_before,
         &plan.publish,
         reporter,
     )
