@@ -112,42 +112,75 @@ struct Session {
     registry: Registry,
     history: History,
     name: Published,
+    /// Credentials fetched once for several sessions (services of one run), used while valid.
+    prefetched: Option<(Credentials, Option<SystemTime>)>,
+}
+
+/// What the sessions of one run share, read once: the commit's time, git, the AWS configuration
+/// and the registry's credentials.
+#[derive(Clone)]
+struct Prepared {
+    commit_time: Option<i64>,
+    history: History,
+    aws: Option<aws_config::SdkConfig>,
+    credentials: Option<(Registry, Credentials, Option<SystemTime>)>,
+}
+
+impl Prepared {
+    async fn for_plan(plan: &Plan, history: History) -> Result<Prepared> {
+        let sha = plan.identity.sha.to_string();
+        let commit_time = history.ask(move |git| git.commit_time(&sha)).await?;
+        let aws = match plan.access.auth {
+            AuthMode::Ecr => Some(
+                auth::aws_config(plan.access.region.as_deref(), plan.publish.retry.attempts).await,
+            ),
+            AuthMode::None => None,
+        };
+        Ok(Prepared {
+            commit_time,
+            history,
+            aws,
+            credentials: None,
+        })
+    }
 }
 
 impl Session {
     async fn open(plan: &Plan) -> Result<Session> {
         let history = History::at(&plan.build.context_dir);
-        let sha = plan.identity.sha.to_string();
-        let commit_time = history.ask(move |git| git.commit_time(&sha)).await?;
-        Session::open_at(plan, commit_time, history).await
+        Session::open_at(plan, &Prepared::for_plan(plan, history).await?).await
     }
 
-    /// As [`open`](Self::open), with the commit time already read and the git history to ask
-    /// (several services, one commit).
-    async fn open_at(plan: &Plan, commit_time: Option<i64>, history: History) -> Result<Session> {
-        let aws = match plan.access.auth {
-            AuthMode::Ecr => Some(
-                auth::aws_config(plan.access.region.as_deref(), plan.publish.retry.attempts).await,
-            ),
-            AuthMode::None => {
-                if let RegistrySource::Known(registry) = &plan.identity.registry {
-                    crate::registry::learn_if_open(registry).await;
-                }
-                None
-            }
-        };
+    /// As [`open`](Self::open), with what several sessions share already read.
+    async fn open_at(plan: &Plan, prepared: &Prepared) -> Result<Session> {
+        let aws = prepared.aws.clone();
+        if let (AuthMode::None, RegistrySource::Known(registry)) =
+            (plan.access.auth, &plan.identity.registry)
+        {
+            crate::registry::learn_if_open(registry).await;
+        }
         let sha = plan.identity.sha.to_string();
         let registry = resolve_registry(&plan.identity.registry, aws.as_ref()).await?;
         let name = Published {
             registry: registry.clone(),
             repository: plan.identity.repository.clone(),
-            revision: Revision { sha, commit_time },
+            revision: Revision {
+                sha,
+                commit_time: prepared.commit_time,
+            },
+        };
+        let prefetched = match &prepared.credentials {
+            Some((of, credentials, expires_at)) if *of == registry => {
+                Some((credentials.clone(), *expires_at))
+            }
+            _ => None,
         };
         Ok(Session {
             aws,
             registry,
-            history,
+            history: prepared.history.clone(),
             name,
+            prefetched,
         })
     }
 
@@ -705,9 +738,10 @@ fn still_valid(expires_at: Option<SystemTime>) -> bool {
     expires_at.is_none_or(|at| at > SystemTime::now() + TOKEN_MARGIN)
 }
 
-/// New credentials and a client that uses them.
+/// New credentials (never the prefetched ones: this is also the retry after a refusal) and a client
+/// that uses them.
 async fn fresh_access(plan: &Plan, session: &Session) -> Result<RegistryAccess> {
-    let (credentials, expires_at) = registry_credentials(session).await?;
+    let (credentials, expires_at) = fetch_credentials(session).await?;
     let api = RegistryApi::new(&session.registry, &plan.identity.repository, &credentials);
     Ok(RegistryAccess {
         credentials,
@@ -716,8 +750,19 @@ async fn fresh_access(plan: &Plan, session: &Session) -> Result<RegistryAccess> 
     })
 }
 
-/// Credentials for the session's registry and when they expire (`None`: they do not).
+/// Credentials for the session's registry and when they expire (`None`: they do not): the prefetched
+/// ones while they have a safe margin left.
 async fn registry_credentials(session: &Session) -> Result<(Credentials, Option<SystemTime>)> {
+    match &session.prefetched {
+        Some((credentials, expires_at)) if still_valid(*expires_at) => {
+            Ok((credentials.clone(), *expires_at))
+        }
+        _ => fetch_credentials(session).await,
+    }
+}
+
+/// Credentials fetched now (an ECR token), or none for an anonymous registry.
+async fn fetch_credentials(session: &Session) -> Result<(Credentials, Option<SystemTime>)> {
     match &session.aws {
         None => Ok((Credentials::Anonymous, None)),
         Some(config) => {

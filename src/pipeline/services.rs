@@ -34,7 +34,7 @@ use crate::verify;
 
 use super::{
     finish, preflight, publish, pull_cache_sources, registry_credentials, republish, scan_context,
-    verify_pushed, Checked, RegistryAccess, Session,
+    verify_pushed, Checked, Prepared, RegistryAccess, Session,
 };
 
 /// What the services of one run share: base image identities, the daemon (connected once, when a
@@ -45,10 +45,9 @@ struct Shared {
     /// Services decided or published at once: the registry and the blocking pool see a bounded
     /// load however many services the file holds.
     in_flight: Semaphore,
-    /// The commit's time, read once for every service.
-    commit_time: Option<i64>,
-    /// git, asked each question once for all services (one repository, one commit).
-    history: History,
+    /// Read once for every service: the commit's time, git (each question asked once: one
+    /// repository, one commit), the AWS configuration and the registry's credentials.
+    prepared: Prepared,
     options: ServicesOptions,
 }
 
@@ -237,32 +236,36 @@ fn sha_of(services: &[Service]) -> String {
 async fn shared(services: &[Service], options: ServicesOptions) -> Shared {
     let first = services.first().map(|s| &s.plan);
     let history = History::remembering(first.map_or(Path::new("."), |p| &p.build.context_dir));
-    let commit_time = match first {
-        Some(plan) => {
-            let sha = plan.identity.sha.to_string();
-            history
-                .ask(move |git| git.commit_time(&sha))
-                .await
-                .ok()
-                .flatten()
-        }
+    let mut prepared = match first {
+        Some(plan) => Prepared::for_plan(plan, history.clone()).await.ok(),
         None => None,
-    };
+    }
+    .unwrap_or(Prepared {
+        commit_time: None,
+        history,
+        aws: None,
+        credentials: None,
+    });
     let own = match first {
-        // No credentials to fetch: no session (and no git or AWS call) needed.
+        // No credentials to fetch: no session (and no AWS call) needed.
         Some(plan) if plan.access.auth == AuthMode::None => match &plan.identity.registry {
             RegistrySource::Known(registry) => Some((registry.clone(), Credentials::Anonymous)),
             RegistrySource::FromEcrToken => None,
         },
-        Some(plan) if plan.publish.push => {
-            match Session::open_at(plan, commit_time, history.clone()).await {
-                Ok(session) => registry_credentials(&session)
+        Some(plan) if plan.publish.push => match Session::open_at(plan, &prepared).await {
+            // Fetched once here; every service's session uses them while they are valid.
+            Ok(session) => {
+                registry_credentials(&session)
                     .await
                     .ok()
-                    .map(|(credentials, _)| (session.registry, credentials)),
-                Err(_) => None,
+                    .map(|(credentials, expires_at)| {
+                        prepared.credentials =
+                            Some((session.registry.clone(), credentials.clone(), expires_at));
+                        (session.registry, credentials)
+                    })
             }
-        }
+            Err(_) => None,
+        },
         _ => None,
     };
     let timeout = first.map_or(std::time::Duration::from_secs(3600), |p| {
@@ -272,8 +275,7 @@ async fn shared(services: &[Service], options: ServicesOptions) -> Shared {
         bases: BaseLookup::new(own, timeout),
         builds: Semaphore::new(options.jobs.max(1)),
         in_flight: Semaphore::new(SERVICES_IN_FLIGHT),
-        commit_time,
-        history,
+        prepared,
         options,
     }
 }
@@ -366,7 +368,7 @@ async fn decide(plan: &Plan, shared: &Shared, reporter: &Reporter) -> Result<Dec
         }
         Err(reason) => (None, Vec::new(), Some(reason)),
     };
-    let session = Session::open_at(plan, shared.commit_time, shared.history.clone()).await?;
+    let session = Session::open_at(plan, &shared.prepared).await?;
     let (found, reason) =
         look_up(plan, &session, inputs.as_ref(), unknown, shared, reporter).await?;
     Ok(Decision {
