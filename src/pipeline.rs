@@ -273,18 +273,7 @@ async fn build_or_find(
         "building {}",
         session.name.reference(plan.publish.sha_tag())
     ));
-    let setup = BuildSetup {
-        name: session.name.clone(),
-        tags: plan.publish.tags.clone(),
-        latest_candidate: plan.publish.latest_candidate(),
-        cache_from,
-        gzip: plan
-            .build
-            .compress
-            .unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host())),
-        platform: plan.platforms.first().cloned(),
-        inputs: None,
-    };
+    let setup = build_setup(plan, session, cache_from, None);
     let building = build::build(docker, &plan.build, setup, context, reporter);
     let outcome = if preflight_wanted && access.is_none() {
         build_beside_preflight(plan, session, building, summary, reporter).await
@@ -308,6 +297,27 @@ async fn build_or_find(
         ));
     }
     outcome
+}
+
+/// What the build of `plan`'s one image is for.
+fn build_setup(
+    plan: &Plan,
+    session: &Session,
+    cache_from: Vec<String>,
+    inputs: Option<crate::inputs::InputDigest>,
+) -> BuildSetup {
+    BuildSetup {
+        name: session.name.clone(),
+        tags: plan.publish.tags.clone(),
+        latest_candidate: plan.publish.latest_candidate(),
+        cache_from,
+        gzip: plan
+            .build
+            .compress
+            .unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host())),
+        platform: plan.platforms.first().cloned(),
+        inputs,
+    }
 }
 
 /// The preflight runs while the daemon builds: it costs no time, and a failure (bad credentials, no

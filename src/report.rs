@@ -283,9 +283,14 @@ pub struct Summary {
     pub timings: Timings,
 }
 
+/// One JSON object on one line (an error object in the unlikely case it cannot be encoded).
+fn json(value: &impl Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+}
+
 impl Summary {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        json(self)
     }
 
     /// Text form: one reference per line, with its digest when pushed (easy to pipe).
@@ -482,7 +487,7 @@ pub struct ServicesSummary {
 
 impl ServicesSummary {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        json(self)
     }
 
     /// One table: service, action, digest, seconds.
@@ -534,7 +539,7 @@ pub struct ServicesPlan {
 
 impl ServicesPlan {
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+        json(self)
     }
 
     pub fn to_text(&self) -> String {

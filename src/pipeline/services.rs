@@ -11,7 +11,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Semaphore;
 
 use crate::auth::Credentials;
-use crate::build::{self, provenance_labels, BuildSetup};
+use crate::build::{self, provenance_labels};
 use crate::cli::{AuthMode, LatestMode};
 use crate::context::{context_needs, images_read, BuildContext, ContextNeeds};
 use crate::daemon;
@@ -769,18 +769,7 @@ async fn build_and_publish(
         .map_or(Credentials::Anonymous, |a| a.credentials.clone());
     build::pull_stale_bases(docker, bases, &session.registry, &credentials, reporter).await?;
     let cache_from = pull_cache_sources(plan, session, docker, access.as_ref(), reporter).await?;
-    let setup = BuildSetup {
-        name: session.name.clone(),
-        tags: plan.publish.tags.clone(),
-        latest_candidate: plan.publish.latest_candidate(),
-        cache_from,
-        gzip: plan
-            .build
-            .compress
-            .unwrap_or_else(|| daemon::is_remote(&daemon::daemon_host())),
-        platform: plan.platforms.first().cloned(),
-        inputs: inputs.clone(),
-    };
+    let setup = super::build_setup(plan, session, cache_from, inputs.clone());
     reporter.step(format!(
         "building {}",
         session.name.reference(plan.publish.sha_tag())

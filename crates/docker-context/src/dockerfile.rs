@@ -70,15 +70,7 @@ fn read(dockerfile: &[u8], build_args: &BTreeMap<String, String>) -> Reading {
             None => (line, ""),
         };
         match instruction.to_ascii_lowercase().as_str() {
-            "arg" if stages.is_empty() => {
-                for token in rest.split_whitespace() {
-                    let (name, value) = match token.split_once('=') {
-                        Some((name, value)) => (name, Some(value.to_string())),
-                        None => (token, None),
-                    };
-                    global_args.insert(name.to_string(), value);
-                }
-            }
+            "arg" if stages.is_empty() => declare_global_args(rest, &mut global_args),
             "from" => {
                 let (flags, args) = split_flags(rest);
                 // The build host's platform is the daemon's own: the base image it holds (and whose
@@ -173,15 +165,7 @@ pub fn images_read(
         let unresolved =
             |image: &str| format!("{image}: the image name uses a variable that has no value");
         match instruction.to_ascii_lowercase().as_str() {
-            "arg" if stages.is_empty() => {
-                for token in rest.split_whitespace() {
-                    let (name, value) = match token.split_once('=') {
-                        Some((name, value)) => (name, Some(value.to_string())),
-                        None => (token, None),
-                    };
-                    global_args.insert(name.to_string(), value);
-                }
-            }
+            "arg" if stages.is_empty() => declare_global_args(rest, &mut global_args),
             "from" => {
                 let (_, args) = split_flags(rest);
                 let mut words = args.split_whitespace();
@@ -210,6 +194,18 @@ pub fn images_read(
         }
     }
     Ok(images)
+}
+
+/// Record the names (and defaults) an `ARG` before the first `FROM` declares: the only variables a
+/// `FROM` line may use.
+fn declare_global_args(rest: &str, global_args: &mut BTreeMap<String, Option<String>>) {
+    for token in rest.split_whitespace() {
+        let (name, value) = match token.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (token, None),
+        };
+        global_args.insert(name.to_string(), value);
+    }
 }
 
 /// The `escape` parser directive (`\` unless set to a backtick). Directives are read only before the
