@@ -338,6 +338,34 @@ async fn run_decided(
 /// Decide what a run does with a service: skip, reuse or build. Needs no daemon unless a base image
 /// can only be identified there.
 async fn decide(plan: &Plan, shared: &Shared, reporter: &Reporter) -> Result<Decision> {
+    // What the build reads (local files, base images) and what the registry holds for this commit
+    // are independent questions: asked at the same time.
+    let (read, checked) = tokio::join!(
+        read_inputs(plan, shared, reporter),
+        check_registry(plan, shared, reporter)
+    );
+    let (read, (session, checked)) = (read?, checked?);
+    let (found, reason) = look_up(plan, &session, &read, checked, shared, reporter).await?;
+    Ok(Decision {
+        found,
+        reason,
+        inputs: read.inputs,
+        bases: read.bases,
+        context: read.context,
+        session,
+    })
+}
+
+/// What a service's build reads: its context (as it will be sent), its base images, and their
+/// digest when every input is identified (else why not).
+struct Read {
+    context: BuildContext,
+    inputs: Option<InputDigest>,
+    bases: Vec<BaseImage>,
+    unknown: Option<String>,
+}
+
+async fn read_inputs(plan: &Plan, shared: &Shared, reporter: &Reporter) -> Result<Read> {
     let context = scan_context(&plan.build, reporter).await?;
     let dockerfile = tokio::fs::read(&plan.build.dockerfile).await.map_err(|e| {
         Error::usage(
@@ -345,40 +373,53 @@ async fn decide(plan: &Plan, shared: &Shared, reporter: &Reporter) -> Result<Dec
             format!("cannot read the Dockerfile: {e}"),
         )
     })?;
-    let platform = plan.platforms.first();
     let bases = identify_bases(&dockerfile, plan, shared).await;
     let onbuild = bases
         .as_ref()
         .ok()
         .is_some_and(|b| b.iter().any(|i| i.onbuild));
-    let mut context = select(plan, context, &dockerfile, onbuild, reporter).await?;
-    let (inputs, bases, unknown) = match bases {
-        Ok(bases) => {
-            let (back, context_digest) = digest_context(context).await?;
-            context = back;
-            let recipe = Recipe {
-                dockerfile: &dockerfile,
-                build_args: &plan.build.build_args,
-                labels: &plan.build.labels,
-                target: plan.build.target.as_deref(),
-                platform,
-            };
-            let inputs = input_digest(&context_digest, &recipe, &bases);
-            (Some(inputs), bases, None)
+    let context = select(plan, context, &dockerfile, onbuild, reporter).await?;
+    let bases = match bases {
+        Ok(bases) => bases,
+        Err(reason) => {
+            return Ok(Read {
+                context,
+                inputs: None,
+                bases: Vec::new(),
+                unknown: Some(reason),
+            })
         }
-        Err(reason) => (None, Vec::new(), Some(reason)),
     };
-    let session = Session::open_at(plan, &shared.prepared).await?;
-    let (found, reason) =
-        look_up(plan, &session, inputs.as_ref(), unknown, shared, reporter).await?;
-    Ok(Decision {
-        found,
-        reason,
-        inputs,
-        bases,
+    let (context, context_digest) = digest_context(context).await?;
+    let recipe = Recipe {
+        dockerfile: &dockerfile,
+        build_args: &plan.build.build_args,
+        labels: &plan.build.labels,
+        target: plan.build.target.as_deref(),
+        platform: plan.platforms.first(),
+    };
+    let inputs = input_digest(&context_digest, &recipe, &bases);
+    Ok(Read {
         context,
-        session,
+        inputs: Some(inputs),
+        bases,
+        unknown: None,
     })
+}
+
+/// The session, and the preflight's answer when the run pushes and checks first: credentials and
+/// repository checked, and whether this commit is published.
+async fn check_registry(
+    plan: &Plan,
+    shared: &Shared,
+    reporter: &Reporter,
+) -> Result<(Session, Option<Checked>)> {
+    let session = Session::open_at(plan, &shared.prepared).await?;
+    if !(plan.publish.push && plan.publish.preflight) {
+        return Ok((session, None));
+    }
+    let checked = preflight(plan, &session, reporter).await?;
+    Ok((session, Some(checked)))
 }
 
 /// Every image the Dockerfile builds on, identified; `Err` says which could not be and why.
@@ -467,29 +508,30 @@ async fn digest_context(context: BuildContext) -> Result<(BuildContext, [u8; 32]
 async fn look_up(
     plan: &Plan,
     session: &Session,
-    inputs: Option<&InputDigest>,
-    unknown: Option<String>,
+    read: &Read,
+    checked: Option<Checked>,
     shared: &Shared,
     reporter: &Reporter,
 ) -> Result<(Found, String)> {
-    if !plan.publish.push {
-        let why = "not pushing (--no-push or a pull request build): built to check it builds";
-        return Ok((Found::Nothing(None), why.to_string()));
-    }
-    if !plan.publish.preflight {
-        let why = "--no-preflight: the registry is not asked before the build";
-        return Ok((Found::Nothing(None), why.to_string()));
-    }
-    let access = match preflight(plan, session, reporter).await? {
-        Checked::Published { manifest, api } => {
+    let access = match checked {
+        None if !plan.publish.push => {
+            let why = "not pushing (--no-push or a pull request build): built to check it builds";
+            return Ok((Found::Nothing(None), why.to_string()));
+        }
+        None => {
+            let why = "--no-preflight: the registry is not asked before the build";
+            return Ok((Found::Nothing(None), why.to_string()));
+        }
+        Some(Checked::Published { manifest, api }) => {
             let why = format!(
                 "{} is already published",
                 session.name.reference(plan.publish.sha_tag())
             );
             return Ok((Found::Published { manifest, api }, why));
         }
-        Checked::Ready(access) => access,
+        Some(Checked::Ready(access)) => access,
     };
+    let (inputs, unknown) = (read.inputs.as_ref(), read.unknown.clone());
     let Some(inputs) = inputs else {
         let why = format!(
             "an input cannot be identified, so nothing can stand for this build ({})",
