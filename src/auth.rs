@@ -108,6 +108,13 @@ fn ecr_endpoint(config: &aws_config::SdkConfig) -> String {
         })
 }
 
+/// A run's registry credentials, fetched once by whichever service asks first and awaited by the
+/// others: the registry, the credentials and when they expire; `None` when they could not be had (each
+/// asker then fetches its own and reports the error).
+pub type SharedCredentials = futures_util::future::Shared<
+    futures_util::future::BoxFuture<'static, Option<(Registry, Credentials, Option<SystemTime>)>>,
+>;
+
 /// Fetch an ECR authorization token. Called right before pushing, so a long build cannot outlive it.
 pub async fn ecr_token(config: &aws_config::SdkConfig) -> Result<EcrToken> {
     let target = format!("ECR at {}", ecr_endpoint(config));

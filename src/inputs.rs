@@ -14,7 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::auth::Credentials;
+use crate::auth::{Credentials, SharedCredentials};
 use crate::daemon;
 use crate::identity::{Platform, Registry, Repository, Tag};
 use crate::registry::RegistryApi;
@@ -116,17 +116,24 @@ type Identified = Arc<OnceCell<Result<BaseImage, String>>>;
 /// Identifies base images for every service of a run, each reference once: the registry first, the
 /// daemon when the registry cannot be asked. The daemon is connected only when it is needed.
 pub struct BaseLookup {
-    /// This run's registry and its credentials: our credentials go to no other registry.
-    own: Option<(Registry, Credentials)>,
+    /// This run's registry (when known before its credentials) and its credentials: our
+    /// credentials go to no other registry.
+    own: Option<Registry>,
+    credentials: Option<SharedCredentials>,
     daemon_timeout: Duration,
     daemon: OnceCell<Result<bollard::Docker, String>>,
     found: Mutex<HashMap<(String, Option<Platform>), Identified>>,
 }
 
 impl BaseLookup {
-    pub fn new(own: Option<(Registry, Credentials)>, daemon_timeout: Duration) -> Self {
+    pub fn new(
+        own: Option<Registry>,
+        credentials: Option<SharedCredentials>,
+        daemon_timeout: Duration,
+    ) -> Self {
         BaseLookup {
             own,
+            credentials,
             daemon_timeout,
             daemon: OnceCell::new(),
             found: Mutex::new(HashMap::new()),
@@ -185,10 +192,7 @@ impl BaseLookup {
             Registry::parse("base image", parsed.registry()).map_err(|e| e.to_string())?;
         let repository =
             Repository::parse("base image", parsed.repository()).map_err(|e| e.to_string())?;
-        let credentials = match &self.own {
-            Some((own, credentials)) if *own == registry => credentials.clone(),
-            _ => Credentials::Anonymous,
-        };
+        let credentials = self.credentials_for(&registry).await;
         if matches!(credentials, Credentials::Anonymous) {
             crate::registry::learn_if_open(&registry).await;
         }
@@ -213,6 +217,18 @@ impl BaseLookup {
             source: BaseSource::Registry,
             onbuild,
         })
+    }
+
+    /// Our credentials when `registry` is ours (waiting for them only then), else none.
+    async fn credentials_for(&self, registry: &Registry) -> Credentials {
+        let maybe_ours = self.own.as_ref().is_none_or(|own| own == registry);
+        match &self.credentials {
+            Some(shared) if maybe_ours => match shared.clone().await {
+                Some((ours, credentials, _)) if ours == *registry => credentials,
+                _ => Credentials::Anonymous,
+            },
+            _ => Credentials::Anonymous,
+        }
     }
 
     async fn ask_daemon(&self, reference: &str) -> Result<BaseImage, String> {

@@ -150,10 +150,7 @@ fn services(args: BuildArgs, file: &ServicesFile, what: Services) -> Result<(), 
     let env = Env::from_process();
     let history = History::at(&file.dir);
     let head = || history.head();
-    let local_git = || LocalGit {
-        branch: history.branch(),
-        remote_url: history.remote_url(),
-    };
+    let local_git = || local_git(&history);
     let workspace = Workspace {
         env: &env,
         head: &head,
@@ -218,10 +215,7 @@ fn run(args: BuildArgs, what: Run) -> Result<(), Error> {
     let env = Env::from_process();
     let history = History::at(&args.context);
     let head = || history.head();
-    let local_git = || LocalGit {
-        branch: history.branch(),
-        remote_url: history.remote_url(),
-    };
+    let local_git = || local_git(&history);
     let plan = plan::resolve(
         &args,
         &Workspace {
@@ -279,4 +273,16 @@ fn list_context(args: &ContextArgs) -> Result<(), Error> {
         );
     }
     Ok(())
+}
+
+/// The checkout's branch and remote, for runs outside CI: two git processes, run at once.
+fn local_git(history: &History) -> LocalGit {
+    std::thread::scope(|scope| {
+        let branch = scope.spawn(|| history.branch());
+        let remote_url = history.remote_url();
+        LocalGit {
+            branch: branch.join().unwrap_or(None),
+            remote_url,
+        }
+    })
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use indicatif::HumanBytes;
 
-use crate::auth::{self, Credentials, RepositoryState};
+use crate::auth::{self, Credentials, RepositoryState, SharedCredentials};
 use crate::build::{self, BuildOptions, BuildSetup, BuiltImage};
 use crate::cli::{AuthMode, LatestMode};
 use crate::context::{context_needs, BuildContext, ContextNeeds, SourceRoot};
@@ -113,7 +113,7 @@ struct Session {
     history: History,
     name: Published,
     /// Credentials fetched once for several sessions (services of one run), used while valid.
-    prefetched: Option<(Credentials, Option<SystemTime>)>,
+    shared_credentials: Option<SharedCredentials>,
 }
 
 /// What the sessions of one run share, read once: the commit's time, git, the AWS configuration
@@ -123,7 +123,7 @@ struct Prepared {
     commit_time: Option<i64>,
     history: History,
     aws: Option<aws_config::SdkConfig>,
-    credentials: Option<(Registry, Credentials, Option<SystemTime>)>,
+    credentials: Option<SharedCredentials>,
 }
 
 impl Prepared {
@@ -169,18 +169,13 @@ impl Session {
                 commit_time: prepared.commit_time,
             },
         };
-        let prefetched = match &prepared.credentials {
-            Some((of, credentials, expires_at)) if *of == registry => {
-                Some((credentials.clone(), *expires_at))
-            }
-            _ => None,
-        };
+
         Ok(Session {
             aws,
             registry,
             history: prepared.history.clone(),
             name,
-            prefetched,
+            shared_credentials: prepared.credentials.clone(),
         })
     }
 
@@ -763,12 +758,14 @@ async fn fresh_access(plan: &Plan, session: &Session) -> Result<RegistryAccess> 
 /// Credentials for the session's registry and when they expire (`None`: they do not): the prefetched
 /// ones while they have a safe margin left.
 async fn registry_credentials(session: &Session) -> Result<(Credentials, Option<SystemTime>)> {
-    match &session.prefetched {
-        Some((credentials, expires_at)) if still_valid(*expires_at) => {
-            Ok((credentials.clone(), *expires_at))
+    if let Some(shared) = &session.shared_credentials {
+        if let Some((of, credentials, expires_at)) = shared.clone().await {
+            if of == session.registry && still_valid(expires_at) {
+                return Ok((credentials, expires_at));
+            }
         }
-        _ => fetch_credentials(session).await,
     }
+    fetch_credentials(session).await
 }
 
 /// Credentials fetched now (an ECR token), or none for an anonymous registry.

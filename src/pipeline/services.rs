@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Credentials;
 use crate::build::{self, provenance_labels};
-use crate::cli::{AuthMode, LatestMode};
+use crate::cli::LatestMode;
 use crate::context::{context_needs, images_read, BuildContext, ContextNeeds};
 use crate::daemon;
 use crate::error::{Error, Result};
@@ -33,7 +33,7 @@ use crate::retry::retry;
 use crate::verify;
 
 use super::{
-    finish, preflight, publish, pull_cache_sources, registry_credentials, republish, scan_context,
+    fetch_credentials, finish, preflight, publish, pull_cache_sources, republish, scan_context,
     verify_pushed, Checked, Prepared, RegistryAccess, Session,
 };
 
@@ -234,6 +234,7 @@ fn sha_of(services: &[Service]) -> String {
 /// The lookup of base images, with this run's registry credentials when they can be had (only our
 /// registry gets them).
 async fn shared(services: &[Service], options: ServicesOptions) -> Shared {
+    use futures_util::FutureExt;
     let first = services.first().map(|s| &s.plan);
     let history = History::remembering(first.map_or(Path::new("."), |p| &p.build.context_dir));
     let mut prepared = match first {
@@ -246,33 +247,27 @@ async fn shared(services: &[Service], options: ServicesOptions) -> Shared {
         aws: None,
         credentials: None,
     });
-    let own = match first {
-        // No credentials to fetch: no session (and no AWS call) needed.
-        Some(plan) if plan.access.auth == AuthMode::None => match &plan.identity.registry {
-            RegistrySource::Known(registry) => Some((registry.clone(), Credentials::Anonymous)),
-            RegistrySource::FromEcrToken => None,
-        },
-        Some(plan) if plan.publish.push => match Session::open_at(plan, &prepared).await {
-            // Fetched once here; every service's session uses them while they are valid.
-            Ok(session) => {
-                registry_credentials(&session)
-                    .await
-                    .ok()
-                    .map(|(credentials, expires_at)| {
-                        prepared.credentials =
-                            Some((session.registry.clone(), credentials.clone(), expires_at));
-                        (session.registry, credentials)
-                    })
-            }
-            Err(_) => None,
-        },
-        _ => None,
-    };
+    let own = first.and_then(|plan| match &plan.identity.registry {
+        RegistrySource::Known(registry) => Some(registry.clone()),
+        RegistrySource::FromEcrToken => None,
+    });
+    // Fetched by whichever service asks first, while the others scan and hash meanwhile.
+    let credentials = first.filter(|p| p.publish.push).map(|plan| {
+        let (plan, session_parts) = (plan.clone(), prepared.clone());
+        async move {
+            let session = Session::open_at(&plan, &session_parts).await.ok()?;
+            let (credentials, expires_at) = fetch_credentials(&session).await.ok()?;
+            Some((session.registry, credentials, expires_at))
+        }
+        .boxed()
+        .shared()
+    });
+    prepared.credentials = credentials.clone();
     let timeout = first.map_or(std::time::Duration::from_secs(3600), |p| {
         p.build.daemon_timeout
     });
     Shared {
-        bases: BaseLookup::new(own, timeout),
+        bases: BaseLookup::new(own, credentials, timeout),
         builds: Semaphore::new(options.jobs.max(1)),
         in_flight: Semaphore::new(SERVICES_IN_FLIGHT),
         prepared,
