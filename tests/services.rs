@@ -652,6 +652,25 @@ fn a_bad_ecrbuild_toml_or_service_name_exits_2_and_says_what_is_wrong() {
         result.stderr
     );
 
+    // A Dockerfile path that names nothing: exit 2, naming the service's key, not the `-f` advice.
+    let wrong_path = good.replacen(
+        "dockerfile = \"services/ui/Dockerfile\"",
+        "dockerfile = \"services/ui/Nope.Dockerfile\"",
+        1,
+    );
+    assert_ne!(
+        wrong_path, good,
+        "the fixture's ui Dockerfile line moved:\n{good}"
+    );
+    for args in [&["--output", "json"][..], &["plan", "--output", "json"]] {
+        let result = with_config(&wrong_path, args);
+        result
+            .assert_code(2)
+            .assert_stderr_contains("services.ui.dockerfile")
+            .assert_stderr_contains("Nope.Dockerfile");
+        assert!(!result.stderr.contains("-f/--file"), "{}", result.stderr);
+    }
+
     // An unknown service: exit 2, naming the known ones, before anything is built.
     for sub in [&[][..], &["plan"]] {
         let mut cmd = repo.ecrbuild(sub);

@@ -47,6 +47,9 @@ pub fn resolve_services(
     let chosen = file.select(&args.services)?;
     let one = chosen.len() == 1;
     let repositories = repositories_from_env(workspace.env.get(REPOSITORIES_ENV))?;
+    for spec in &chosen {
+        check_paths(file, spec)?;
+    }
     chosen
         .into_iter()
         .map(|spec| {
@@ -87,6 +90,28 @@ fn repositories_from_env(value: Option<&str>) -> Result<BTreeMap<&str, &str>> {
         }
     }
     Ok(repositories)
+}
+
+/// A service's Dockerfile and context must exist: a wrong path is the file's error, said before
+/// anything runs (not the single-image advice to fix `-f`).
+fn check_paths(file: &ServicesFile, spec: &ServiceSpec) -> Result<()> {
+    let missing = |key: &str, path: &std::path::Path, what: &str| Error::Config {
+        file: file.path.display().to_string(),
+        line: None,
+        key: format!("services.{}.{key}", spec.name),
+        detail: format!(
+            "{} is not {what}; paths are relative to the directory of {}",
+            path.display(),
+            file.path.display()
+        ),
+    };
+    if !spec.context.is_dir() {
+        return Err(missing("context", &spec.context, "a directory"));
+    }
+    if !spec.dockerfile.is_file() {
+        return Err(missing("dockerfile", &spec.dockerfile, "a file"));
+    }
+    Ok(())
 }
 
 /// The flags of a single-image run for `spec`: the file's values, then the command line's.
