@@ -30,6 +30,7 @@ use crate::identity::{
     reference, Platform, Published, Registry, Repository, Revision, Tag, COMMIT_TIME_LABEL,
     CREATED_LABEL, INPUTS_LABEL, LATEST_CANDIDATE_LABEL, REVISION_LABEL,
 };
+use crate::inputs::{DecidedInputs, InputDigest};
 use crate::report::{utc_timestamp, Reporter, TimeLayout};
 
 /// What to build and how: the build's part of the plan.
@@ -65,6 +66,8 @@ pub struct BuiltImage {
     pushed_as: Vec<String>,
     /// The platform it was built for with `--platform`; `None`: the daemon's own, classic builder.
     platform: Option<Platform>,
+    /// Its input digest, when it was asked for and the context sent is the one it was made of.
+    inputs: Option<InputDigest>,
 }
 
 /// One image per requested platform, every one built successfully: the only input an index is made of.
@@ -140,6 +143,11 @@ impl BuiltImage {
     /// The platform it was built for (`--platform`), if one was asked for.
     pub fn platform(&self) -> Option<&Platform> {
         self.platform.as_ref()
+    }
+
+    /// The input digest its published config is labelled with, if any.
+    pub fn inputs(&self) -> Option<&InputDigest> {
+        self.inputs.as_ref()
     }
 }
 
@@ -282,7 +290,7 @@ pub struct BuildSetup {
     /// `--platform`: build with BuildKit for this platform.
     pub platform: Option<Platform>,
     /// The build's input digest, published as a label (services with build avoidance).
-    pub inputs: Option<crate::inputs::InputDigest>,
+    pub inputs: Option<DecidedInputs>,
 }
 
 /// Build `context` as planned, then tag the image with every planned tag.
@@ -294,7 +302,7 @@ pub async fn build(
     reporter: &Reporter,
 ) -> Result<BuiltImage> {
     let daemon_options = daemon_build_options(options, &setup, context.dockerfile_in_tar());
-    let id = run_build(docker, daemon_options, setup.gzip, context, reporter).await?;
+    let (id, sent) = run_build(docker, daemon_options, setup.gzip, context, reporter).await?;
     let provenance = provenance_labels(
         &setup.name.revision,
         setup.latest_candidate,
@@ -302,7 +310,18 @@ pub async fn build(
         &utc_timestamp(std::time::SystemTime::now(), TimeLayout::Rfc3339),
     );
     let mut provenance = provenance;
-    if let Some(inputs) = &setup.inputs {
+    // The label says what the build read only if the context sent is the one the digest was made
+    // of: a file changed between the two reads leaves the image unlabelled (never reused).
+    let inputs = setup.inputs.and_then(|decided| {
+        if sent == Some(decided.context) {
+            return Some(decided.digest);
+        }
+        reporter.warn(
+            "the context changed while it was read and sent; the image is not labelled with its inputs, so no later commit reuses it",
+        );
+        None
+    });
+    if let Some(inputs) = &inputs {
         provenance.insert(INPUTS_LABEL.to_string(), inputs.to_string());
     }
     let mut image = BuiltImage {
@@ -312,6 +331,7 @@ pub async fn build(
         provenance,
         pushed_as: Vec::new(),
         platform: setup.platform,
+        inputs,
     };
     // Independent daemon calls, made at the same time. Not knowing earlier pushes only costs an upload.
     let (tagged, inspected) =
@@ -401,13 +421,14 @@ async fn run_build(
     gzip: bool,
     context: BuildContext,
     reporter: &Reporter,
-) -> Result<String> {
+) -> Result<(String, Option<[u8; 32]>)> {
     // The tar writer reports its own failures (e.g. a file changed while read) through the stream, which
     // aborts the request; keep the context error so the run reports the file, not the aborted request.
     let context_failure: Arc<Mutex<Option<ContextError>>> = Arc::default();
     let failure_slot = Arc::clone(&context_failure);
     let mut upload = reporter.upload_progress(context.tar_bytes(), context.bytes_produced());
-    let body = context.into_tar_stream(gzip).inspect_err(move |e| {
+    let (body, sent) = context.into_tar_stream_with_digest(gzip);
+    let body = body.inspect_err(move |e| {
         if let Ok(mut slot) = failure_slot.lock() {
             if slot.is_none() {
                 *slot = Some(match ContextError::from_stream_error(e) {
@@ -456,9 +477,12 @@ async fn run_build(
     if let Some(failure) = take(&context_failure) {
         return Err(Error::Context(failure));
     }
-    image_id.ok_or_else(|| Error::BuildFailed {
-        message: "the daemon finished without reporting an image id".to_string(),
-    })
+    let sent = sent.await.ok();
+    image_id
+        .map(|id| (id, sent))
+        .ok_or_else(|| Error::BuildFailed {
+            message: "the daemon finished without reporting an image id".to_string(),
+        })
 }
 
 use bollard::models::BuildInfoAux;

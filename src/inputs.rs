@@ -48,6 +48,14 @@ impl std::fmt::Display for InputDigest {
     }
 }
 
+/// An input digest and the context digest it was made from: the build labels the image with it only
+/// if the context it sent digests the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecidedInputs {
+    pub digest: InputDigest,
+    pub context: [u8; 32],
+}
+
 /// Where a base image's identity came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

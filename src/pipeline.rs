@@ -299,7 +299,7 @@ fn build_setup(
     plan: &Plan,
     session: &Session,
     cache_from: Vec<String>,
-    inputs: Option<crate::inputs::InputDigest>,
+    inputs: Option<crate::inputs::DecidedInputs>,
 ) -> BuildSetup {
     BuildSetup {
         name: session.name.clone(),

@@ -21,7 +21,7 @@ use crate::identity::{
     Revision, COMMIT_TIME_LABEL, CREATED_LABEL, INPUTS_LABEL, LATEST_CANDIDATE_LABEL,
     REVISION_LABEL,
 };
-use crate::inputs::{input_digest, BaseImage, BaseLookup, InputDigest, Recipe};
+use crate::inputs::{input_digest, BaseImage, BaseLookup, DecidedInputs, InputDigest, Recipe};
 use crate::plan::{Plan, RegistrySource, Service, ServicesOptions};
 use crate::push::{self, api_error, PushedImage, RegistryTarget};
 use crate::registry::{RegistryApi, StoredManifest};
@@ -75,7 +75,7 @@ enum Found {
 struct Decision {
     found: Found,
     reason: String,
-    inputs: Option<InputDigest>,
+    inputs: Option<DecidedInputs>,
     bases: Vec<BaseImage>,
     context: BuildContext,
     session: Session,
@@ -155,7 +155,7 @@ pub async fn plan_services(
             repository: service.plan.identity.repository.as_str().to_string(),
             action: decision.planned(),
             reason: decision.reason.clone(),
-            inputs: decision.inputs.as_ref().map(ToString::to_string),
+            inputs: decision.inputs.as_ref().map(|d| d.digest.to_string()),
             reuse_from: match &decision.found {
                 Found::Reusable { same, .. } => Some(same.from.clone()),
                 _ => None,
@@ -318,7 +318,7 @@ async fn run_decided(
     }
     let started = Instant::now();
     let decision = decide(plan, shared, reporter).await?;
-    result.inputs = decision.inputs.as_ref().map(ToString::to_string);
+    result.inputs = decision.inputs.as_ref().map(|d| d.digest.to_string());
     let context_secs = secs(started.elapsed());
     *summary = decision.session.summary(plan, context_secs);
     reporter.step(format!(
@@ -355,7 +355,7 @@ async fn decide(plan: &Plan, shared: &Shared, reporter: &Reporter) -> Result<Dec
 /// digest when every input is identified (else why not).
 struct Read {
     context: BuildContext,
-    inputs: Option<InputDigest>,
+    inputs: Option<DecidedInputs>,
     bases: Vec<BaseImage>,
     unknown: Option<String>,
 }
@@ -393,7 +393,10 @@ async fn read_inputs(plan: &Plan, shared: &Shared, reporter: &Reporter) -> Resul
         target: plan.build.target.as_deref(),
         platform: plan.platforms.first(),
     };
-    let inputs = input_digest(&context_digest, &recipe, &bases);
+    let inputs = DecidedInputs {
+        digest: input_digest(&context_digest, &recipe, &bases),
+        context: context_digest,
+    };
     Ok(Read {
         context,
         inputs: Some(inputs),
@@ -526,7 +529,10 @@ async fn look_up(
         }
         Some(Checked::Ready(access)) => access,
     };
-    let (inputs, unknown) = (read.inputs.as_ref(), read.unknown.clone());
+    let (inputs, unknown) = (
+        read.inputs.as_ref().map(|d| &d.digest),
+        read.unknown.clone(),
+    );
     let Some(inputs) = inputs else {
         let why = format!(
             "an input cannot be identified, so nothing can stand for this build ({})",
@@ -634,7 +640,7 @@ async fn act(
             let reused = Reused {
                 same: &same,
                 access: &access,
-                inputs: inputs.as_ref(),
+                inputs: inputs.as_ref().map(|d| &d.digest),
             };
             reuse(plan, &session, reused, summary, reporter).await?;
             result.reused_from = Some(same.from);
@@ -765,7 +771,7 @@ async fn reuse(
 struct Build<'a> {
     session: &'a Session,
     access: Option<RegistryAccess>,
-    inputs: Option<InputDigest>,
+    inputs: Option<DecidedInputs>,
     bases: &'a [BaseImage],
     context: BuildContext,
 }
@@ -806,7 +812,7 @@ async fn build_and_publish(
         .map_or(Credentials::Anonymous, |a| a.credentials.clone());
     build::pull_stale_bases(docker, bases, &session.registry, &credentials, reporter).await?;
     let cache_from = pull_cache_sources(plan, session, docker, access.as_ref(), reporter).await?;
-    let setup = super::build_setup(plan, session, cache_from, inputs.clone());
+    let setup = super::build_setup(plan, session, cache_from, inputs);
     reporter.step(format!(
         "building {}",
         session.name.reference(plan.publish.sha_tag())
@@ -824,8 +830,8 @@ async fn build_and_publish(
     if plan.publish.verify {
         verify_pushed(plan, session, &access, &image, &pushed, summary, reporter).await?;
     }
-    if let Some(inputs) = inputs {
-        remember_inputs(plan, session, &access, &inputs, reporter).await;
+    if let Some(inputs) = image.inputs() {
+        remember_inputs(plan, session, &access, inputs, reporter).await;
     }
     Ok(())
 }

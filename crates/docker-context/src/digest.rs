@@ -57,6 +57,40 @@ impl TarDigest {
     }
 }
 
+/// A writer that also digests what passes through it, as [`TarDigest`] does: the digest of exactly
+/// the tar that was sent.
+pub(crate) struct Tee<W> {
+    inner: W,
+    digest: Option<TarDigest>,
+}
+
+impl<W: Write> Tee<W> {
+    pub(crate) fn new(inner: W, digest: bool) -> Self {
+        Tee {
+            inner,
+            digest: digest.then(TarDigest::new),
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> (W, Option<[u8; 32]>) {
+        (self.inner, self.digest.map(TarDigest::finish))
+    }
+}
+
+impl<W: Write> Write for Tee<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let written = self.inner.write(data)?;
+        if let Some(digest) = &mut self.digest {
+            digest.write_all(&data[..written])?;
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// The size field of a header: octal digits, or base-256 when the top bit is set (GNU, for
 /// sizes of 8 GiB and more).
 fn entry_size(header: &[u8; BLOCK]) -> u64 {

@@ -364,6 +364,22 @@ impl BuildContext {
         self,
         gzip: bool,
     ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-        tar_stream::spawn(self.plan, gzip, self.bytes_produced)
+        tar_stream::spawn(self.plan, gzip, self.bytes_produced, None)
+    }
+
+    /// As [`into_tar_stream`](Self::into_tar_stream), and the [`content_digest`](Self::content_digest)
+    /// of exactly the tar the stream carried, once all of it was produced (the receiver fails when the
+    /// stream ended in an error). A file changed between an earlier `content_digest` and the upload
+    /// shows as a different digest.
+    pub fn into_tar_stream_with_digest(
+        self,
+        gzip: bool,
+    ) -> (
+        impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+        tokio::sync::oneshot::Receiver<[u8; 32]>,
+    ) {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let stream = tar_stream::spawn(self.plan, gzip, self.bytes_produced, Some(sender));
+        (stream, receiver)
     }
 }

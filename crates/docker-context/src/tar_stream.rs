@@ -21,6 +21,7 @@ use futures_util::Stream;
 use tar::{Builder, EntryType, Header};
 use tokio::sync::mpsc;
 
+use super::digest::Tee;
 use super::entries::EntryList;
 use super::selection::Selection;
 use super::{ContextError, Entry, EntryKind, ExternalDockerfile};
@@ -69,12 +70,13 @@ pub(crate) fn spawn(
     plan: TarPlan,
     gzip: bool,
     produced: Arc<AtomicU64>,
+    digest: Option<tokio::sync::oneshot::Sender<[u8; 32]>>,
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let (sender, receiver) = mpsc::channel(CHANNEL_DEPTH);
     let sink = ChannelSink::new(sender.clone(), produced);
     let job = move || {
         let discard = Arc::clone(&sink.discard);
-        let outcome = catch_unwind(AssertUnwindSafe(|| produce(&plan, gzip, sink)));
+        let outcome = catch_unwind(AssertUnwindSafe(|| produce(&plan, gzip, sink, digest)));
         let failure = match outcome {
             Ok(Ok(())) => return,
             Ok(Err(err)) => err,
@@ -94,13 +96,32 @@ pub(crate) fn spawn(
     })
 }
 
-fn produce(plan: &TarPlan, gzip: bool, sink: ChannelSink) -> io::Result<()> {
+fn produce(
+    plan: &TarPlan,
+    gzip: bool,
+    sink: ChannelSink,
+    digest: Option<tokio::sync::oneshot::Sender<[u8; 32]>>,
+) -> io::Result<()> {
     let discard = Arc::clone(&sink.discard);
+    // The digest is of the tar itself, before any compression.
+    let wants_digest = digest.is_some();
+    let send_digest = |tee_digest: Option<[u8; 32]>| {
+        if let (Some(sender), Some(value)) = (digest, tee_digest) {
+            // Nobody waiting is fine: the caller did not need it after all.
+            let _ = sender.send(value);
+        }
+    };
     let sink = if gzip {
         let encoder = GzEncoder::new(sink, Compression::fast());
-        write_archive_or_discard(plan, encoder, &discard)?.finish()?
+        let tee = Tee::new(encoder, wants_digest);
+        let (encoder, sent) = write_archive_or_discard(plan, tee, &discard)?.into_parts();
+        send_digest(sent);
+        encoder.finish()?
     } else {
-        write_archive_or_discard(plan, sink, &discard)?
+        let tee = Tee::new(sink, wants_digest);
+        let (sink, sent) = write_archive_or_discard(plan, tee, &discard)?.into_parts();
+        send_digest(sent);
+        sink
     };
     sink.finish()
 }

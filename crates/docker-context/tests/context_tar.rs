@@ -528,3 +528,47 @@ fn dropping_the_stream_stops_the_writer() {
         "only a bounded amount was produced: {after_drop}"
     );
 }
+
+/// Stream the context and return what was sent, with the digest the stream reports for it.
+fn stream_with_digest(context: BuildContext, gzip: bool) -> (Vec<u8>, [u8; 32]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let (stream, digest) = context.into_tar_stream_with_digest(gzip);
+        let mut stream = Box::pin(stream);
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            out.extend_from_slice(&chunk.unwrap());
+        }
+        (
+            out,
+            digest.await.expect("a whole archive reports its digest"),
+        )
+    })
+}
+
+#[test]
+fn the_streamed_digest_is_the_content_digest_of_what_was_sent() {
+    let tree = Tree::new();
+    tree.file("a.txt", "one");
+    tree.file("dir/b.txt", "two");
+    let before = tree.scan().content_digest().unwrap();
+    for gzip in [false, true] {
+        let (bytes, streamed) = stream_with_digest(tree.scan(), gzip);
+        assert!(!bytes.is_empty());
+        assert_eq!(streamed, before, "gzip {gzip}");
+    }
+    // Touched, not changed: the same digest. Changed between the digest and the upload: another one.
+    let when = SystemTime::now() + Duration::from_secs(60);
+    fs::File::options()
+        .write(true)
+        .open(tree.path("a.txt"))
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    assert_eq!(stream_with_digest(tree.scan(), false).1, before);
+    let scanned = tree.scan();
+    tree.file("a.txt", "uno");
+    assert_ne!(stream_with_digest(scanned, false).1, before);
+}
