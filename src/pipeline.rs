@@ -90,8 +90,8 @@ pub async fn run(plan: Plan, reporter: &Reporter) -> Result<Summary> {
                 verify_pushed(
                     &plan,
                     &session,
-                    &access,
-                    &image,
+                    &access.api,
+                    &expected_of(&image),
                     &pushed,
                     &mut summary,
                     reporter,
@@ -536,12 +536,20 @@ async fn push_with(
     push::push(&daemon, &target, image, &plan.publish, reporter).await
 }
 
+/// What verification expects of a built image in the registry: its name and every tag.
+fn expected_of(image: &BuiltImage) -> verify::Expected<'_> {
+    verify::Expected {
+        name: image.published(),
+        tags: image.tags(),
+    }
+}
+
 /// Read every pushed tag back from the registry.
 async fn verify_pushed(
     plan: &Plan,
     session: &Session,
-    access: &RegistryAccess,
-    image: &BuiltImage,
+    api: &RegistryApi,
+    expected: &verify::Expected<'_>,
     pushed: &PushedImage,
     summary: &mut Summary,
     reporter: &Reporter,
@@ -550,13 +558,9 @@ async fn verify_pushed(
     let latest_settled = plan.publish.latest == LatestMode::Auto;
     let policy = &plan.publish.retry;
     let history = &session.history;
-    let expected = verify::Expected {
-        name: image.published(),
-        tags: image.tags(),
-    };
     verify::verify(
-        &access.api,
-        &expected,
+        api,
+        expected,
         pushed,
         history,
         latest_settled,

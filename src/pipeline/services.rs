@@ -12,7 +12,6 @@ use tokio::sync::Semaphore;
 
 use crate::auth::Credentials;
 use crate::build::{self, provenance_labels};
-use crate::cli::LatestMode;
 use crate::context::{context_needs, images_read, BuildContext, ContextNeeds};
 use crate::daemon;
 use crate::error::{Error, Result};
@@ -742,23 +741,11 @@ async fn reuse(
         pushed.digest
     ));
     if plan.publish.verify {
-        let phase = Instant::now();
         let expected = verify::Expected {
             name,
             tags: &plan.publish.tags,
         };
-        let settled = plan.publish.latest == LatestMode::Auto;
-        verify::verify(
-            api,
-            &expected,
-            &pushed,
-            &session.history,
-            settled,
-            policy,
-            reporter,
-        )
-        .await?;
-        summary.timings.verify_secs = secs(phase.elapsed());
+        verify_pushed(plan, session, api, &expected, &pushed, summary, reporter).await?;
     }
     summary.digest = Some(pushed.digest.clone());
     summary.latest = Some(pushed.latest.describe());
@@ -828,7 +815,17 @@ async fn build_and_publish(
     let (pushed, access) =
         publish(plan, session, docker, &image, access, summary, reporter).await?;
     if plan.publish.verify {
-        verify_pushed(plan, session, &access, &image, &pushed, summary, reporter).await?;
+        let expected = super::expected_of(&image);
+        verify_pushed(
+            plan,
+            session,
+            &access.api,
+            &expected,
+            &pushed,
+            summary,
+            reporter,
+        )
+        .await?;
     }
     if let Some(inputs) = image.inputs() {
         remember_inputs(plan, session, &access, inputs, reporter).await;

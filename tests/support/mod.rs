@@ -555,6 +555,22 @@ pub fn git_in(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Commit what is staged in `dir` (an empty commit too), authored and committed at minute `minute`
+/// of 2026-01-01, so commit times order the commits; the new SHA.
+pub fn commit_at_minute(dir: &Path, minute: usize, message: &str) -> String {
+    let date = format!("2026-01-01T00:{minute:02}:00Z");
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["commit", "-q", "--allow-empty", "-m", message])
+        .args(["--date", &date])
+        .env("GIT_COMMITTER_DATE", &date)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git commit: {out:?}");
+    git_in(dir, &["rev-parse", "HEAD"])
+}
+
 /// Make `dir` a repository (branch `main`, `.git` left out of the context) with `n` linear commits a
 /// minute apart, each writing its own `file.txt`; the SHAs, oldest first.
 pub fn commit_history(dir: &Path, n: usize) -> Vec<String> {
@@ -568,23 +584,7 @@ pub fn commit_history(dir: &Path, n: usize) -> Vec<String> {
     for i in 0..n {
         std::fs::write(dir.join("file.txt"), format!("commit {i}")).unwrap();
         git(&["add", "."]);
-        let date = format!("2026-01-01T00:{i:02}:00Z");
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args([
-                "commit",
-                "-q",
-                "-m",
-                &format!("commit {i}"),
-                "--date",
-                &date,
-            ])
-            .env("GIT_COMMITTER_DATE", &date)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        shas.push(git(&["rev-parse", "HEAD"]));
+        shas.push(commit_at_minute(dir, i, &format!("commit {i}")));
     }
     shas
 }

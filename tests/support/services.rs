@@ -155,24 +155,7 @@ impl ServiceRepo {
     /// Commit everything, a minute after the previous commit; the new SHA.
     pub fn commit(&mut self, message: &str) -> String {
         git_in(&self.root, &["add", "-A"]);
-        let date = format!("2026-01-01T00:{:02}:00Z", self.shas.len());
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(&self.root)
-            .args([
-                "commit",
-                "-q",
-                "--allow-empty",
-                "-m",
-                message,
-                "--date",
-                &date,
-            ])
-            .env("GIT_COMMITTER_DATE", &date)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git commit: {out:?}");
-        let sha = git_in(&self.root, &["rev-parse", "HEAD"]);
+        let sha = commit_at_minute(&self.root, self.shas.len(), message);
         self.shas.push(sha.clone());
         self.current = sha.clone();
         sha
